@@ -1,0 +1,90 @@
+"""``roost``: serve, token. Flags override ``ROOST_*`` environment variables, which override defaults."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .auth import TokenAuthority, load_or_create_secret
+from .config import Settings
+
+__all__ = ["main"]
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"ROOST_{name}", default)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roost", description="A chat server that never loses a message.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a server node (embedded SQLite + in-process bus by default)")
+    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080))
+    serve.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
+    serve.add_argument("--store", default=_env("STORE"), help="store URL (default: SQLite in --data-dir)")
+    serve.add_argument("--bus", default=_env("BUS"), help="bus URL (default: in-process)")
+    serve.add_argument("--secret", default=_env("SECRET"), help="HS256 token secret (default: generated)")
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+
+    token = sub.add_parser("token", help="print a token for USER (signed with the data directory's secret)")
+    token.add_argument("user")
+    token.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
+    token.add_argument("--secret", default=_env("SECRET"))
+    token.add_argument("--ttl", type=int, default=7 * 24 * 3600, help="lifetime in seconds")
+    return parser
+
+
+async def _serve(settings: Settings) -> None:
+    from .node import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with serve(settings) as node:
+        logging.getLogger("roost").info(
+            "roost serving on %s (store: %s, bus: %s, data: %s)",
+            node.url,
+            settings.store or "sqlite",
+            settings.bus or "local",
+            settings.data_dir,
+        )
+        print(f"roost: listening on {node.url}", flush=True)
+        await stop.wait()
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        settings = Settings(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            store=args.store,
+            bus=args.bus,
+            secret=args.secret,
+            dev_login=args.secret is None,
+        )
+        _run(_serve(settings))
+    elif args.command == "token":
+        secret = args.secret or load_or_create_secret(Path(args.data_dir))
+        print(TokenAuthority(secret).issue(args.user, ttl_s=args.ttl))
+    else:  # pragma: no cover - argparse rejects it first
+        sys.exit(2)

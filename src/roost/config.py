@@ -1,0 +1,38 @@
+"""Settings and limits, frozen: built once by the CLI (flags, then ``ROOST_*`` environment variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Limits", "Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 16 * 1024
+    max_frame_bytes: int = 64 * 1024
+    max_history_page: int = 500
+    catchup_page: int = 500
+    outbox_frames: int = 4096
+    """Frames queued for one connection before it is closed as a slow consumer (4508)."""
+    outbox_bytes: int = 4 * 1024 * 1024
+    auth_timeout_s: float = 10.0
+    heartbeat_s: float = 20.0
+    head_check_s: float = 10.0
+    """How often each node compares the rooms it follows with the store's head (lost-tail check)."""
+    sends_per_s: float = 200.0
+    send_burst: int = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "./roost-data"
+    store: str | None = None
+    bus: str | None = None
+    secret: str | None = None
+    """HS256 secret for tokens; when None, one is generated in the data directory (development)."""
+    dev_login: bool = True
+    """Allow ``POST /api/login`` with just a name. Insecure: for the embedded default only."""
+    limits: Limits = field(default_factory=Limits)

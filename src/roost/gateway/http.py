@@ -1,0 +1,195 @@
+"""HTTP API: health, development login, rooms, history, multi-room sync and send.
+
+Errors are JSON ``{"error": {"code": 44xx, "reason": "..."}}`` with the HTTP status given by the
+code's last three digits. Every route but ``/healthz``, ``/`` and ``/api/login`` needs
+``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from ..auth import TokenAuthority
+from ..protocol import frames
+from ..protocol.codes import Code
+from ..protocol.errors import AuthError, ProtocolError, RoostError
+from ..protocol.types import Message
+from ..service import ChatService, HistoryResult
+
+__all__ = ["HttpApi"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Login(msgspec.Struct):
+    name: str
+
+
+class _NewRoom(msgspec.Struct):
+    room: str
+
+
+class _NewMessage(msgspec.Struct):
+    cmid: str
+    body: str
+
+
+class _SyncRequest(msgspec.Struct):
+    rooms: dict[str, int]
+    limit: int = 100
+
+
+_json: Final = msgspec.json.Encoder()
+
+
+def _respond(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_json.encode(payload), status=status, content_type="application/json")
+
+
+def error_response(exc: RoostError) -> web.Response:
+    status = int(exc.code) - 4000
+    return _respond({"error": {"code": int(exc.code), "reason": exc.reason}}, status=status)
+
+
+def _history_json(room: str, result: HistoryResult) -> dict[str, Any]:
+    p = result.page.position
+    return {
+        "room": room,
+        "messages": result.page.messages,
+        "has_more": result.has_more,
+        "epoch": p.epoch,
+        "head": p.head,
+        "first": p.first,
+    }
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ProtocolError(f"{name} must be an integer", Code.BAD_FRAME) from None
+
+
+async def _body(request: web.Request, kind: type[Any]) -> Any:
+    raw = await request.read()
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ProtocolError(f"invalid request body: {exc}", Code.BAD_FRAME) from None
+
+
+class HttpApi:
+    def __init__(self, service: ChatService, tokens: TokenAuthority, dev_login: bool) -> None:
+        self.service = service
+        self.tokens = tokens
+        self.dev_login = dev_login
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/healthz", self.healthz),
+            web.post("/api/login", self.login),
+            web.get("/api/rooms", self.list_rooms),
+            web.post("/api/rooms", self.create_room),
+            web.post("/api/rooms/{room}/join", self.join),
+            web.post("/api/rooms/{room}/leave", self.leave),
+            web.get("/api/rooms/{room}/messages", self.history),
+            web.post("/api/rooms/{room}/messages", self.send),
+            web.post("/api/sync", self.sync),
+        ]
+
+    @web.middleware
+    async def errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RoostError as exc:
+            return error_response(exc)
+
+    def user_of(self, request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing bearer token", Code.UNAUTHORIZED)
+        return self.tokens.verify(token.strip())[0]
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _respond({"status": "ok"})
+
+    async def login(self, request: web.Request) -> web.Response:
+        if not self.dev_login:
+            raise AuthError("development login is disabled on this server", Code.FORBIDDEN)
+        body: _Login = await _body(request, _Login)
+        return _respond({"user": body.name, "token": self.tokens.issue(body.name), "insecure": True})
+
+    async def list_rooms(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        mine = await self.service.rooms_of(user)
+        return _respond({"rooms": mine, "public": await self.service.public_rooms()})
+
+    async def create_room(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        body: _NewRoom = await _body(request, _NewRoom)
+        await self.service.create_room(user, body.room)
+        return _respond({"room": body.room}, status=201)
+
+    async def join(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        room = request.match_info["room"]
+        await self.service.join(user, room)
+        return _respond({"room": room})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        room = request.match_info["room"]
+        await self.service.leave(user, room)
+        return _respond({"room": room})
+
+    async def history(self, request: web.Request) -> web.Response:
+        """``after``/``before`` are seqs. ``since_ts`` (ms) is the seed's last_sync_timestamp: approximate."""
+        user = self.user_of(request)
+        room = request.match_info["room"]
+        after = _int_param(request, "after")
+        before = _int_param(request, "before")
+        since_ts = _int_param(request, "since_ts")
+        limit = _int_param(request, "limit") or 50
+        if since_ts is not None:
+            if after is not None or before is not None:
+                raise ProtocolError("since_ts goes alone", Code.BAD_FRAME)
+            after = await self.service.seq_before_time(user, room, since_ts)
+        result = await self.service.history(user, room, after=after, before=before, limit=limit)
+        return _respond(_history_json(room, result))
+
+    async def send(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        room = request.match_info["room"]
+        body: _NewMessage = await _body(request, _NewMessage)
+        appended = await self.service.send(user, room, body.cmid, body.body)
+        message: Message = appended.message
+        payload = {"message": message, "duplicate": appended.duplicate}
+        return _respond(payload, status=200 if appended.duplicate else 201)
+
+    async def sync(self, request: web.Request) -> web.Response:
+        """``{"rooms": {room: cursor}}`` in; each room's backlog after its cursor out, with ``has_more``."""
+        user = self.user_of(request)
+        body: _SyncRequest = await _body(request, _SyncRequest)
+        if len(body.rooms) > 100:
+            raise ProtocolError("at most 100 rooms per sync", Code.TOO_LARGE)
+        out: dict[str, Any] = {}
+        for room, cursor in body.rooms.items():
+            try:
+                result = await self.service.history(user, room, after=cursor, limit=body.limit)
+            except RoostError as exc:
+                out[room] = {"error": {"code": int(exc.code), "reason": exc.reason}}
+                continue
+            out[room] = _history_json(room, result)
+        return _respond({"rooms": out})
+
+
+def frame_error(exc: RoostError) -> bytes:
+    return frames.encode(frames.Error(code=int(exc.code), reason=exc.reason))

@@ -1,0 +1,363 @@
+"""Session: one authenticated connection. It runs one RoomSync per followed room and one writer.
+
+* Frames from the client are handled as tasks, at most ``MAX_IN_FLIGHT`` at a time, started in
+  arrival order: sends from one connection reach the store in the order they were sent, and many in
+  flight let group commit batch them.
+* Everything for the client goes through ``_push`` into one bounded outbox; a writer task packs what
+  is queued into one WebSocket frame (objects separated by ``\\n``). A client that lets the outbox
+  overflow is closed with 4508 (slow consumer) and repairs from the store when it comes back.
+* Live messages arrive from the hub as already-encoded bytes and are forwarded unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any, Final, Protocol
+
+from ..config import Limits
+from ..hub import Hub, Wire
+from ..protocol import frames
+from ..protocol.codes import Code
+from ..protocol.errors import ProtocolError, RateLimited, RoostError
+from ..protocol.sync import Accepted, CaughtUp, Deliver, Fetch, Resync, RoomSync
+from ..protocol.types import Position
+from ..service import ChatService
+
+__all__ = ["Session", "Transport"]
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT: Final = 64
+
+
+class Transport(Protocol):
+    async def send(self, data: bytes) -> None:
+        """Send one text frame (already UTF-8 JSON)."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0.0 if a token was taken, else the seconds until one is available."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class _Follow:
+    """One followed room: its sync machine, the subscribe request's id, and its fetch task."""
+
+    __slots__ = ("fetching", "ref", "sync")
+
+    def __init__(self, sync: RoomSync[Wire], ref: str | None) -> None:
+        self.sync = sync
+        self.ref = ref
+        self.fetching: asyncio.Task[None] | None = None
+
+
+class Session:
+    def __init__(
+        self,
+        service: ChatService,
+        hub: Hub,
+        transport: Transport,
+        limits: Limits,
+        user: str,
+        session_id: str,
+    ) -> None:
+        self.service = service
+        self.hub = hub
+        self.transport = transport
+        self.limits = limits
+        self.user = user
+        self.session_id = session_id
+        self.closed = False
+        self.close_code: int | None = None
+        self._follows: dict[str, _Follow] = {}
+        self._outbox: deque[bytes] = deque()
+        self._outbox_bytes = 0
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._writer = asyncio.create_task(self._write_loop(), name=f"roost-writer-{session_id}")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._last_control: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._bucket = TokenBucket(limits.sends_per_s, limits.send_burst)
+
+    # ---- input ------------------------------------------------------------------------------
+
+    async def receive(self, data: str | bytes) -> None:
+        """Handle one client frame. Returns when the frame's task has started (backpressure)."""
+        if len(data) > self.limits.max_frame_bytes:
+            self._error(ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE))
+            return
+        try:
+            frame = frames.decode_client(data)
+        except ProtocolError as exc:
+            self._error(exc)
+            return
+        await self._slots.acquire()
+        # Sends (and pings) pipeline behind the last control frame; a control frame waits for
+        # everything before it. The client's program order holds where it matters.
+        if isinstance(frame, frames.Send | frames.Ping | frames.Typing):
+            before = [self._last_control] if self._last_control is not None else []
+            task = asyncio.create_task(self._handle(frame, before))
+        else:
+            task = asyncio.create_task(self._handle(frame, list(self._tasks)))
+            self._last_control = task
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    async def receive_invalid(self, reason: str) -> None:
+        self._error(ProtocolError(reason, Code.BAD_FRAME))
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._last_control is task:
+            self._last_control = None
+        self._slots.release()
+
+    async def _handle(self, frame: frames.ClientFrame, before: list[asyncio.Task[None]]) -> None:
+        ref = getattr(frame, "id", None)
+        room = getattr(frame, "room", None)
+        if before:
+            await asyncio.wait(before)
+        try:
+            await self._dispatch(frame)
+        except RoostError as exc:
+            self._error(exc, ref=ref, room=room)
+        except Exception:
+            log.exception("internal error handling %s", type(frame).__name__)
+            self._error(RoostError("internal error", Code.INTERNAL), ref=ref, room=room)
+
+    async def _dispatch(self, frame: frames.ClientFrame) -> None:
+        user = self.user
+        match frame:
+            case frames.Send(room=room, cmid=cmid, body=body, id=ref):
+                wait = self._bucket.take()
+                if wait:
+                    raise RateLimited(f"over {self.limits.sends_per_s:g} sends per second", wait)
+                appended = await self.service.send(user, room, cmid, body)
+                m = appended.message
+                self._push(frames.encode(frames.Ack(ref, room, cmid, m.seq, m.ts, appended.duplicate)))
+            case frames.Subscribe(room=room, after=after, epoch=epoch, id=ref):
+                await self._subscribe(room, after, epoch, ref)
+            case frames.Unsubscribe(room=room, id=ref):
+                await self._unfollow(room)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.History(room=room, after=after, before=before, limit=limit, id=ref):
+                result = await self.service.history(user, room, after=after, before=before, limit=limit)
+                p = result.page.position
+                reply = frames.HistoryPage(
+                    ref, room, result.page.messages, result.has_more, p.epoch, p.head, p.first
+                )
+                self._push(frames.encode(reply))
+            case frames.Create(room=room, id=ref):
+                await self.service.create_room(user, room)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.Join(room=room, id=ref):
+                await self.service.join(user, room)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.Leave(room=room, id=ref):
+                await self._unfollow(room)
+                await self.service.leave(user, room)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.Typing(room=room):
+                await self.service.typing(user, room)
+            case frames.Ping(id=ref):
+                self._push(frames.encode(frames.Pong(ref)))
+            case frames.Auth():
+                raise ProtocolError("already authenticated", Code.BAD_FRAME)
+
+    # ---- following rooms --------------------------------------------------------------------
+
+    async def _subscribe(self, room: str, after: int | None, epoch: str | None, ref: str | None) -> None:
+        await self.service.check_member(self.user, room)
+        if after is not None and after < 0:
+            raise ProtocolError("after must be >= 0", Code.BAD_FRAME)
+        await self._unfollow(room)
+        if after is None:
+            position = await self.service.store.position(room)
+            after, epoch = position.head, position.epoch
+        sync: RoomSync[Wire] = RoomSync(after, epoch, page_limit=self.limits.catchup_page)
+        follow = _Follow(sync, ref)
+        self._follows[room] = follow
+        sync.start()  # buffers live messages from here on; the Fetch runs once the bus confirms
+        try:
+            await self.hub.attach(room, self)
+        except BaseException:
+            self._follows.pop(room, None)
+            raise
+        if self._follows.get(room) is follow:
+            self._run(room, follow)
+
+    async def _unfollow(self, room: str) -> None:
+        follow = self._follows.pop(room, None)
+        if follow is None:
+            return
+        follow.sync.close()
+        if follow.fetching is not None:
+            follow.fetching.cancel()
+        await self.hub.detach(room, self)
+
+    def _run(self, room: str, follow: _Follow) -> None:
+        """Carry out what the room's sync machine asks for."""
+        for action in follow.sync.take_actions():
+            if isinstance(action, Deliver):
+                for wire in action.items:
+                    self._push(wire.data)
+            elif isinstance(action, Fetch):
+                follow.fetching = asyncio.create_task(self._fetch(room, follow, action))
+            elif isinstance(action, Accepted):
+                p = action.position
+                self._push(frames.encode(frames.Subscribed(follow.ref, room, p.epoch, p.head)))
+            elif isinstance(action, CaughtUp):
+                self._push(frames.encode(frames.Live(room, action.seq)))
+            elif isinstance(action, Resync):
+                self._follows.pop(room, None)
+                follow.sync.close()
+                self._spawn(self.hub.detach(room, self))
+                error = _resync_error(action, room, follow.ref)
+                self._push(frames.encode(error))
+
+    async def _fetch(self, room: str, follow: _Follow, fetch: Fetch) -> None:
+        delay = 0.05
+        while True:
+            # Catch-up is paced by the client: the next page is read only when the last one is sent.
+            await self._drained.wait()
+            if follow.sync.state.value in ("resync", "closed"):
+                return
+            try:
+                page = await self.service.store.read(room, fetch.after, fetch.limit)
+            except RoostError as exc:
+                log.warning("catch-up read of %s failed: %s", room, exc.reason)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            wires = [Wire(m.seq, frames.encode(m)) for m in page.messages]
+            follow.fetching = None
+            follow.sync.page(wires, page.position)
+            self._run(room, follow)
+            return
+
+    # ---- hub listener -----------------------------------------------------------------------
+
+    def on_message(self, room: str, wire: Wire) -> None:
+        follow = self._follows.get(room)
+        if follow is None:
+            return
+        if follow.sync.live(wire):
+            self._push(wire.data)
+        elif follow.fetching is None:
+            self._run(room, follow)
+
+    def on_ephemeral(self, room: str, data: bytes) -> None:
+        if room in self._follows:
+            self._push(data)
+
+    def on_dropped(self, room: str) -> None:
+        follow = self._follows.get(room)
+        if follow is not None:
+            follow.sync.dropped(1)
+            if follow.fetching is None:
+                self._run(room, follow)
+
+    def on_head(self, room: str, position: Position) -> None:
+        follow = self._follows.get(room)
+        if follow is not None and follow.fetching is None:
+            follow.sync.head_seen(position)
+            self._run(room, follow)
+
+    # ---- output -----------------------------------------------------------------------------
+
+    def _push(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
+        self._drained.clear()
+        self._wake.set()
+        if len(self._outbox) > self.limits.outbox_frames or self._outbox_bytes > self.limits.outbox_bytes:
+            self._spawn(self.close(Code.SLOW_CONSUMER, "slow consumer: outgoing queue is full"))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _error(self, exc: RoostError, *, ref: str | None = None, room: str | None = None) -> None:
+        retry = exc.retry_after_s if isinstance(exc, RateLimited) else None
+        error = frames.Error(code=int(exc.code), reason=exc.reason, ref=ref, room=room, retry_after_s=retry)
+        self._push(frames.encode(error))
+
+    async def _write_loop(self) -> None:
+        outbox = self._outbox
+        try:
+            while True:
+                if not outbox:
+                    self._drained.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                if len(outbox) == 1:
+                    data = outbox.popleft()
+                    self._outbox_bytes -= len(data)
+                else:
+                    batch = [outbox.popleft() for _ in range(min(len(outbox), 256))]
+                    self._outbox_bytes -= sum(map(len, batch))
+                    data = b"\n".join(batch)
+                await self.transport.send(data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("writer of %s stopped: %s", self.session_id, exc)
+            await self.close(Code.GOING_AWAY, "write failed")
+
+    # ---- closing ----------------------------------------------------------------------------
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        try:
+            await self.transport.close(code, reason)
+        except Exception as exc:
+            log.debug("close of %s failed: %s", self.session_id, exc)
+        await self.release()
+
+    async def release(self) -> None:
+        """Stop everything this session runs; safe to call more than once."""
+        self.closed = True
+        self._writer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        for room in list(self._follows):
+            await self._unfollow(room)
+        self._drained.set()
+
+
+def _resync_error(action: Resync, room: str, ref: str | None) -> frames.Error:
+    if action.position is None:
+        return frames.Error(code=int(action.code), reason=action.reason, ref=ref, room=room)
+    return frames.position_error(action.code, action.reason, room, action.position, ref)

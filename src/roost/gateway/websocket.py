@@ -1,0 +1,105 @@
+"""The WebSocket endpoint ``/ws``: authenticate, then feed frames to a Session. Nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+
+from aiohttp import WSMsgType, web
+
+from ..auth import TokenAuthority
+from ..config import Limits
+from ..hub import Hub
+from ..protocol import frames
+from ..protocol.codes import Code
+from ..protocol.errors import AuthError, ProtocolError, RoostError
+from ..service import ChatService
+from .session import Session
+
+__all__ = ["WebSocketEndpoint"]
+
+log = logging.getLogger(__name__)
+
+
+class _AiohttpTransport:
+    __slots__ = ("ws",)
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send_frame(data, WSMsgType.TEXT)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code=code, message=reason.encode()[:120])
+
+
+class WebSocketEndpoint:
+    def __init__(self, service: ChatService, hub: Hub, tokens: TokenAuthority, limits: Limits) -> None:
+        self.service = service
+        self.hub = hub
+        self.tokens = tokens
+        self.limits = limits
+        self.sessions: set[Session] = set()
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(
+            heartbeat=self.limits.heartbeat_s,
+            max_msg_size=self.limits.max_frame_bytes * 4,
+            compress=False,
+        )
+        await ws.prepare(request)
+        transport = _AiohttpTransport(ws)
+        try:
+            user, expires_at = await self._authenticate(ws, request)
+        except RoostError as exc:
+            await ws.send_frame(frames.encode(frames.Error(code=int(exc.code), reason=exc.reason)), WSMsgType.TEXT)
+            await ws.close(code=int(exc.code), message=exc.reason.encode()[:120])
+            return ws
+        session = Session(self.service, self.hub, transport, self.limits, user, secrets.token_hex(8))
+        self.sessions.add(session)
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, expires_at - time.time()),
+            lambda: asyncio.ensure_future(session.close(Code.UNAUTHORIZED, "token expired")),
+        )
+        welcome = frames.Welcome(user, session.session_id, self.limits.max_body_bytes, self.limits.max_frame_bytes)
+        await ws.send_frame(frames.encode(welcome), WSMsgType.TEXT)
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await session.receive(msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    await session.receive_invalid("binary frames are not supported; send JSON text frames")
+                else:
+                    break
+        finally:
+            expiry.cancel()
+            self.sessions.discard(session)
+            await session.release()
+        return ws
+
+    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[str, float]:
+        token = request.query.get("token")
+        if token:
+            user, exp = self.tokens.verify(token)
+            return user, exp
+        try:
+            msg = await ws.receive(timeout=self.limits.auth_timeout_s)
+        except TimeoutError:
+            raise AuthError("no auth frame in time", Code.AUTH_TIMEOUT) from None
+        if msg.type is not WSMsgType.TEXT:
+            raise AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED)
+        try:
+            frame = frames.decode_client(msg.data)
+        except ProtocolError as exc:
+            raise AuthError(f"the first frame must be an auth frame ({exc.reason})", Code.UNAUTHORIZED) from None
+        if not isinstance(frame, frames.Auth):
+            raise AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED)
+        user, exp = self.tokens.verify(frame.token)
+        return user, exp
+
+    async def aclose(self) -> None:
+        for session in list(self.sessions):
+            await session.close(Code.GOING_AWAY, "server shutting down")

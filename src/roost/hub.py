@@ -1,0 +1,153 @@
+"""Hub: node-local fan-out. One bus subscription per room per node feeds every local listener.
+
+The hub decodes each bus payload once (just its type, room and seq) and hands the *same bytes* to
+every listener, which forwards them unchanged: encode once, never await per socket.
+
+It also keeps the node honest about the bus, which is only an accelerator:
+
+* when the bus reports a reset (it may have lost messages), every listener is told ``dropped``;
+* every ``head_check_s`` it reads each followed room's position from the store and passes it to the
+  listeners (``head_seen``), which repairs a lost tail that no later message would reveal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final, Protocol
+
+import msgspec
+
+from .ports import Bus, Store, Subscription
+from .protocol.errors import RoostError
+from .protocol.types import Position
+
+__all__ = ["Hub", "Listener", "Wire"]
+
+log = logging.getLogger(__name__)
+
+
+class Wire(msgspec.Struct, frozen=True, array_like=True):
+    """A message as it travels inside a node: its seq and its encoded ``msg`` frame."""
+
+    seq: int
+    data: bytes
+
+
+class _Envelope(msgspec.Struct):
+    type: str
+    room: str = ""
+    seq: int = 0
+
+
+_envelope: Final = msgspec.json.Decoder(_Envelope)
+
+
+class Listener(Protocol):
+    def on_message(self, room: str, wire: Wire) -> None: ...
+
+    def on_ephemeral(self, room: str, data: bytes) -> None: ...
+
+    def on_dropped(self, room: str) -> None: ...
+
+    def on_head(self, room: str, position: Position) -> None: ...
+
+
+class _Room:
+    __slots__ = ("listeners", "ready", "subscription")
+
+    def __init__(self) -> None:
+        self.listeners: set[Listener] = set()
+        self.subscription: Subscription | None = None
+        self.ready = asyncio.Event()
+
+
+class Hub:
+    def __init__(self, bus: Bus, store: Store, head_check_s: float = 10.0) -> None:
+        self.bus = bus
+        self.store = store
+        self.head_check_s = head_check_s
+        self._rooms: dict[str, _Room] = {}
+        self._checker: asyncio.Task[None] | None = None
+        bus.on_reset(self._on_reset)
+
+    async def start(self) -> None:
+        if self.head_check_s > 0:
+            self._checker = asyncio.create_task(self._check_heads(), name="roost-head-check")
+
+    async def aclose(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            await asyncio.gather(self._checker, return_exceptions=True)
+        rooms, self._rooms = self._rooms, {}
+        for entry in rooms.values():
+            if entry.subscription is not None:
+                await entry.subscription.aclose()
+
+    async def attach(self, room: str, listener: Listener) -> None:
+        """Return once the room's bus subscription is confirmed; from then on ``listener`` gets it all."""
+        entry = self._rooms.get(room)
+        if entry is None:
+            entry = self._rooms[room] = _Room()
+            entry.listeners.add(listener)
+            try:
+                entry.subscription = await self.bus.subscribe(room, lambda data: self._on_payload(room, data))
+            except BaseException:
+                if self._rooms.get(room) is entry:
+                    del self._rooms[room]
+                entry.ready.set()
+                raise
+            entry.ready.set()
+            return
+        entry.listeners.add(listener)
+        await entry.ready.wait()
+        if entry.subscription is None:
+            entry.listeners.discard(listener)
+            await self.attach(room, listener)
+
+    async def detach(self, room: str, listener: Listener) -> None:
+        entry = self._rooms.get(room)
+        if entry is None:
+            return
+        entry.listeners.discard(listener)
+        if not entry.listeners and entry.ready.is_set():
+            del self._rooms[room]
+            if entry.subscription is not None:
+                await entry.subscription.aclose()
+
+    def _on_payload(self, room: str, data: bytes) -> None:
+        entry = self._rooms.get(room)
+        if entry is None:
+            return
+        try:
+            head = _envelope.decode(data)
+        except msgspec.MsgspecError:
+            log.warning("dropping undecodable bus payload in room %s", room)
+            return
+        if head.type == "msg":
+            wire = Wire(head.seq, data)
+            for listener in tuple(entry.listeners):
+                listener.on_message(room, wire)
+        else:
+            for listener in tuple(entry.listeners):
+                listener.on_ephemeral(room, data)
+
+    def _on_reset(self) -> None:
+        for room, entry in list(self._rooms.items()):
+            for listener in tuple(entry.listeners):
+                listener.on_dropped(room)
+
+    async def _check_heads(self) -> None:
+        while True:
+            await asyncio.sleep(self.head_check_s)
+            for room in list(self._rooms):
+                try:
+                    position = await self.store.position(room)
+                except RoostError as exc:
+                    log.warning("head check of %s failed: %s", room, exc.reason)
+                    continue
+                entry = self._rooms.get(room)
+                if entry is None:
+                    continue
+                for listener in tuple(entry.listeners):
+                    listener.on_head(room, position)

@@ -1,0 +1,79 @@
+"""The composition root: build store, bus, service, hub and gateway from Settings, and run them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from .auth import TokenAuthority, load_or_create_secret
+from .backends import Backends, open_backends
+from .config import Settings
+from .gateway.http import HttpApi
+from .gateway.websocket import WebSocketEndpoint
+from .hub import Hub
+from .service import ChatService
+
+__all__ = ["Node", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Node:
+    settings: Settings
+    backends: Backends
+    service: ChatService
+    hub: Hub
+    tokens: TokenAuthority
+    websocket: WebSocketEndpoint
+    runner: web.AppRunner
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.settings.host}:{self.port}/ws"
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    text = resources.files("roost.web").joinpath("index.html").read_text()
+    return web.Response(text=text, content_type="text/html")
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Node]:
+    """Run a node until the block exits. ``port=0`` picks a free port (see ``node.port``)."""
+    limits = settings.limits
+    backends = await open_backends(settings.store, settings.bus, settings.data_dir)
+    secret = settings.secret or load_or_create_secret(Path(settings.data_dir))
+    tokens = TokenAuthority(secret)
+    service = ChatService(backends.store, backends.directory, backends.bus, limits)
+    hub = Hub(backends.bus, backends.store, head_check_s=limits.head_check_s)
+    await hub.start()
+    websocket = WebSocketEndpoint(service, hub, tokens, limits)
+    api = HttpApi(service, tokens, settings.dev_login)
+    app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
+    app.add_routes(api.routes())
+    app.add_routes([web.get("/ws", websocket.handle), web.get("/", _index)])
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    port = int(runner.addresses[0][1]) if settings.port == 0 else settings.port
+    node = Node(settings, backends, service, hub, tokens, websocket, runner, port)
+    try:
+        yield node
+    finally:
+        await websocket.aclose()
+        await runner.cleanup()
+        await hub.aclose()
+        await backends.aclose()

@@ -1,0 +1,91 @@
+"""The ports the service is written against. Every backend implements them; nothing else may vary.
+
+Contracts (each is a test in the conformance suite, tests/backends/):
+
+Store
+  * ``append`` assigns the room's next dense seq (1, 2, 3, ...) atomically with the durable write, and
+    returns only after the backend's documented durability point. It is idempotent on
+    ``(room, sender, cmid)`` forever: a retry returns the original message with ``duplicate=True``;
+    the same key with another body raises ``Conflict``. An unknown room raises ``NotFound``; a
+    backend failure raises ``Unavailable`` and stores nothing.
+  * ``read(room, after, limit)``: messages with ``seq > after``, ascending, without holes, at most
+    ``limit``, and the room's ``Position`` read in the same snapshot.
+  * ``read_before(room, before, limit)``: the newest ``limit`` messages with ``seq < before``, ascending.
+  * The epoch changes if and only if the room's history was lost or recreated.
+
+Directory
+  * Rooms and their members. Membership is checked by the service on every read and write.
+
+Bus
+  * ``publish`` is at-most-once; no subscribers is not an error.
+  * ``subscribe`` returns only once the broker has confirmed the subscription, so a publish made
+    after it returns is delivered (subscribe-then-read depends on this).
+  * ``on_reset`` callbacks run when the bus may have lost messages (a reconnect): subscribers then
+    repair from the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+
+from .protocol.types import Draft, Message, Page, Position
+
+__all__ = ["Appended", "Bus", "Directory", "Store", "Subscription"]
+
+
+class Appended(msgspec.Struct, frozen=True):
+    message: Message
+    duplicate: bool
+
+
+class Store(Protocol):
+    async def append(self, draft: Draft) -> Appended: ...
+
+    async def read(self, room: str, after: int, limit: int) -> Page: ...
+
+    async def read_before(self, room: str, before: int, limit: int) -> Page: ...
+
+    async def position(self, room: str) -> Position: ...
+
+    async def seq_before_time(self, room: str, ts_ms: int) -> int:
+        """The highest seq stored before ``ts_ms`` (approximate: clocks of nodes differ)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Directory(Protocol):
+    async def create_room(self, room: str, owner: str) -> bool:
+        """Create ``room`` with ``owner`` as its first member; False if it already exists."""
+        ...
+
+    async def room_exists(self, room: str) -> bool: ...
+
+    async def is_member(self, room: str, user: str) -> bool: ...
+
+    async def add_member(self, room: str, user: str) -> bool:
+        """False if ``user`` was a member already."""
+        ...
+
+    async def remove_member(self, room: str, user: str) -> bool: ...
+
+    async def rooms_of(self, user: str) -> list[str]: ...
+
+    async def public_rooms(self) -> list[str]: ...
+
+
+class Subscription(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def publish(self, room: str, payload: bytes) -> None: ...
+
+    async def subscribe(self, room: str, sink: Callable[[bytes], None]) -> Subscription: ...
+
+    def on_reset(self, callback: Callable[[], None]) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,234 @@
+"""Wire frames: JSON objects tagged by ``type``, carried in WebSocket text frames.
+
+Rules:
+
+* A client sends one JSON object per WebSocket frame.
+* A server may pack several JSON objects into one WebSocket frame, separated by ``\\n`` (JSON never
+  contains a raw newline), so a busy connection pays one frame per batch. ``split()`` undoes this.
+* Requests may carry an ``id``; the reply to it carries the same value as ``ref``.
+* ``decode_client()`` never lets a foreign exception out: bad input is a ``ProtocolError`` with a
+  stable code, and nothing else happens.
+"""
+
+from __future__ import annotations
+
+from typing import Final, cast
+
+import msgspec
+
+from .codes import Code
+from .errors import ProtocolError
+from .types import Message, Position
+
+__all__ = [
+    "Ack",
+    "Auth",
+    "ClientFrame",
+    "Create",
+    "Error",
+    "History",
+    "HistoryPage",
+    "Join",
+    "Leave",
+    "Live",
+    "Ok",
+    "Ping",
+    "Pong",
+    "Send",
+    "ServerFrame",
+    "Subscribe",
+    "Subscribed",
+    "Typing",
+    "TypingEvent",
+    "Unsubscribe",
+    "Welcome",
+    "decode_client",
+    "decode_server",
+    "encode",
+    "split",
+]
+
+
+class _Frame(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True):
+    pass
+
+
+# ---- client -> server -------------------------------------------------------------------------
+
+
+class Auth(_Frame, tag="auth", frozen=True):
+    token: str
+    id: str | None = None
+
+
+class Create(_Frame, tag="create", frozen=True):
+    room: str
+    id: str | None = None
+
+
+class Join(_Frame, tag="join", frozen=True):
+    room: str
+    id: str | None = None
+
+
+class Leave(_Frame, tag="leave", frozen=True):
+    room: str
+    id: str | None = None
+
+
+class Subscribe(_Frame, tag="subscribe", frozen=True):
+    """Follow a room from ``after`` (a seq; ``None`` means from the current head) in ``epoch``."""
+
+    room: str
+    after: int | None = None
+    epoch: str | None = None
+    id: str | None = None
+
+
+class Unsubscribe(_Frame, tag="unsubscribe", frozen=True):
+    room: str
+    id: str | None = None
+
+
+class Send(_Frame, tag="send", frozen=True):
+    room: str
+    cmid: str
+    body: str
+    id: str | None = None
+
+
+class History(_Frame, tag="history", frozen=True):
+    """Read a room: ``after`` a seq (ascending) or ``before`` a seq (the newest page below it)."""
+
+    room: str
+    after: int | None = None
+    before: int | None = None
+    limit: int = 50
+    id: str | None = None
+
+
+class Ping(_Frame, tag="ping", frozen=True):
+    id: str | None = None
+
+
+class Typing(_Frame, tag="typing", frozen=True):
+    room: str
+
+
+ClientFrame = Auth | Create | Join | Leave | Subscribe | Unsubscribe | Send | History | Ping | Typing
+
+# ---- server -> client -------------------------------------------------------------------------
+
+
+class Welcome(_Frame, tag="welcome", frozen=True):
+    user: str
+    session: str
+    max_body_bytes: int
+    max_frame_bytes: int
+
+
+class Ok(_Frame, tag="ok", frozen=True):
+    ref: str | None
+    room: str
+
+
+class Subscribed(_Frame, tag="subscribed", frozen=True):
+    """The subscription holds; the backlog after the cursor follows as ``msg`` frames, then ``live``."""
+
+    ref: str | None
+    room: str
+    epoch: str
+    head: int
+
+
+class Live(_Frame, tag="live", frozen=True):
+    """Catch-up is complete up to ``seq``; every later message of the room follows live, in order."""
+
+    room: str
+    seq: int
+
+
+class Ack(_Frame, tag="ack", frozen=True):
+    """The message is durably stored as ``seq``. ``dup`` is true when this answers a retry."""
+
+    ref: str | None
+    room: str
+    cmid: str
+    seq: int
+    ts: int
+    dup: bool = False
+
+
+class HistoryPage(_Frame, tag="history", frozen=True):
+    ref: str | None
+    room: str
+    messages: list[Message]
+    has_more: bool
+    epoch: str
+    head: int
+    first: int
+
+
+class Pong(_Frame, tag="pong", frozen=True):
+    ref: str | None = None
+
+
+class TypingEvent(_Frame, tag="typing", frozen=True):
+    room: str
+    user: str
+
+
+class Error(_Frame, tag="error", frozen=True):
+    code: int
+    reason: str
+    ref: str | None = None
+    room: str | None = None
+    retry_after_s: float | None = None
+    epoch: str | None = None
+    head: int | None = None
+    first: int | None = None
+
+
+ServerFrame = Welcome | Ok | Subscribed | Live | Ack | HistoryPage | Pong | TypingEvent | Error | Message
+
+_client_decoder: Final = msgspec.json.Decoder(ClientFrame)
+_server_decoder: Final = msgspec.json.Decoder(ServerFrame)
+_encoder: Final = msgspec.json.Encoder()
+
+encode: Final = _encoder.encode
+"""Encode any frame (or Message) to JSON bytes."""
+
+
+def decode_client(data: bytes | str) -> ClientFrame:
+    """Decode one client frame, or raise ``ProtocolError(BAD_FRAME)`` saying what is wrong."""
+    try:
+        return cast(ClientFrame, _client_decoder.decode(data))
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid frame: {exc}", Code.BAD_FRAME) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"malformed JSON: {exc}", Code.BAD_FRAME) from None
+
+
+def decode_server(data: bytes | str) -> ServerFrame:
+    try:
+        return cast(ServerFrame, _server_decoder.decode(data))
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ProtocolError(f"invalid server frame: {exc}", Code.BAD_FRAME) from None
+
+
+def split(data: bytes | str) -> list[bytes]:
+    """The JSON objects of one server WebSocket frame."""
+    raw = data.encode() if isinstance(data, str) else data
+    return [part for part in raw.split(b"\n") if part]
+
+
+def position_error(code: Code, reason: str, room: str, position: Position, ref: str | None) -> Error:
+    return Error(
+        code=int(code),
+        reason=reason,
+        ref=ref,
+        room=room,
+        epoch=position.epoch,
+        head=position.head,
+        first=position.first,
+    )

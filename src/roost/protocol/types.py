@@ -1,0 +1,85 @@
+"""The nouns of Roost: rooms, sequence numbers, positions, drafts and messages.
+
+Vocabulary, one word per concept: a *room* has one order; *seq* is a message's dense 1-based number in
+its room; the *epoch* names one incarnation of a room's history (it changes if the history is lost or
+recreated, so an old cursor can never be mistaken for a new one); a *position* is ``(epoch, seq)``; a
+*draft* is not yet stored; a *message* is stored and has a seq; *cmid* is the client's idempotency key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+__all__ = [
+    "KIND_JOIN",
+    "KIND_LEAVE",
+    "KIND_TEXT",
+    "Draft",
+    "Message",
+    "Page",
+    "Position",
+    "valid_cmid",
+    "valid_room",
+    "valid_user",
+]
+
+KIND_TEXT: Final = "text"
+KIND_JOIN: Final = "join"
+KIND_LEAVE: Final = "leave"
+
+_ROOM_RE: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+_USER_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_CMID_RE: Final = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def valid_room(room: str) -> bool:
+    return _ROOM_RE.fullmatch(room) is not None
+
+
+def valid_user(user: str) -> bool:
+    return _USER_RE.fullmatch(user) is not None
+
+
+def valid_cmid(cmid: str) -> bool:
+    return _CMID_RE.fullmatch(cmid) is not None
+
+
+class Draft(msgspec.Struct, frozen=True):
+    """A message that is not stored yet. ``(room, sender, cmid)`` is its idempotency key, forever."""
+
+    room: str
+    sender: str
+    cmid: str
+    body: str
+    kind: str = KIND_TEXT
+
+
+class Message(msgspec.Struct, frozen=True, tag="msg", tag_field="type"):
+    """A stored message. Encoded as-is, it is the ``msg`` frame of the wire protocol."""
+
+    room: str
+    seq: int
+    cmid: str
+    sender: str
+    body: str
+    ts: int
+    """Milliseconds since the Unix epoch, from the storing node's clock: for display only, never a cursor."""
+    kind: str = KIND_TEXT
+
+
+class Position(msgspec.Struct, frozen=True):
+    """Where a room stands: its epoch, its newest seq (``head``), and the oldest seq it still holds."""
+
+    epoch: str
+    head: int
+    first: int = 1
+
+
+class Page(msgspec.Struct, frozen=True):
+    """Messages with ``seq > after`` in ascending order, without holes, read in one snapshot with ``position``."""
+
+    messages: list[Message]
+    position: Position

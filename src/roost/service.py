@@ -1,0 +1,135 @@
+"""ChatService: the rules of Roost, written once against the ports, the same for every backend.
+
+Where the contract is enforced:
+
+* Persist, then publish: ``send`` awaits ``Store.append`` (durable on return) and only then publishes
+  the encoded message on the bus; a failed append raises and publishes nothing.
+* Idempotency: the store answers a retried ``(room, sender, cmid)`` with the original message; the
+  service re-publishes it, which heals a crash between commit and publish (receivers drop the
+  duplicate by seq).
+* Membership: every read and write checks it here, so no gateway or backend can skip it.
+* Encode once: the message is encoded a single time per publish; every node and session forwards
+  those bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from .config import Limits
+from .ports import Appended, Bus, Directory, Store
+from .protocol import frames
+from .protocol.codes import Code
+from .protocol.errors import AuthError, Conflict, NotFound, ProtocolError
+from .protocol.types import KIND_JOIN, KIND_LEAVE, KIND_TEXT, Draft, Message, Page, valid_cmid, valid_room
+
+__all__ = ["ChatService", "HistoryResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    page: Page
+    has_more: bool
+
+
+class ChatService:
+    def __init__(self, store: Store, directory: Directory, bus: Bus, limits: Limits) -> None:
+        self.store = store
+        self.directory = directory
+        self.bus = bus
+        self.limits = limits
+
+    # ---- rooms ------------------------------------------------------------------------------
+
+    async def create_room(self, user: str, room: str) -> None:
+        self._check_room_name(room)
+        if not await self.directory.create_room(room, user):
+            raise Conflict(f"room {room!r} already exists")
+        await self._event(room, user, KIND_JOIN)
+
+    async def join(self, user: str, room: str) -> None:
+        await self._require_room(room)
+        if await self.directory.add_member(room, user):
+            await self._event(room, user, KIND_JOIN)
+
+    async def leave(self, user: str, room: str) -> None:
+        await self._require_room(room)
+        if await self.directory.remove_member(room, user):
+            await self._event(room, user, KIND_LEAVE)
+
+    async def rooms_of(self, user: str) -> list[str]:
+        return await self.directory.rooms_of(user)
+
+    async def public_rooms(self) -> list[str]:
+        return await self.directory.public_rooms()
+
+    async def check_member(self, user: str, room: str) -> None:
+        """Raise unless ``user`` may read and write ``room``."""
+        if await self.directory.is_member(room, user):
+            return
+        await self._require_room(room)
+        raise AuthError(f"not a member of {room!r}", Code.FORBIDDEN)
+
+    # ---- messages ---------------------------------------------------------------------------
+
+    async def send(self, user: str, room: str, cmid: str, body: str) -> Appended:
+        if not valid_cmid(cmid):
+            raise ProtocolError("cmid must be 1-64 printable ASCII characters", Code.BAD_FRAME)
+        if len(body.encode()) > self.limits.max_body_bytes:
+            raise ProtocolError(f"body over {self.limits.max_body_bytes} bytes", Code.TOO_LARGE)
+        if not body.strip():
+            raise ProtocolError("body is empty", Code.BAD_FRAME)
+        await self.check_member(user, room)
+        appended = await self.store.append(Draft(room, user, cmid, body, KIND_TEXT))
+        await self.publish(appended.message)
+        return appended
+
+    async def publish(self, message: Message) -> None:
+        await self.bus.publish(message.room, frames.encode(message))
+
+    async def history(
+        self, user: str, room: str, *, after: int | None = None, before: int | None = None, limit: int = 50
+    ) -> HistoryResult:
+        await self.check_member(user, room)
+        limit = max(1, min(limit, self.limits.max_history_page))
+        if after is not None and before is not None:
+            raise ProtocolError("give after or before, not both", Code.BAD_FRAME)
+        if before is not None:
+            page = await self.store.read_before(room, before, limit)
+            oldest = page.messages[0].seq if page.messages else before
+            return HistoryResult(page, has_more=oldest > page.position.first)
+        if after is None:
+            page = await self.store.read_before(room, 2**62, limit)
+            oldest = page.messages[0].seq if page.messages else page.position.head + 1
+            return HistoryResult(page, has_more=oldest > page.position.first)
+        if after < 0:
+            raise ProtocolError("after must be >= 0", Code.BAD_FRAME)
+        page = await self.store.read(room, after, limit)
+        newest = page.messages[-1].seq if page.messages else after
+        return HistoryResult(page, has_more=newest < page.position.head)
+
+    async def seq_before_time(self, user: str, room: str, ts_ms: int) -> int:
+        await self.check_member(user, room)
+        return await self.store.seq_before_time(room, ts_ms)
+
+    async def typing(self, user: str, room: str) -> None:
+        """Ephemeral: through the bus only, never stored."""
+        await self.check_member(user, room)
+        await self.bus.publish(room, frames.encode(frames.TypingEvent(room=room, user=user)))
+
+    # ---- internals --------------------------------------------------------------------------
+
+    async def _event(self, room: str, user: str, kind: str) -> None:
+        appended = await self.store.append(Draft(room, user, f"~{kind}-{uuid.uuid4().hex}", "", kind))
+        await self.publish(appended.message)
+
+    async def _require_room(self, room: str) -> None:
+        self._check_room_name(room)
+        if not await self.directory.room_exists(room):
+            raise NotFound(f"no room {room!r}")
+
+    @staticmethod
+    def _check_room_name(room: str) -> None:
+        if not valid_room(room):
+            raise ProtocolError("room names are 1-128 characters of A-Z a-z 0-9 _ . : @ -", Code.BAD_FRAME)
