@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
 import queue
 import secrets
@@ -61,6 +62,15 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (room, sender, cmid);
 CREATE INDEX IF NOT EXISTS messages_ts ON messages (room, ts);
+CREATE TABLE IF NOT EXISTS trimmed_ids (
+    room TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    cmid TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (room, sender, cmid)
+) WITHOUT ROWID;
 """
 
 _MAX_BATCH: Final = 512
@@ -221,6 +231,15 @@ class SqliteStore:
                 raise Conflict(f"client message id {draft.cmid!r} was used for another message")
             message = Message(room, seq, draft.cmid, draft.sender, body, ts, kind)
             return Appended(message, duplicate=True)
+        trimmed = conn.execute(
+            "SELECT seq, ts, digest FROM trimmed_ids WHERE room = ? AND sender = ? AND cmid = ?",
+            (room, draft.sender, draft.cmid),
+        ).fetchone()
+        if trimmed is not None:
+            if trimmed[2] != _digest(draft.body, draft.kind):
+                raise Conflict(f"client message id {draft.cmid!r} was used for another message")
+            message = Message(room, trimmed[0], draft.cmid, draft.sender, draft.body, trimmed[1], draft.kind)
+            return Appended(message, duplicate=True)
         seq = self._heads[room] + 1
         ts = _now_ms()
         conn.execute(
@@ -296,6 +315,30 @@ class SqliteStore:
             self._local.conn = conn
         return query(conn)
 
+    async def trim(self, room: str, keep_last: int) -> int:
+        """Retention: drop all but the newest ``keep_last`` messages; return how many were dropped.
+
+        The idempotency keys of dropped messages are kept (with a digest of the body), so a late
+        retry of a trimmed message is still answered with its original seq, never stored twice.
+        """
+
+        def apply(conn: sqlite3.Connection) -> int:
+            if room not in self._rooms:
+                raise NotFound(f"no room {room!r}")
+            first = max(1, self._heads[room] - keep_last + 1)
+            rows = conn.execute(
+                "SELECT sender, cmid, seq, ts, body, kind FROM messages WHERE room = ? AND seq < ?", (room, first)
+            ).fetchall()
+            conn.executemany(
+                "INSERT OR REPLACE INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                [(room, r[0], r[1], r[2], r[3], _digest(r[4], r[5])) for r in rows],
+            )
+            conn.execute("DELETE FROM messages WHERE room = ? AND seq < ?", (room, first))
+            conn.execute("UPDATE rooms SET first = max(first, ?) WHERE room = ?", (first, room))
+            return len(rows)
+
+        return await self._write(apply)
+
     # ---- Directory --------------------------------------------------------------------------
 
     async def create_room(self, room: str, owner: str) -> bool:
@@ -362,6 +405,10 @@ class SqliteStore:
 
     async def public_rooms(self) -> list[str]:
         return sorted(self._rooms)
+
+
+def _digest(body: str, kind: str) -> bytes:
+    return hashlib.sha256(f"{kind}\x00{body}".encode()).digest()
 
 
 def _resolve(batch: list[_Op]) -> None:

@@ -92,6 +92,9 @@ class Session:
         self._follows: dict[str, _Follow] = {}
         self._outbox: deque[bytes] = deque()
         self._outbox_bytes = 0
+        # Catch-up pages are paced by the session itself, so they do not count as falling behind.
+        self._paced_frames = 0
+        self._paced_bytes = 0
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -197,7 +200,9 @@ class Session:
         if after is None:
             position = await self.service.store.position(room)
             after, epoch = position.head, position.epoch
-        sync: RoomSync[Wire] = RoomSync(after, epoch, page_limit=self.limits.catchup_page)
+        sync: RoomSync[Wire] = RoomSync(
+            after, epoch, page_limit=self.limits.catchup_page, max_buffer=self.limits.outbox_frames
+        )
         follow = _Follow(sync, ref)
         self._follows[room] = follow
         sync.start()  # buffers live messages from here on; the Fetch runs once the bus confirms
@@ -222,8 +227,9 @@ class Session:
         """Carry out what the room's sync machine asks for."""
         for action in follow.sync.take_actions():
             if isinstance(action, Deliver):
+                # Paced: the next page is only read once the outbox has drained (see _fetch).
                 for wire in action.items:
-                    self._push(wire.data)
+                    self._push(wire.data, paced=True)
             elif isinstance(action, Fetch):
                 follow.fetching = asyncio.create_task(self._fetch(room, follow, action))
             elif isinstance(action, Accepted):
@@ -288,14 +294,22 @@ class Session:
 
     # ---- output -----------------------------------------------------------------------------
 
-    def _push(self, data: bytes) -> None:
+    def _push(self, data: bytes, paced: bool = False) -> None:
+        """Queue ``data`` for the client. Unpaced (live) traffic that overflows the outbox closes it."""
         if self.closed:
             return
         self._outbox.append(data)
         self._outbox_bytes += len(data)
         self._drained.clear()
         self._wake.set()
-        if len(self._outbox) > self.limits.outbox_frames or self._outbox_bytes > self.limits.outbox_bytes:
+        if paced:
+            self._paced_frames += 1
+            self._paced_bytes += len(data)
+            return
+        if (
+            len(self._outbox) - self._paced_frames > self.limits.outbox_frames
+            or self._outbox_bytes - self._paced_bytes > self.limits.outbox_bytes
+        ):
             self._spawn(self.close(Code.SLOW_CONSUMER, "slow consumer: outgoing queue is full"))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -313,6 +327,7 @@ class Session:
         try:
             while True:
                 if not outbox:
+                    self._paced_frames = self._paced_bytes = 0
                     self._drained.set()
                     self._wake.clear()
                     await self._wake.wait()

@@ -156,7 +156,7 @@ class Ack(_Frame, tag="ack", frozen=True):
     cmid: str
     seq: int
     ts: int
-    dup: bool = False
+    dup: bool
 
 
 class HistoryPage(_Frame, tag="history", frozen=True):

@@ -190,21 +190,25 @@ class RoomSync(Generic[T]):
         if self.last + 1 < position.first:
             self._resync(f"history before seq {position.first} is no longer kept", position)
             return
-        if not self._accepted:
-            self._accepted = True
-            self._actions.append(Accepted(position))
+        # Validate the whole page before acting on it: a broken page is a Resync only, without an
+        # Accepted before it and without moving ``last`` over messages that are never delivered.
+        last = self.last
         out: list[T] = []
         for item in messages:
             seq = item.seq
-            if seq == self.last + 1:
+            if seq == last + 1:
                 out.append(item)
-                self.last = seq
-            elif seq > self.last + 1:
+                last = seq
+            elif seq > last + 1:
                 self._resync(f"store page has a hole before seq {seq}", position)
                 return
-        if not messages and position.head > self.last:
+        if not messages and position.head > last:
             self._resync("store page is empty below its head", position)
             return
+        if not self._accepted:
+            self._accepted = True
+            self._actions.append(Accepted(position))
+        self.last = last
         self._drain_buffer(out)
         if out:
             self._actions.append(Deliver(tuple(out)))

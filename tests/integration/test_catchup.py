@@ -1,0 +1,135 @@
+"""Contract point 3: subscribe (buffer) first, read the store from the cursor, merge, then go live."""
+
+from __future__ import annotations
+
+import asyncio
+
+from roost.node import Node
+from roost.protocol.codes import Code
+
+from .test_send import make_room
+from .wsutil import Raw
+
+
+async def collect_until_head(raw: Raw, room: str, head: int, timeout: float = 20.0) -> list[int]:
+    seqs: list[int] = []
+    while not seqs or seqs[-1] < head:
+        frame = await raw.until(lambda f: f["type"] in ("msg", "error") and f.get("room") == room, timeout)
+        assert frame["type"] == "msg", frame
+        seqs.append(frame["seq"])
+    return seqs
+
+
+async def test_messages_sent_during_catch_up_are_neither_lost_nor_duplicated(node: Node) -> None:
+    await make_room(node, "alice", "r", "bob")
+    for i in range(1500):  # a backlog of three catch-up pages
+        await node.service.send("alice", "r", f"pre{i}", f"pre {i}")
+    stop = asyncio.Event()
+    sent = 0
+
+    async def writer() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            await node.service.send("alice", "r", f"live{sent}", f"live {sent}")
+            sent += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0.05)
+    bobs = [await Raw.open(node, "bob") for _ in range(3)]
+    for i, bob in enumerate(bobs):
+        await bob.send({"type": "subscribe", "room": "r", "after": i * 10, "id": "s"})
+    await asyncio.sleep(0.5)
+    stop.set()
+    await task
+    head = (await node.backends.store.position("r")).head
+    assert sent > 0
+    for i, bob in enumerate(bobs):
+        seqs = await collect_until_head(bob, "r", head)
+        assert seqs == list(range(i * 10 + 1, head + 1))
+        await bob.close()
+
+
+async def test_catch_up_ends_with_live_and_then_passes_new_messages(node: Node) -> None:
+    await make_room(node, "alice", "r", "bob")
+    for i in range(5):
+        await node.service.send("alice", "r", f"c{i}", str(i))
+    bob = await Raw.open(node, "bob")
+    await bob.send({"type": "subscribe", "room": "r", "after": 2, "id": "s"})
+    kinds = [await bob.recv() for _ in range(7)]
+    assert kinds[0]["type"] == "subscribed" and kinds[0]["head"] == 7  # two join events, then five messages
+    assert [f["seq"] for f in kinds[1:6]] == [3, 4, 5, 6, 7]
+    assert kinds[6] == {"type": "live", "room": "r", "seq": 7}
+    await node.service.send("alice", "r", "new", "new")
+    live = await bob.recv()
+    assert live["seq"] == 8 and live["body"] == "new"
+    await bob.close()
+
+
+async def test_subscribe_without_cursor_starts_at_the_head(node: Node) -> None:
+    await make_room(node, "alice", "r", "bob")
+    await node.service.send("alice", "r", "old", "old")
+    bob = await Raw.open(node, "bob")
+    sub = await bob.request({"type": "subscribe", "room": "r", "id": "s"})
+    assert sub["head"] == 3
+    assert (await bob.recv())["type"] == "live"
+    await node.service.send("alice", "r", "new", "new")
+    assert (await bob.recv())["body"] == "new"
+    await bob.close()
+
+
+async def test_a_cursor_from_another_epoch_gets_a_resync_signal_not_a_hole(node: Node) -> None:
+    await make_room(node, "alice", "r")
+    alice = await Raw.open(node, "alice")
+    reply = await alice.request({"type": "subscribe", "room": "r", "after": 1, "epoch": "not-this-one", "id": "s"})
+    assert reply["type"] == "error" and reply["code"] == Code.RESYNC_REQUIRED
+    assert reply["epoch"] != "not-this-one" and reply["head"] == 1 and reply["first"] == 1
+    with_epoch = await alice.request({"type": "subscribe", "room": "r", "after": 0, "epoch": reply["epoch"], "id": "t"})
+    assert with_epoch["type"] == "subscribed"
+    await alice.close()
+
+
+async def test_a_cursor_behind_trimmed_history_gets_a_resync_signal(node: Node) -> None:
+    await make_room(node, "alice", "r")
+    for i in range(10):
+        await node.service.send("alice", "r", f"c{i}", str(i))
+    await node.backends.store.trim("r", keep_last=4)  # type: ignore[attr-defined]
+    alice = await Raw.open(node, "alice")
+    reply = await alice.request({"type": "subscribe", "room": "r", "after": 2, "id": "s"})
+    assert reply["type"] == "error" and reply["code"] == Code.RESYNC_REQUIRED
+    assert reply["first"] == 8 and reply["head"] == 11
+    ok = await alice.request({"type": "subscribe", "room": "r", "after": 7, "id": "t"})
+    assert ok["type"] == "subscribed"
+    assert [(await alice.recv())["seq"] for _ in range(4)] == [8, 9, 10, 11]
+    await alice.close()
+
+
+async def test_a_lost_tail_is_repaired_by_the_head_check(node: Node) -> None:
+    """A message stored but never published (a crash between commit and publish) still arrives."""
+    await make_room(node, "alice", "r", "bob")
+    bob = await Raw.open(node, "bob")
+    await bob.request({"type": "subscribe", "room": "r", "id": "s"})
+    await bob.until(lambda f: f["type"] == "live")
+    from roost.protocol.types import Draft
+
+    await node.backends.store.append(Draft("r", "alice", "silent", "never published"))
+    frame = await bob.until(lambda f: f["type"] == "msg", timeout=5)
+    assert frame["body"] == "never published"
+    await bob.close()
+
+
+async def test_idempotency_outlives_retention(node: Node) -> None:
+    await make_room(node, "alice", "r")
+    first = await node.service.send("alice", "r", "early", "early bird")
+    for i in range(5):
+        await node.service.send("alice", "r", f"c{i}", str(i))
+    assert await node.backends.store.trim("r", keep_last=2) == 5  # type: ignore[attr-defined]
+    retry = await node.service.send("alice", "r", "early", "early bird")
+    assert retry.duplicate and retry.message.seq == first.message.seq
+    import pytest
+
+    from roost.protocol.errors import Conflict
+
+    with pytest.raises(Conflict):
+        await node.service.send("alice", "r", "early", "changed")
+    assert (await node.backends.store.position("r")).head == 7

@@ -1,0 +1,70 @@
+"""Contract point 7: a slow reader is cut off with 4508 and recovers; dead peers are found by heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from roost.config import Settings
+from roost.node import Node, serve
+from roost.protocol.codes import Code
+
+from ..conftest import with_limits
+from .test_send import make_room
+from .wsutil import Raw
+
+
+@pytest.fixture
+async def tight_node(settings: Settings) -> AsyncIterator[Node]:
+    async with serve(with_limits(settings, outbox_frames=64, outbox_bytes=256 * 1024, heartbeat_s=0.5)) as node:
+        yield node
+
+
+async def test_a_slow_consumer_is_disconnected_and_recovers_from_the_store(tight_node: Node) -> None:
+    node = tight_node
+    await make_room(node, "alice", "r", "slow")
+    slow = await Raw.open(node, "slow")
+    await slow.request({"type": "subscribe", "room": "r", "id": "s"})
+    await slow.until(lambda f: f["type"] == "live")
+    # The slow client stops reading; the kernel buffers fill, then the server's outbox does.
+    # 24 MB: more than the loopback socket buffers of both ends can hold.
+    body = "x" * 16000
+    for batch in range(15):
+        await asyncio.gather(*(node.service.send("alice", "r", f"c{batch}-{i}", body) for i in range(100)))
+    last = 0
+    while True:  # drain what the kernel buffered until the close frame
+        msg = await slow.ws.receive(timeout=10)
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            break
+        for part in msg.data.split("\n"):
+            if part and json.loads(part).get("type") == "msg":
+                last = json.loads(part)["seq"]
+    assert slow.ws.close_code == Code.SLOW_CONSUMER
+    await slow.close()
+    # The server is healthy and the client resumes from its cursor with nothing lost.
+    again = await Raw.open(node, "slow")
+    await again.send({"type": "subscribe", "room": "r", "after": last, "id": "s2"})
+    head = (await node.backends.store.position("r")).head
+    seqs = []
+    while not seqs or seqs[-1] < head:
+        frame = await again.until(lambda f: f["type"] == "msg", timeout=10)
+        seqs.append(frame["seq"])
+    assert seqs == list(range(last + 1, head + 1))
+    await again.close()
+
+
+async def test_a_dead_peer_is_detected_by_heartbeat(tight_node: Node) -> None:
+    node = tight_node
+    await make_room(node, "alice", "r")
+    silent = await Raw.open(node, "alice", autoping=False)  # never answers pings
+    assert len(node.websocket.sessions) == 1
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if not node.websocket.sessions:
+            break
+    assert not node.websocket.sessions
+    await silent.close()
