@@ -274,7 +274,7 @@ class Client:
             max_msg_size=16 * 1024 * 1024,
         )
         try:
-            await ws.send_bytes(frames.encode(frames.Auth(token=self.token)))
+            await ws.send_str(frames.encode(frames.Auth(token=self.token)).decode())
             first = await ws.receive(timeout=self._connect_timeout_s)
             if first.type is not aiohttp.WSMsgType.TEXT:
                 raise ConnectionLost(f"connection closed during auth ({ws.close_code})")
