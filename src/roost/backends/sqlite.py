@@ -104,8 +104,9 @@ class _Op:
 class SqliteStore:
     """Implements both ``Store`` and ``Directory`` over one SQLite database in ``data_dir``."""
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, max_batch: int = _MAX_BATCH) -> None:
         self.data_dir = Path(data_dir)
+        self.max_batch = max_batch
         self.path = self.data_dir / "roost.sqlite3"
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -166,7 +167,7 @@ class SqliteStore:
                     return
                 batch: list[_Op] = [first]
                 stop = False
-                while len(batch) < _MAX_BATCH:
+                while len(batch) < self.max_batch:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
