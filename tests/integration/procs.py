@@ -40,9 +40,20 @@ class ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "roost", "serve", "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), *self.extra],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "roost",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    *self.extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as http:

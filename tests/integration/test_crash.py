@@ -18,7 +18,9 @@ from .procs import ServerProcess
 def token(data_dir: Path, user: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "roost", "token", user, "--data-dir", str(data_dir)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip()
 

@@ -15,9 +15,11 @@ from .test_send import make_room
 
 async def api(node: Node, method: str, path: str, user: str | None, body: Any = None) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {node.tokens.issue(user)}"} if user else {}
-    async with aiohttp.ClientSession() as http:
-        async with http.request(method, node.url + path, json=body, headers=headers) as resp:
-            return resp.status, await resp.json()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, node.url + path, json=body, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json()
 
 
 async def test_history_after_before_and_limit(node: Node) -> None:

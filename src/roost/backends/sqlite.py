@@ -263,9 +263,7 @@ class SqliteStore:
     async def seq_before_time(self, room: str, ts_ms: int) -> int:
         def query(conn: sqlite3.Connection) -> int:
             self._position(conn, room)
-            row = conn.execute(
-                "SELECT max(seq) FROM messages WHERE room = ? AND ts < ?", (room, ts_ms)
-            ).fetchone()
+            row = conn.execute("SELECT max(seq) FROM messages WHERE room = ? AND ts < ?", (room, ts_ms)).fetchone()
             return int(row[0]) if row and row[0] is not None else 0
 
         return await self._read(query)

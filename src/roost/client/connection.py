@@ -270,7 +270,9 @@ class Client:
     async def _connection(self, url: str) -> None:
         assert self._http is not None
         ws = await self._http.ws_connect(
-            url, heartbeat=self._heartbeat_s, timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+            url,
+            heartbeat=self._heartbeat_s,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
             max_msg_size=16 * 1024 * 1024,
         )
         try:

@@ -169,9 +169,7 @@ class Session:
             case frames.History(room=room, after=after, before=before, limit=limit, id=ref):
                 result = await self.service.history(user, room, after=after, before=before, limit=limit)
                 p = result.page.position
-                reply = frames.HistoryPage(
-                    ref, room, result.page.messages, result.has_more, p.epoch, p.head, p.first
-                )
+                reply = frames.HistoryPage(ref, room, result.page.messages, result.has_more, p.epoch, p.head, p.first)
                 self._push(frames.encode(reply))
             case frames.Create(room=room, id=ref):
                 await self.service.create_room(user, room)
