@@ -39,6 +39,8 @@ __all__ = ["Appended", "Bus", "Directory", "Store", "Subscription"]
 class Appended(msgspec.Struct, frozen=True):
     message: Message
     duplicate: bool
+    published: bool = False
+    """True when the store already published the message atomically with the write (Redis Lua)."""
 
 
 class Store(Protocol):
@@ -52,6 +54,10 @@ class Store(Protocol):
 
     async def seq_before_time(self, room: str, ts_ms: int) -> int:
         """The highest seq stored before ``ts_ms`` (approximate: clocks of nodes differ)."""
+        ...
+
+    async def trim(self, room: str, keep_last: int) -> int:
+        """Retention: keep the newest ``keep_last`` messages (idempotency keys are kept); return how many went."""
         ...
 
     async def aclose(self) -> None: ...

@@ -82,7 +82,8 @@ class ChatService:
             raise ProtocolError("body is empty", Code.BAD_FRAME)
         await self.check_member(user, room)
         appended = await self.store.append(Draft(room, user, cmid, body, KIND_TEXT))
-        await self.publish(appended.message)
+        if not appended.published:
+            await self.publish(appended.message)
         return appended
 
     async def publish(self, message: Message) -> None:
@@ -122,7 +123,8 @@ class ChatService:
 
     async def _event(self, room: str, user: str, kind: str) -> None:
         appended = await self.store.append(Draft(room, user, f"~{kind}-{uuid.uuid4().hex}", "", kind))
-        await self.publish(appended.message)
+        if not appended.published:
+            await self.publish(appended.message)
 
     async def _require_room(self, room: str) -> None:
         self._check_room_name(room)

@@ -88,12 +88,12 @@ async def test_the_chat_page_is_served_and_renders_text_not_html(node: Node) -> 
     assert "innerHTML" not in page  # messages and names go through textContent only
 
 
-async def test_a_second_server_cannot_open_the_same_data_directory(settings: Settings) -> None:
+async def test_a_second_server_cannot_open_the_same_data_directory(embedded_settings: Settings) -> None:
     from roost.protocol.errors import Unavailable
 
-    async with serve(settings):
+    async with serve(embedded_settings):
         with pytest.raises(Unavailable):
-            async with serve(settings):
+            async with serve(embedded_settings):
                 pass
 
 

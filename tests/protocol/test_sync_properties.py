@@ -153,7 +153,19 @@ class Run:
 
 Op = tuple[str, int]
 
-PLAIN_OPS = ["append", "live", "live", "live", "dup", "drop", "drop_silent", "read", "answer", "fail", "head"]
+# Repeats weight the choice: mostly traffic and reads, now and then a failure, a drop or a head check.
+PLAIN_OPS = [
+    *["append"] * 3,
+    *["live"] * 3,
+    *["burst"] * 2,
+    "dup",
+    "drop",
+    "drop_silent",
+    *["read"] * 2,
+    *["answer"] * 2,
+    "fail",
+    "head",
+]
 
 
 def ops(scenario: Scenario, *, silent_drops: bool = True) -> st.SearchStrategy[list[Op]]:
@@ -162,7 +174,7 @@ def ops(scenario: Scenario, *, silent_drops: bool = True) -> st.SearchStrategy[l
         names.append("trim")
     if scenario == "epoch":
         names.append("epoch")
-    return st.lists(st.tuples(st.sampled_from(names), st.integers(0, 20)), max_size=80)
+    return st.lists(st.tuples(st.sampled_from(names), st.integers(0, 20)), min_size=1, max_size=60)
 
 
 def drive(run: Run, schedule: list[Op], *, head_check: bool = True) -> None:
@@ -180,6 +192,10 @@ def drive(run: Run, schedule: list[Op], *, head_check: bool = True) -> None:
             # Mostly in order, sometimes reordered.
             index = 0 if arg < 12 else arg % len(world.in_flight)
             run.live(world.in_flight.pop(index))
+        elif name == "burst":
+            # Several in order at once: fills (and overflows) the buffer while a read is pending.
+            for _ in range(min(1 + arg % 6, len(world.in_flight))):
+                run.live(world.in_flight.pop(0))
         elif name == "dup" and world.published and world.gen == 0:
             run.live(world.published[arg % len(world.published)])
         elif name == "drop" and world.in_flight:
@@ -264,7 +280,7 @@ def runs(draw: st.DrawFn, scenario: Scenario, *, head_check: bool = True) -> Run
     return run
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(run=runs("plain"), schedule=ops("plain"))
 def test_every_message_once_in_order_without_resync(run: Run, schedule: list[Op]) -> None:
     """Rules 1-4 and 6: duplicates, drops, reordering, overflow and growth never lose, repeat or reorder."""
@@ -273,7 +289,7 @@ def test_every_message_once_in_order_without_resync(run: Run, schedule: list[Op]
     assert run.accepted == 1
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(run=runs("plain", head_check=False), schedule=ops("plain", silent_drops=False))
 def test_signalled_losses_are_repaired_without_head_checks(run: Run, schedule: list[Op]) -> None:
     """Rules 3, 4, 6 and dropped(): with no silent loss, every message arrives even without a final head_seen."""
@@ -317,3 +333,30 @@ def test_harness_detects_trim_past_cursor() -> None:
     check(run, "trim")
     assert len(run.resyncs) == 1
     assert run.delivered == []
+
+
+def started_run(size: int, cursor: int, **options: int) -> Run:
+    world = World([Item(seq) for seq in range(1, size + 1)])
+    world.published = list(world.store)
+    machine: RoomSync[Item] = RoomSync(cursor, world.epoch, **options)
+    run = Run(machine, world, cursor)
+    machine.start()
+    run.collect()
+    return run
+
+
+def test_drive_signalled_drop_between_read_and_page() -> None:
+    """dropped() after the read but before page(): the machine reads once more instead of going LIVE short."""
+    run = started_run(0, 0)
+    drive(run, [("append", 0), ("read", 0), ("drop", 0), ("answer", 0)], head_check=False)
+    check(run, "plain")
+    assert [item.seq for item in run.delivered] == [1]
+
+
+def test_drive_overflow_beyond_the_page_head() -> None:
+    """Rule 6: live messages newer than the page's snapshot overflow the buffer; they are fetched, not lost."""
+    run = started_run(0, 0, max_buffer=1)
+    drive(run, [("read", 0), ("append", 2), ("burst", 2), ("answer", 0)], head_check=False)
+    check(run, "plain")
+    assert run.machine.buffer_overflows == 1
+    assert [item.seq for item in run.delivered] == [1, 2, 3]

@@ -207,6 +207,10 @@ def decode_client(data: bytes | str) -> ClientFrame:
         raise ProtocolError(f"invalid frame: {exc}", Code.BAD_FRAME) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"malformed JSON: {exc}", Code.BAD_FRAME) from None
+    except UnicodeError as exc:  # a str with lone surrogates, invalid UTF-8 inside a JSON string
+        raise ProtocolError(f"invalid text: {exc}", Code.BAD_FRAME) from None
+    except RecursionError:  # a few KB of nested arrays/objects, even in an ignored field
+        raise ProtocolError("JSON nested too deeply", Code.BAD_FRAME) from None
 
 
 def decode_server(data: bytes | str) -> ServerFrame:

@@ -183,7 +183,8 @@ class RoomSync(Generic[T]):
             if self.state in (State.RESYNC, State.CLOSED):
                 return
             raise UsageError(f"page() in state {self.state.value}")
-        if False:
+        if self.epoch is not None and position.epoch != self.epoch:
+            self._resync("the room's history was recreated (epoch changed)", position)
             return
         self.epoch = position.epoch
         if self.last + 1 < position.first:

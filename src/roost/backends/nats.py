@@ -1,0 +1,447 @@
+"""NATS engine: JetStreamStore (Store + Directory) and NatsBus (core NATS).
+
+Design:
+
+* **One stream per room** (``ROOST_<prefix>_<token>``, subject ``<prefix>.room.<token>``). A
+  stream's sequence is dense and assigned by the stream leader, so the room's seq *is* the stream
+  seq: dense, and one order under concurrent senders on any number of nodes, with no client-side
+  compare-and-set. The cost: each room is a stream (in a cluster, a Raft group); fine for thousands
+  of rooms, and the reason a shared-stream layout would be needed beyond that.
+* The **epoch** is the stream's creation time: a recreated stream can never pass for the old one.
+* **Idempotency** has two layers: ``Nats-Msg-Id`` (``(room, sender, cmid)`` hashed) makes JetStream
+  drop a retry inside ``duplicate_window``; after the ack, the result is also written to the KV bucket
+  ``<prefix>_idem``, which answers retries after the window, forever. The one gap: a node that dies
+  between the stream ack and the KV write, *and* a retry that comes after the window (default 1 h).
+* Membership and the room list live in KV buckets; the bus is core NATS on ``<prefix>.live.<token>``.
+
+Room names are not valid NATS tokens (``.``), so rooms are addressed by a hash token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.kv import KeyValue
+
+from ..ports import Appended
+from ..protocol.errors import Conflict, NotFound, Unavailable
+from ..protocol.types import Draft, Message, Page, Position
+
+__all__ = ["JetStreamStore", "NatsBus", "parse_nats_url"]
+
+log = logging.getLogger(__name__)
+
+
+class _Stored(msgspec.Struct, frozen=True, array_like=True):
+    """What the stream holds: a message without its room and seq (the stream knows both)."""
+
+    cmid: str
+    sender: str
+    body: str
+    ts: int
+    kind: str
+
+
+_stored: Final = msgspec.json.Decoder(_Stored)
+_encode: Final = msgspec.json.Encoder().encode
+
+
+def parse_nats_url(url: str) -> tuple[list[str], dict[str, str]]:
+    """``nats://h1:4222,h2:4222?prefix=x&replicas=3&keep=N`` -> server URLs and roost options."""
+    parts = urlsplit(url)
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    servers = [f"nats://{host}" for host in parts.netloc.split(",") if host]
+    return servers, options
+
+
+async def connect_nats(servers: list[str], on_reset: Callable[[], None] | None = None) -> NatsClient:
+    async def reconnected() -> None:
+        log.warning("nats reconnected")
+        if on_reset is not None:
+            on_reset()
+
+    async def error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+        if on_reset is not None and "slow consumer" in str(exc).lower():
+            on_reset()
+
+    try:
+        return await nats.connect(
+            servers=servers,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.2,
+            connect_timeout=5,
+            reconnected_cb=reconnected,
+            error_cb=error,
+            pending_size=64 * 1024 * 1024,
+        )
+    except (NatsError, OSError) as exc:
+        raise Unavailable(f"nats: {exc}") from exc
+
+
+@contextlib.asynccontextmanager
+async def _translate() -> AsyncIterator[None]:
+    try:
+        yield
+    except (NatsError, OSError) as exc:
+        raise Unavailable(f"nats: {exc!r}") from exc
+
+
+def token(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def _digest(body: str, kind: str) -> str:
+    return hashlib.sha256(f"{kind}\x00{body}".encode()).hexdigest()[:32]
+
+
+class JetStreamStore:
+    def __init__(
+        self,
+        nc: NatsClient,
+        *,
+        prefix: str = "roost",
+        replicas: int = 1,
+        keep: int = 0,
+        duplicate_window_s: float = 3600.0,
+    ) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=10)
+        self.prefix = prefix
+        self.replicas = replicas
+        self.keep = keep
+        self.duplicate_window_s = duplicate_window_s
+        self._rooms_kv: KeyValue | None = None
+        self._members_kv: KeyValue | None = None
+        self._idem_kv: KeyValue | None = None
+        self._known: set[str] = set()
+        self._closed = False
+
+    async def open(self) -> JetStreamStore:
+        async with _translate():
+            self._rooms_kv = await self._bucket("rooms")
+            self._members_kv = await self._bucket("members")
+            self._idem_kv = await self._bucket("idem")
+        return self
+
+    async def _bucket(self, name: str) -> KeyValue:
+        bucket = f"{self.prefix}_{name}".replace(".", "_")
+        try:
+            return await self.js.key_value(bucket)
+        except (NotFoundError, NatsError):
+            return await self.js.create_key_value(bucket=bucket, replicas=self.replicas, storage=StorageType.FILE)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+    def _stream(self, room: str) -> str:
+        return f"ROOST_{self.prefix}_{token(room)}".replace(".", "_")
+
+    def _subject(self, room: str) -> str:
+        return f"{self.prefix}.room.{token(room)}"
+
+    @property
+    def rooms_kv(self) -> KeyValue:
+        assert self._rooms_kv is not None
+        return self._rooms_kv
+
+    @property
+    def members_kv(self) -> KeyValue:
+        assert self._members_kv is not None
+        return self._members_kv
+
+    @property
+    def idem_kv(self) -> KeyValue:
+        assert self._idem_kv is not None
+        return self._idem_kv
+
+    # ---- Store ------------------------------------------------------------------------------
+
+    async def append(self, draft: Draft) -> Appended:
+        if self._closed:
+            raise Unavailable("store is closed")
+        room = draft.room
+        await self._require(room)
+        key = f"{token(room)}.{token(draft.sender + chr(10) + draft.cmid)}"
+        digest = _digest(draft.body, draft.kind)
+        async with _translate():
+            earlier = await self._idem_get(key)
+            if earlier is not None:
+                return self._duplicate(draft, earlier, digest)
+            ts = time.time_ns() // 1_000_000
+            payload = _encode(_Stored(draft.cmid, draft.sender, draft.body, ts, draft.kind))
+            ack = await self.js.publish(
+                self._subject(room), payload, stream=self._stream(room), headers={"Nats-Msg-Id": key}
+            )
+            if ack.duplicate:
+                stored = await self._get(room, ack.seq)
+                if _digest(stored.body, stored.kind) != digest:
+                    raise Conflict(f"client message id {draft.cmid!r} was used for another message")
+                await self.idem_kv.put(key, f"{ack.seq}:{stored.ts}:{digest}".encode())
+                return Appended(stored, duplicate=True)
+            await self.idem_kv.put(key, f"{ack.seq}:{ts}:{digest}".encode())
+        message = Message(room, ack.seq, draft.cmid, draft.sender, draft.body, ts, draft.kind)
+        return Appended(message, duplicate=False)
+
+    async def _idem_get(self, key: str) -> str | None:
+        try:
+            entry = await self.idem_kv.get(key)
+        except KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
+
+    @staticmethod
+    def _duplicate(draft: Draft, record: str, digest: str) -> Appended:
+        seq, ts, stored_digest = record.split(":", 2)
+        if stored_digest != digest:
+            raise Conflict(f"client message id {draft.cmid!r} was used for another message")
+        message = Message(draft.room, int(seq), draft.cmid, draft.sender, draft.body, int(ts), draft.kind)
+        return Appended(message, duplicate=True)
+
+    async def _get(self, room: str, seq: int) -> Message:
+        raw = await self.js.get_msg(self._stream(room), seq)
+        assert raw.data is not None
+        stored = _stored.decode(raw.data)
+        return Message(room, seq, stored.cmid, stored.sender, stored.body, stored.ts, stored.kind)
+
+    async def read(self, room: str, after: int, limit: int) -> Page:
+        position = await self.position(room)
+        start = max(after + 1, position.first)
+        stop = min(position.head, after + limit)
+        return Page(await self._get_range(room, start, stop), position)
+
+    async def read_before(self, room: str, before: int, limit: int) -> Page:
+        position = await self.position(room)
+        stop = min(before - 1, position.head)
+        start = max(position.first, stop - limit + 1)
+        return Page(await self._get_range(room, start, stop), position)
+
+    async def _get_range(self, room: str, start: int, stop: int) -> list[Message]:
+        if stop < start:
+            return []
+        async with _translate():
+            results = await asyncio.gather(
+                *(self._get(room, seq) for seq in range(start, stop + 1)), return_exceptions=True
+            )
+        messages: list[Message] = []
+        for result in results:
+            if isinstance(result, NotFoundError):
+                if messages:
+                    break  # trimmed while we read: what we have is contiguous
+                continue
+            if isinstance(result, BaseException):
+                raise Unavailable(f"nats: {result!r}") from result
+            messages.append(result)
+        return messages
+
+    async def position(self, room: str) -> Position:
+        try:
+            async with _translate():
+                info = await self.js.stream_info(self._stream(room))
+        except Unavailable as exc:
+            if isinstance(exc.__cause__, NotFoundError):
+                raise NotFound(f"no room {room!r}") from None
+            raise
+        state = info.state
+        epoch = info.created.strftime("%Y%m%dT%H%M%S.%f") if info.created else "0"
+        first = max(1, state.first_seq) if state.messages else state.last_seq + 1
+        return Position(epoch=epoch, head=state.last_seq, first=first)
+
+    async def seq_before_time(self, room: str, ts_ms: int) -> int:
+        position = await self.position(room)
+        lo, hi, best = position.first, position.head, position.first - 1
+        async with _translate():
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                message = await self._get(room, mid)
+                if message.ts < ts_ms:
+                    best, lo = mid, mid + 1
+                else:
+                    hi = mid - 1
+        return max(0, best)
+
+    async def trim(self, room: str, keep_last: int) -> int:
+        position = await self.position(room)
+        first = max(1, position.head - keep_last + 1)
+        if first <= position.first:
+            return 0
+        async with _translate():
+            await self.js.purge_stream(self._stream(room), seq=first)
+        return first - position.first
+
+    # ---- Directory --------------------------------------------------------------------------
+
+    async def _require(self, room: str) -> None:
+        if room in self._known:
+            return
+        if not await self.room_exists(room):
+            raise NotFound(f"no room {room!r}")
+
+    async def create_room(self, room: str, owner: str) -> bool:
+        async with _translate():
+            try:
+                await self.rooms_kv.create(token(room), room.encode())
+            except KeyWrongLastSequenceError:
+                return False
+            config = StreamConfig(
+                name=self._stream(room),
+                subjects=[self._subject(room)],
+                storage=StorageType.FILE,
+                num_replicas=self.replicas,
+                max_msgs=self.keep if self.keep > 0 else -1,
+                duplicate_window=self.duplicate_window_s,
+            )
+            await self.js.add_stream(config)
+            await self._put_member(room, owner)
+        self._known.add(room)
+        return True
+
+    async def room_exists(self, room: str) -> bool:
+        if room in self._known:
+            return True
+        async with _translate():
+            try:
+                await self.rooms_kv.get(token(room))
+            except KeyNotFoundError:
+                return False
+        self._known.add(room)
+        return True
+
+    async def _put_member(self, room: str, user: str) -> None:
+        await self.members_kv.put(f"m.{token(room)}.{token(user)}", user.encode())
+        await self.members_kv.put(f"u.{token(user)}.{token(room)}", room.encode())
+
+    async def is_member(self, room: str, user: str) -> bool:
+        async with _translate():
+            try:
+                await self.members_kv.get(f"m.{token(room)}.{token(user)}")
+            except KeyNotFoundError:
+                return False
+        return True
+
+    async def add_member(self, room: str, user: str) -> bool:
+        await self._require(room)
+        if await self.is_member(room, user):
+            return False
+        async with _translate():
+            await self._put_member(room, user)
+        return True
+
+    async def remove_member(self, room: str, user: str) -> bool:
+        await self._require(room)
+        if not await self.is_member(room, user):
+            return False
+        async with _translate():
+            await self.members_kv.delete(f"m.{token(room)}.{token(user)}")
+            await self.members_kv.delete(f"u.{token(user)}.{token(room)}")
+        return True
+
+    async def rooms_of(self, user: str) -> list[str]:
+        return await self._values(self.members_kv, f"u.{token(user)}.*")
+
+    async def public_rooms(self) -> list[str]:
+        return await self._values(self.rooms_kv, ">")
+
+    async def _values(self, kv: KeyValue, pattern: str) -> list[str]:
+        async with _translate():
+            try:
+                keys = await kv.keys(filters=[pattern])
+            except NoKeysError:
+                return []
+            out = []
+            for key in keys:
+                with contextlib.suppress(KeyNotFoundError):
+                    entry = await kv.get(key)
+                    if entry.value:
+                        out.append(entry.value.decode())
+        return sorted(out)
+
+
+class _NatsSubscription:
+    def __init__(self, bus: NatsBus, subject: str, sink: Callable[[bytes], None]) -> None:
+        self._bus = bus
+        self._subject = subject
+        self._sink = sink
+
+    async def aclose(self) -> None:
+        await self._bus._unsubscribe(self._subject, self._sink)
+
+
+class NatsBus:
+    """Core NATS: at-most-once fan-out; a reconnect or a slow-consumer drop is reported as a reset."""
+
+    def __init__(self, nc: NatsClient, *, prefix: str = "roost") -> None:
+        self.nc = nc
+        self.prefix = prefix
+        self._sinks: dict[str, list[Callable[[bytes], None]]] = {}
+        self._subs: dict[str, Any] = {}
+        self._reset_callbacks: list[Callable[[], None]] = []
+
+    def subject(self, room: str) -> str:
+        return f"{self.prefix}.live.{token(room)}"
+
+    def reset(self) -> None:
+        for callback in list(self._reset_callbacks):
+            callback()
+
+    async def publish(self, room: str, payload: bytes) -> None:
+        async with _translate():
+            await self.nc.publish(self.subject(room), payload)
+
+    async def subscribe(self, room: str, sink: Callable[[bytes], None]) -> _NatsSubscription:
+        subject = self.subject(room)
+        sinks = self._sinks.setdefault(subject, [])
+        sinks.append(sink)
+        if len(sinks) == 1:
+
+            async def deliver(msg: Msg) -> None:
+                for each in tuple(self._sinks.get(subject, ())):
+                    each(msg.data)
+
+            try:
+                async with _translate():
+                    self._subs[subject] = await self.nc.subscribe(subject, cb=deliver, pending_msgs_limit=65536)
+                    await self.nc.flush(timeout=5)  # the server has the SUB once the PONG is back
+            except BaseException:
+                sinks.remove(sink)
+                if not sinks:
+                    del self._sinks[subject]
+                raise
+        return _NatsSubscription(self, subject, sink)
+
+    async def _unsubscribe(self, subject: str, sink: Callable[[bytes], None]) -> None:
+        sinks = self._sinks.get(subject)
+        if sinks is None or sink not in sinks:
+            return
+        sinks.remove(sink)
+        if not sinks:
+            del self._sinks[subject]
+            sub = self._subs.pop(subject, None)
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    def on_reset(self, callback: Callable[[], None]) -> None:
+        self._reset_callbacks.append(callback)
+
+    async def aclose(self) -> None:
+        self._sinks.clear()
+        with contextlib.suppress(Exception):
+            await self.nc.drain()

@@ -1,0 +1,292 @@
+"""PostgresStore: Store + Directory on PostgreSQL (asyncpg). Pair it with a Redis or NATS bus.
+
+* The per-room seq is assigned in the insert transaction: ``UPDATE rooms SET head = head + 1 ...
+  RETURNING head`` takes the room's row lock, so concurrent appends to one room (from any number of
+  nodes) serialize there, commit in seq order, and the seq is dense.
+* ``UNIQUE (room, sender, cmid)`` makes idempotency a database fact; two concurrent first attempts
+  of one message race to it, and the loser re-reads the winner's row. Keys of trimmed messages move
+  to ``trimmed_ids`` with a body digest, so idempotency outlives retention.
+* Durability is PostgreSQL's ``synchronous_commit`` (on by default): the commit is flushed to the WAL
+  before ``append`` returns; PostgreSQL batches concurrent commits into one flush itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+
+from ..ports import Appended
+from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
+from ..protocol.types import Draft, Message, Page, Position
+
+__all__ = ["PostgresStore"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS rooms (
+    room text PRIMARY KEY,
+    epoch text NOT NULL,
+    head bigint NOT NULL DEFAULT 0,
+    first bigint NOT NULL DEFAULT 1,
+    owner text NOT NULL,
+    created_ms bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    room text NOT NULL REFERENCES rooms ON DELETE CASCADE,
+    "user" text NOT NULL,
+    joined_ms bigint NOT NULL,
+    PRIMARY KEY (room, "user")
+);
+CREATE INDEX IF NOT EXISTS members_user ON members ("user");
+CREATE TABLE IF NOT EXISTS messages (
+    room text NOT NULL,
+    seq bigint NOT NULL,
+    sender text NOT NULL,
+    cmid text NOT NULL,
+    body text NOT NULL,
+    ts bigint NOT NULL,
+    kind text NOT NULL,
+    PRIMARY KEY (room, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (room, sender, cmid);
+CREATE INDEX IF NOT EXISTS messages_ts ON messages (room, ts);
+CREATE TABLE IF NOT EXISTS trimmed_ids (
+    room text NOT NULL,
+    sender text NOT NULL,
+    cmid text NOT NULL,
+    seq bigint NOT NULL,
+    ts bigint NOT NULL,
+    digest bytea NOT NULL,
+    PRIMARY KEY (room, sender, cmid)
+);
+"""
+
+Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+_SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _digest(body: str, kind: str) -> bytes:
+    return hashlib.sha256(f"{kind}\x00{body}".encode()).digest()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@contextlib.asynccontextmanager
+async def _translate() -> AsyncIterator[None]:
+    try:
+        yield
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise Unavailable(f"postgres: {exc}") from exc
+
+
+class PostgresStore:
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        self.schema = options.pop("schema", "roost")
+        if not _SCHEMA_NAME.fullmatch(self.schema):
+            raise UsageError(f"invalid schema name {self.schema!r}")
+        query = "&".join(f"{k}={v}" for k, v in options.items())
+        self.dsn = parts._replace(scheme="postgresql", query=query).geturl()
+        self._pool: asyncpg.Pool[Any] | None = None
+
+    async def open(self) -> PostgresStore:
+        async with _translate():
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                await conn.execute(f"SET search_path TO {self.schema}; {_SCHEMA}")
+            finally:
+                await conn.close()
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=2, max_size=16, server_settings={"search_path": self.schema}
+            )
+        return self
+
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        if self._pool is None:
+            raise Unavailable("store is closed")
+        return self._pool
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # ---- Store ------------------------------------------------------------------------------
+
+    async def append(self, draft: Draft) -> Appended:
+        for _ in range(3):
+            try:
+                async with _translate(), self.pool.acquire() as conn, conn.transaction():
+                    return await self._append(conn, draft)
+            except Unavailable as exc:
+                if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
+                    continue  # a concurrent first attempt of the same message won; read it back
+                raise
+        raise Unavailable("append kept conflicting")
+
+    async def _append(self, conn: Conn, draft: Draft) -> Appended:
+        room = draft.room
+        row = await conn.fetchrow(
+            "SELECT seq, body, ts, kind FROM messages WHERE room = $1 AND sender = $2 AND cmid = $3",
+            room,
+            draft.sender,
+            draft.cmid,
+        )
+        if row is not None:
+            if row["body"] != draft.body or row["kind"] != draft.kind:
+                raise Conflict(f"client message id {draft.cmid!r} was used for another message")
+            message = Message(room, row["seq"], draft.cmid, draft.sender, row["body"], row["ts"], row["kind"])
+            return Appended(message, duplicate=True)
+        trimmed = await conn.fetchrow(
+            "SELECT seq, ts, digest FROM trimmed_ids WHERE room = $1 AND sender = $2 AND cmid = $3",
+            room,
+            draft.sender,
+            draft.cmid,
+        )
+        if trimmed is not None:
+            if bytes(trimmed["digest"]) != _digest(draft.body, draft.kind):
+                raise Conflict(f"client message id {draft.cmid!r} was used for another message")
+            message = Message(room, trimmed["seq"], draft.cmid, draft.sender, draft.body, trimmed["ts"], draft.kind)
+            return Appended(message, duplicate=True)
+        seq = await conn.fetchval("UPDATE rooms SET head = head + 1 WHERE room = $1 RETURNING head", room)
+        if seq is None:
+            raise NotFound(f"no room {room!r}")
+        ts = _now_ms()
+        await conn.execute(
+            "INSERT INTO messages (room, seq, sender, cmid, body, ts, kind) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            room,
+            seq,
+            draft.sender,
+            draft.cmid,
+            draft.body,
+            ts,
+            draft.kind,
+        )
+        return Appended(Message(room, seq, draft.cmid, draft.sender, draft.body, ts, draft.kind), duplicate=False)
+
+    async def read(self, room: str, after: int, limit: int) -> Page:
+        return await self._page(room, after, limit, ascending=True)
+
+    async def read_before(self, room: str, before: int, limit: int) -> Page:
+        return await self._page(room, before, limit, ascending=False)
+
+    async def _page(self, room: str, bound: int, limit: int, ascending: bool) -> Page:
+        sql = (
+            "SELECT seq, cmid, sender, body, ts, kind FROM messages WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            if ascending
+            else "SELECT seq, cmid, sender, body, ts, kind FROM messages WHERE room = $1 AND seq < $2"
+            " ORDER BY seq DESC LIMIT $3"
+        )
+        async with _translate(), self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            position = await self._position(conn, room)
+            rows = await conn.fetch(sql, room, bound, limit)
+        if not ascending:
+            rows.reverse()
+        messages = [Message(room, r["seq"], r["cmid"], r["sender"], r["body"], r["ts"], r["kind"]) for r in rows]
+        return Page(messages, position)
+
+    async def position(self, room: str) -> Position:
+        async with _translate(), self.pool.acquire() as conn:
+            return await self._position(conn, room)
+
+    @staticmethod
+    async def _position(conn: Conn, room: str) -> Position:
+        row = await conn.fetchrow("SELECT epoch, head, first FROM rooms WHERE room = $1", room)
+        if row is None:
+            raise NotFound(f"no room {room!r}")
+        return Position(epoch=row["epoch"], head=row["head"], first=row["first"])
+
+    async def seq_before_time(self, room: str, ts_ms: int) -> int:
+        async with _translate(), self.pool.acquire() as conn:
+            await self._position(conn, room)
+            value = await conn.fetchval("SELECT max(seq) FROM messages WHERE room = $1 AND ts < $2", room, ts_ms)
+        return int(value or 0)
+
+    async def trim(self, room: str, keep_last: int) -> int:
+        async with _translate(), self.pool.acquire() as conn, conn.transaction():
+            head = await conn.fetchval("SELECT head FROM rooms WHERE room = $1 FOR UPDATE", room)
+            if head is None:
+                raise NotFound(f"no room {room!r}")
+            first = max(1, head - keep_last + 1)
+            rows = await conn.fetch(
+                "DELETE FROM messages WHERE room = $1 AND seq < $2 RETURNING sender, cmid, seq, ts, body, kind",
+                room,
+                first,
+            )
+            await conn.executemany(
+                "INSERT INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT DO NOTHING",
+                [(room, r["sender"], r["cmid"], r["seq"], r["ts"], _digest(r["body"], r["kind"])) for r in rows],
+            )
+            await conn.execute("UPDATE rooms SET first = greatest(first, $2) WHERE room = $1", room, first)
+        return len(rows)
+
+    # ---- Directory --------------------------------------------------------------------------
+
+    async def create_room(self, room: str, owner: str) -> bool:
+        now = _now_ms()
+        async with _translate(), self.pool.acquire() as conn, conn.transaction():
+            created = await conn.fetchval(
+                "INSERT INTO rooms (room, epoch, owner, created_ms) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                room,
+                secrets.token_hex(8),
+                owner,
+                now,
+            )
+            if not created:
+                return False
+            await conn.execute('INSERT INTO members (room, "user", joined_ms) VALUES ($1, $2, $3)', room, owner, now)
+            return True
+
+    async def room_exists(self, room: str) -> bool:
+        async with _translate(), self.pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT true FROM rooms WHERE room = $1", room))
+
+    async def is_member(self, room: str, user: str) -> bool:
+        async with _translate(), self.pool.acquire() as conn:
+            return bool(await conn.fetchval('SELECT true FROM members WHERE room = $1 AND "user" = $2', room, user))
+
+    async def add_member(self, room: str, user: str) -> bool:
+        if not await self.room_exists(room):
+            raise NotFound(f"no room {room!r}")
+        async with _translate(), self.pool.acquire() as conn:
+            added = await conn.fetchval(
+                'INSERT INTO members (room, "user", joined_ms) VALUES ($1, $2, $3)'
+                ' ON CONFLICT DO NOTHING RETURNING true',
+                room,
+                user,
+                _now_ms(),
+            )
+        return bool(added)
+
+    async def remove_member(self, room: str, user: str) -> bool:
+        if not await self.room_exists(room):
+            raise NotFound(f"no room {room!r}")
+        async with _translate(), self.pool.acquire() as conn:
+            removed = await conn.fetchval(
+                'DELETE FROM members WHERE room = $1 AND "user" = $2 RETURNING true', room, user
+            )
+        return bool(removed)
+
+    async def rooms_of(self, user: str) -> list[str]:
+        async with _translate(), self.pool.acquire() as conn:
+            rows = await conn.fetch('SELECT room FROM members WHERE "user" = $1 ORDER BY room', user)
+        return [r["room"] for r in rows]
+
+    async def public_rooms(self) -> list[str]:
+        async with _translate(), self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT room FROM rooms ORDER BY room")
+        return [r["room"] for r in rows]

@@ -1,0 +1,216 @@
+"""docs/protocol.md stays true to roost.protocol: its examples decode, its frames and codes are complete.
+
+Conventions the doc follows (and this test relies on):
+
+* Frame examples are written one JSON object per line. A ```json block whose first line is an object
+  with a ``type`` key is a block of frames; every line of it must decode as a client or a server frame.
+* ```console blocks hold transcripts: ``> {...}`` lines are client frames, ``< {...}`` lines and bare
+  ``{"type": ...}`` continuation lines (several frames in one WebSocket frame) are server frames.
+* Deliberately invalid examples use a ```text fence, which is not checked.
+* Section "## 5. Client frames" and "## 6. Server frames" have one "### `tag`" heading per frame type,
+  and each such section names every field of the frame in backticks.
+* The code table has one row per code, with the number and the name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from roost.protocol import frames
+from roost.protocol.codes import Code
+from roost.protocol.errors import ProtocolError
+from roost.protocol.types import Message
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+
+CLIENT_FRAMES: tuple[type[msgspec.Struct], ...] = typing.get_args(frames.ClientFrame)
+SERVER_FRAMES: tuple[type[msgspec.Struct], ...] = typing.get_args(frames.ServerFrame)
+assert Message in SERVER_FRAMES
+
+
+def _tag(cls: type[msgspec.Struct]) -> str:
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str), cls
+    return tag
+
+
+def _fields(cls: type[msgspec.Struct]) -> tuple[str, ...]:
+    return cls.__struct_fields__
+
+
+@pytest.fixture(scope="module")
+def doc() -> str:
+    return DOC.read_text(encoding="utf-8")
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, int, list[str]]]:
+    """``(info string, line number of the opening fence, lines)`` of every fenced code block."""
+    blocks: list[tuple[str, int, list[str]]] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        opening = re.match(r"^\s*(`{3,})(\S*)\s*$", lines[i])
+        if opening is None:
+            i += 1
+            continue
+        fence, info = opening.group(1), opening.group(2)
+        start = i + 1
+        i += 1
+        while i < len(lines) and lines[i].strip() != fence:
+            i += 1
+        blocks.append((info, start, [line.strip() for line in lines[start:i]]))
+        i += 1
+    return blocks
+
+
+def _as_frame(line: str) -> dict[str, Any] | None:
+    """The line as a JSON object with a ``type`` key, or None."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "type" in value else None
+
+
+def _unknown_keys(obj: dict[str, Any], decoded: msgspec.Struct) -> set[str]:
+    """Keys of the example that the decoded frame does not have (the server would silently ignore them)."""
+    unknown = set(obj) - {"type"} - set(_fields(type(decoded)))
+    if isinstance(decoded, frames.HistoryPage):
+        for raw in obj.get("messages", []):
+            unknown |= {f"messages[].{key}" for key in set(raw) - {"type"} - set(_fields(Message))}
+    return unknown
+
+
+def _decode(line: str, decoder: Any) -> msgspec.Struct:
+    obj = json.loads(line)
+    decoded = decoder(line)
+    unknown = _unknown_keys(obj, decoded)
+    assert not unknown, f"fields not in {type(decoded).__name__}: {sorted(unknown)}"
+    return typing.cast(msgspec.Struct, decoded)
+
+
+def _decode_either(line: str) -> msgspec.Struct:
+    """A frame of either direction (``typing`` and ``history`` exist both ways): the one that fits exactly."""
+    failures: list[str] = []
+    for decoder in (frames.decode_client, frames.decode_server):
+        try:
+            return _decode(line, decoder)
+        except (ProtocolError, AssertionError) as exc:
+            failures.append(str(exc))
+    raise AssertionError("; ".join(failures))
+
+
+def _examples(doc: str) -> list[tuple[str, str, str]]:
+    """``(where, direction, line)`` for every frame example: direction is client, server or either."""
+    found: list[tuple[str, str, str]] = []
+    for info, start, lines in _fenced_blocks(doc):
+        if info == "json":
+            first = next((line for line in lines if line), "")
+            if _as_frame(first) is None:
+                continue
+            for offset, line in enumerate(lines):
+                if line:
+                    found.append((f"protocol.md:{start + offset + 1}", "either", line))
+        elif info == "console":
+            for offset, line in enumerate(lines):
+                where = f"protocol.md:{start + offset + 1}"
+                if line.startswith("> {"):
+                    found.append((where, "client", line[2:]))
+                elif line.startswith("< {"):
+                    found.append((where, "server", line[2:]))
+                elif line.startswith("{") and _as_frame(line) is not None:
+                    found.append((where, "server", line))
+    return found
+
+
+def _decoded_examples(doc: str) -> list[tuple[str, msgspec.Struct]]:
+    out: list[tuple[str, msgspec.Struct]] = []
+    for where, direction, line in _examples(doc):
+        try:
+            if direction == "client":
+                decoded = _decode(line, frames.decode_client)
+            elif direction == "server":
+                decoded = _decode(line, frames.decode_server)
+            else:
+                decoded = _decode_either(line)
+        except (ProtocolError, AssertionError, ValueError) as exc:
+            pytest.fail(f"{where}: {direction} frame example does not decode: {exc}\n  {line}")
+        out.append((direction, decoded))
+    return out
+
+
+def test_the_doc_has_frame_examples_in_json_and_in_transcripts(doc: str) -> None:
+    examples = _examples(doc)
+    assert sum(direction == "either" for _, direction, _ in examples) >= 20
+    assert sum(direction == "client" for _, direction, _ in examples) >= 10
+    assert sum(direction == "server" for _, direction, _ in examples) >= 10
+
+
+def test_every_frame_example_decodes(doc: str) -> None:
+    _decoded_examples(doc)
+
+
+def test_every_frame_type_has_an_example(doc: str) -> None:
+    seen = {type(decoded) for _, decoded in _decoded_examples(doc)}
+    missing = [cls.__name__ for cls in (*CLIENT_FRAMES, *SERVER_FRAMES) if cls not in seen]
+    assert not missing, f"frame types without a decodable example in the doc: {missing}"
+
+
+def _sections(doc: str, heading: str) -> dict[str, str]:
+    """The ``### `tag``` subsections of the ``## ...`` section whose title contains ``heading``."""
+    match = re.search(rf"^## [^\n]*{re.escape(heading)}[^\n]*$(.*?)(?=^## |\Z)", doc, re.M | re.S)
+    assert match is not None, f"no section {heading!r}"
+    parts = re.split(r"^### `([a-z_]+)`[^\n]*$", match.group(1), flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+@pytest.mark.parametrize(
+    ("heading", "classes"),
+    [("Client frames", CLIENT_FRAMES), ("Server frames", SERVER_FRAMES)],
+    ids=["client", "server"],
+)
+def test_every_frame_type_and_field_is_documented(doc: str, heading: str, classes: tuple[type[Any], ...]) -> None:
+    sections = _sections(doc, heading)
+    tags = [_tag(cls) for cls in classes]
+    assert sorted(sections) == sorted(tags), f"{heading}: sections {sorted(sections)} != frame types {sorted(tags)}"
+    for cls in classes:
+        section = sections[_tag(cls)]
+        missing = [name for name in _fields(cls) if f"`{name}`" not in section]
+        assert not missing, f"{heading} `{_tag(cls)}`: fields not documented: {missing}"
+
+
+def test_every_frame_tag_appears_in_the_doc(doc: str) -> None:
+    for cls in (*CLIENT_FRAMES, *SERVER_FRAMES):
+        assert f'"type":"{_tag(cls)}"' in doc and f"`{_tag(cls)}`" in doc, _tag(cls)
+
+
+def test_every_code_is_in_the_code_table(doc: str) -> None:
+    rows = [line for line in doc.splitlines() if line.startswith("|")]
+    for code in Code:
+        matching = [row for row in rows if re.search(rf"\|\s*{code.value}\s*\|", row) and f"`{code.name}`" in row]
+        assert matching, f"no table row with {code.value} and `{code.name}`"
+
+
+def test_the_code_table_lists_nothing_that_is_not_a_code(doc: str) -> None:
+    names = set(Code.__members__)
+    for row in (line for line in doc.splitlines() if line.startswith("|")):
+        match = re.match(r"\|\s*(4\d{3})\s*\|\s*`([A-Z_]+)`\s*\|", row)
+        if match is not None:
+            assert match.group(2) in names and Code[match.group(2)] == int(match.group(1)), row
+
+
+def test_the_limits_in_the_doc_are_the_servers() -> None:
+    from roost.config import Limits
+
+    text = DOC.read_text(encoding="utf-8")
+    limits = Limits()
+    for value in (limits.max_body_bytes, limits.max_frame_bytes, limits.max_history_page, limits.outbox_frames):
+        assert str(value) in text, value
+    assert f"{limits.sends_per_s:g} per second" in text and f"up to {limits.send_burst}" in text
