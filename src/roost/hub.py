@@ -54,12 +54,13 @@ class Listener(Protocol):
 
 
 class _Room:
-    __slots__ = ("listeners", "ready", "subscription")
+    __slots__ = ("listeners", "lock", "subscription")
 
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
         self.subscription: Subscription | None = None
-        self.ready = asyncio.Event()
+        self.lock = asyncio.Lock()
+        """Serializes the bus subscribe/unsubscribe of this room, so they never interleave."""
 
 
 class Hub:
@@ -69,6 +70,7 @@ class Hub:
         self.head_check_s = head_check_s
         self._rooms: dict[str, _Room] = {}
         self._checker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         bus.on_reset(self._on_reset)
 
     async def start(self) -> None:
@@ -79,6 +81,7 @@ class Hub:
         if self._checker is not None:
             self._checker.cancel()
             await asyncio.gather(self._checker, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         rooms, self._rooms = self._rooms, {}
         for entry in rooms.values():
             if entry.subscription is not None:
@@ -89,31 +92,42 @@ class Hub:
         entry = self._rooms.get(room)
         if entry is None:
             entry = self._rooms[room] = _Room()
-            entry.listeners.add(listener)
+        entry.listeners.add(listener)
+        async with entry.lock:
+            if entry.subscription is not None:
+                return
             try:
                 entry.subscription = await self.bus.subscribe(room, lambda data: self._on_payload(room, data))
             except BaseException:
-                if self._rooms.get(room) is entry:
+                entry.listeners.discard(listener)
+                if not entry.listeners and self._rooms.get(room) is entry:
                     del self._rooms[room]
-                entry.ready.set()
                 raise
-            entry.ready.set()
-            return
-        entry.listeners.add(listener)
-        await entry.ready.wait()
-        if entry.subscription is None:
-            entry.listeners.discard(listener)
-            await self.attach(room, listener)
 
-    async def detach(self, room: str, listener: Listener) -> None:
+    def detach(self, room: str, listener: Listener) -> None:
+        """Stop delivering to ``listener`` now; the bus subscription is dropped in the background."""
         entry = self._rooms.get(room)
         if entry is None:
             return
         entry.listeners.discard(listener)
-        if not entry.listeners and entry.ready.is_set():
-            del self._rooms[room]
-            if entry.subscription is not None:
-                await entry.subscription.aclose()
+        if not entry.listeners:
+            task = asyncio.create_task(self._release(room, entry))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, room: str, entry: _Room) -> None:
+        async with entry.lock:
+            if entry.listeners or entry.subscription is None:
+                return
+            subscription, entry.subscription = entry.subscription, None
+            try:
+                await subscription.aclose()
+            except RoostError as exc:
+                log.warning("unsubscribe from %s failed: %s", room, exc.reason)
+            # Forget the room only now: an attach that came meanwhile found this entry, waits on
+            # its lock, and subscribes again after the unsubscribe is complete.
+            if not entry.listeners and self._rooms.get(room) is entry:
+                del self._rooms[room]
 
     def _on_payload(self, room: str, data: bytes) -> None:
         entry = self._rooms.get(room)

@@ -18,7 +18,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS trimmed_ids (
 );
 """
 
-Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+if TYPE_CHECKING:
+    Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -98,6 +99,7 @@ class PostgresStore:
         query = "&".join(f"{k}={v}" for k, v in options.items())
         self.dsn = parts._replace(scheme="postgresql", query=query).geturl()
         self._pool: asyncpg.Pool[Any] | None = None
+        self._closed = False
 
     async def open(self) -> PostgresStore:
         async with _translate():
@@ -265,7 +267,7 @@ class PostgresStore:
         async with _translate(), self.pool.acquire() as conn:
             added = await conn.fetchval(
                 'INSERT INTO members (room, "user", joined_ms) VALUES ($1, $2, $3)'
-                ' ON CONFLICT DO NOTHING RETURNING true',
+                " ON CONFLICT DO NOTHING RETURNING true",
                 room,
                 user,
                 _now_ms(),

@@ -113,9 +113,11 @@ def parse_redis_url(url: str) -> tuple[str, dict[str, str]]:
 
 
 def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
+    """A pool that waits for a free connection instead of failing when many requests are in flight."""
     if url.startswith("redis+cluster://"):
-        return RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"))
-    return aioredis.Redis.from_url(url)
+        return RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"), max_connections=64)
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
+    return aioredis.Redis(connection_pool=pool)
 
 
 @contextlib.asynccontextmanager
@@ -379,8 +381,7 @@ class RedisBus:
                 await listener.unsubscribe(channel)
 
     async def _listener_for(self, channel: str) -> _Listener:
-        if self.sharded:
-            assert isinstance(self.client, RedisCluster)
+        if isinstance(self.client, RedisCluster):
             async with _translate():
                 node = self.client.get_node_from_key(channel)
             if node is None:
@@ -389,14 +390,13 @@ class RedisBus:
             name = f"{host}:{port}"
             factory: Callable[[], aioredis.Redis] = lambda: aioredis.Redis(host=host, port=port)  # noqa: E731
         else:
-            assert isinstance(self.client, aioredis.Redis)
             name = "main"
-            kwargs = self.client.connection_pool.connection_kwargs
-            factory = lambda: aioredis.Redis(**kwargs)  # noqa: E731
+            client = self.client
+            factory = lambda: client  # noqa: E731
         async with self._lock:
             listener = self._listeners.get(name)
             if listener is None:
-                listener = self._listeners[name] = _Listener(self, factory, self.sharded)
+                listener = self._listeners[name] = _Listener(self, factory, self.sharded, owns=self.sharded)
                 listener.start()
             return listener
 
@@ -428,10 +428,12 @@ class _Listener:
 
     PROBE_S: Final = 5.0
 
-    def __init__(self, bus: RedisBus, factory: Callable[[], aioredis.Redis], sharded: bool) -> None:
+    def __init__(self, bus: RedisBus, factory: Callable[[], aioredis.Redis], sharded: bool, owns: bool) -> None:
         self.bus = bus
         self.factory = factory
         self.sharded = sharded
+        self.owns = owns
+        """Whether the connection factory makes a client of our own (closed with the pub/sub)."""
         self.channels: set[str] = set()
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._conn: aioredis.Redis | None = None
@@ -444,7 +446,10 @@ class _Listener:
 
     async def subscribe(self, channel: str) -> None:
         self.channels.add(channel)
-        await self._connected.wait()
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout=10)
+        except TimeoutError:
+            raise Unavailable("redis pub/sub is not connected") from None
         future = self._pending.get(channel)
         if future is None or future.done():
             future = self._pending[channel] = asyncio.get_running_loop().create_future()
@@ -453,7 +458,10 @@ class _Listener:
                 await self._pubsub.ssubscribe(channel)
             else:
                 await self._pubsub.subscribe(channel)
-        await asyncio.wait_for(asyncio.shield(future), timeout=10)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout=10)
+        except TimeoutError:
+            raise Unavailable(f"redis did not confirm the subscription to {channel}") from None
 
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
@@ -486,12 +494,14 @@ class _Listener:
                 raise
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
+            except Exception:
+                log.exception("redis pub/sub reader failed; reconnecting")
             finally:
                 self._connected.clear()
                 if self._pubsub is not None:
                     with contextlib.suppress(Exception):
                         await self._pubsub.aclose()
-                if self._conn is not None:
+                if self._conn is not None and self.owns:
                     with contextlib.suppress(Exception):
                         await self._conn.aclose()
             await asyncio.sleep(0.2)

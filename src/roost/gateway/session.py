@@ -1,8 +1,9 @@
 """Session: one authenticated connection. It runs one RoomSync per followed room and one writer.
 
 * Frames from the client are handled as tasks, at most ``MAX_IN_FLIGHT`` at a time, started in
-  arrival order: sends from one connection reach the store in the order they were sent, and many in
-  flight let group commit batch them.
+  arrival order. A control frame waits for everything before it; a send waits for the send before
+  it, so one connection's messages are stored in the order sent (group commit batches across
+  connections).
 * Everything for the client goes through ``_push`` into one bounded outbox; a writer task packs what
   is queued into one WebSocket frame (objects separated by ``\\n``). A client that lets the outbox
   overflow is closed with 4508 (slow consumer) and repairs from the store when it comes back.
@@ -63,12 +64,14 @@ class TokenBucket:
 class _Follow:
     """One followed room: its sync machine, the subscribe request's id, and its fetch task."""
 
-    __slots__ = ("fetching", "ref", "sync")
+    __slots__ = ("attached", "fetching", "ref", "sync")
 
     def __init__(self, sync: RoomSync[Wire], ref: str | None) -> None:
         self.sync = sync
         self.ref = ref
         self.fetching: asyncio.Task[None] | None = None
+        self.attached = False
+        """False until the bus subscription is confirmed: no store read may run before that."""
 
 
 class Session:
@@ -102,6 +105,7 @@ class Session:
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._last_control: asyncio.Task[None] | None = None
+        self._last_send: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._bucket = TokenBucket(limits.sends_per_s, limits.send_burst)
 
@@ -120,7 +124,12 @@ class Session:
         await self._slots.acquire()
         # Sends (and pings) pipeline behind the last control frame; a control frame waits for
         # everything before it. The client's program order holds where it matters.
-        if isinstance(frame, frames.Send | frames.Ping | frames.Typing):
+        if isinstance(frame, frames.Send):
+            # One connection's sends are stored in the order sent: each waits for the one before.
+            before = [t for t in (self._last_control, self._last_send) if t is not None]
+            task = asyncio.create_task(self._handle(frame, before))
+            self._last_send = task
+        elif isinstance(frame, frames.Ping | frames.Typing):
             before = [self._last_control] if self._last_control is not None else []
             task = asyncio.create_task(self._handle(frame, before))
         else:
@@ -136,6 +145,8 @@ class Session:
         self._tasks.discard(task)
         if self._last_control is task:
             self._last_control = None
+        if self._last_send is task:
+            self._last_send = None
         self._slots.release()
 
     async def _handle(self, frame: frames.ClientFrame, before: list[asyncio.Task[None]]) -> None:
@@ -209,6 +220,7 @@ class Session:
         except BaseException:
             self._follows.pop(room, None)
             raise
+        follow.attached = True
         if self._follows.get(room) is follow:
             self._run(room, follow)
 
@@ -219,10 +231,12 @@ class Session:
         follow.sync.close()
         if follow.fetching is not None:
             follow.fetching.cancel()
-        await self.hub.detach(room, self)
+        self.hub.detach(room, self)
 
     def _run(self, room: str, follow: _Follow) -> None:
         """Carry out what the room's sync machine asks for."""
+        if not follow.attached:
+            return  # subscribe first, read second: the queued Fetch waits for the bus
         for action in follow.sync.take_actions():
             if isinstance(action, Deliver):
                 # Paced: the next page is only read once the outbox has drained (see _fetch).
@@ -238,7 +252,7 @@ class Session:
             elif isinstance(action, Resync):
                 self._follows.pop(room, None)
                 follow.sync.close()
-                self._spawn(self.hub.detach(room, self))
+                self.hub.detach(room, self)
                 error = _resync_error(action, room, follow.ref)
                 self._push(frames.encode(error))
 
