@@ -21,7 +21,9 @@ class Limits:
     head_check_s: float = 10.0
     """How often each node compares the rooms it follows with the store's head (lost-tail check)."""
     sends_per_s: float = 200.0
+    """Messages per second per user (over all the user's connections and HTTP), as a token bucket."""
     send_burst: int = 400
+    typing_per_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)

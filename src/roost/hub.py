@@ -20,7 +20,7 @@ import msgspec
 
 from .ports import Bus, Store, Subscription
 from .protocol.errors import RoostError
-from .protocol.types import Position
+from .protocol.types import KIND_LEAVE, Position
 
 __all__ = ["Hub", "Listener", "Wire"]
 
@@ -28,16 +28,23 @@ log = logging.getLogger(__name__)
 
 
 class Wire(msgspec.Struct, frozen=True, array_like=True):
-    """A message as it travels inside a node: its seq and its encoded ``msg`` frame."""
+    """A message as it travels inside a node: its seq, its encoded ``msg`` frame, and who it removes.
+
+    ``left`` names the user a ``leave`` event takes out of the room (empty otherwise): sessions of that
+    user end their subscription after delivering it, on every node.
+    """
 
     seq: int
     data: bytes
+    left: str = ""
 
 
 class _Envelope(msgspec.Struct):
     type: str
     room: str = ""
     seq: int = 0
+    kind: str = ""
+    sender: str = ""
 
 
 _envelope: Final = msgspec.json.Decoder(_Envelope)
@@ -139,7 +146,7 @@ class Hub:
             log.warning("dropping undecodable bus payload in room %s", room)
             return
         if head.type == "msg":
-            wire = Wire(head.seq, data)
+            wire = Wire(head.seq, data, head.sender if head.kind == KIND_LEAVE else "")
             for listener in tuple(entry.listeners):
                 listener.on_message(room, wire)
         else:

@@ -23,6 +23,7 @@ from .protocol import frames
 from .protocol.codes import Code
 from .protocol.errors import AuthError, Conflict, NotFound, ProtocolError
 from .protocol.types import KIND_JOIN, KIND_LEAVE, KIND_TEXT, Draft, Message, Page, valid_cmid, valid_room
+from .ratelimit import RateLimiter
 
 __all__ = ["ChatService", "HistoryResult"]
 
@@ -39,6 +40,8 @@ class ChatService:
         self.directory = directory
         self.bus = bus
         self.limits = limits
+        self.sends = RateLimiter(limits.sends_per_s, limits.send_burst, "sends")
+        self.typings = RateLimiter(limits.typing_per_s, limits.typing_per_s * 2, "typing signals")
 
     # ---- rooms ------------------------------------------------------------------------------
 
@@ -80,6 +83,7 @@ class ChatService:
             raise ProtocolError(f"body over {self.limits.max_body_bytes} bytes", Code.TOO_LARGE)
         if not body.strip():
             raise ProtocolError("body is empty", Code.BAD_FRAME)
+        self.sends.check(user)  # per user, over every connection and HTTP alike
         await self.check_member(user, room)
         appended = await self.store.append(Draft(room, user, cmid, body, KIND_TEXT))
         if not appended.published:
@@ -115,7 +119,9 @@ class ChatService:
         return await self.store.seq_before_time(room, ts_ms)
 
     async def typing(self, user: str, room: str) -> None:
-        """Ephemeral: through the bus only, never stored."""
+        """Ephemeral: through the bus only, never stored. Over the rate it is dropped, not refused."""
+        if self.typings.wait(user):
+            return
         await self.check_member(user, room)
         await self.bus.publish(room, frames.encode(frames.TypingEvent(room=room, user=user)))
 

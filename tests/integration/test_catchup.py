@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from roost.node import Node
 from roost.protocol.codes import Code
 
@@ -133,3 +135,60 @@ async def test_idempotency_outlives_retention(node: Node) -> None:
     with pytest.raises(Conflict):
         await node.service.send("alice", "r", "early", "changed")
     assert (await node.backends.store.position("r")).head == 7
+
+
+async def test_a_cursor_ahead_of_the_head_gets_a_resync_signal(node: Node) -> None:
+    await make_room(node, "alice", "r")
+    alice = await Raw.open(node, "alice")
+    reply = await alice.request({"type": "subscribe", "room": "r", "after": 1000, "id": "s"})
+    assert reply["type"] == "error" and reply["code"] == Code.RESYNC_REQUIRED and reply["head"] == 1
+    await alice.close()
+
+
+async def test_leaving_ends_the_users_subscriptions_everywhere(node: Node) -> None:
+    await make_room(node, "alice", "r", "bob")
+    phone, laptop = await Raw.open(node, "bob"), await Raw.open(node, "bob")
+    for device in (phone, laptop):
+        await device.request({"type": "subscribe", "room": "r", "id": "s"})
+        await device.until(lambda f: f["type"] == "live")
+    await phone.request({"type": "leave", "room": "r", "id": "l"})
+    left = await laptop.until(lambda f: f["type"] == "msg")
+    assert left["kind"] == "leave" and left["sender"] == "bob"
+    ended = await laptop.until(lambda f: f["type"] == "error")
+    assert ended["code"] == Code.FORBIDDEN and ended["room"] == "r" and "ref" not in ended
+    await node.service.send("alice", "r", "after", "bob must not see this")
+    with pytest.raises(TimeoutError):
+        await laptop.until(lambda f: f["type"] == "msg", timeout=0.5)
+    await phone.close()
+    await laptop.close()
+
+
+async def test_a_subscriber_without_cursor_gets_a_contiguous_stream_under_load(node: Node) -> None:
+    from roost.client import connect
+    from roost.protocol.types import Message
+
+    await make_room(node, "alice", "r", "bob")
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            await node.service.send("alice", "r", f"w{i}", f"w{i}")
+            i += 1
+
+    task = asyncio.create_task(writer())
+    try:
+        for _ in range(5):
+            async with connect(node.ws_url, node.tokens.issue("bob")) as bob:
+                cursor = await bob.subscribe("r")
+                assert cursor is not None
+                start = cursor.seq
+                seqs: list[int] = []
+                while len(seqs) < 20:
+                    item = await bob.receive(timeout_s=5)
+                    if isinstance(item, Message):
+                        seqs.append(item.seq)
+                assert seqs == list(range(start + 1, start + 21))
+    finally:
+        stop.set()
+        await task

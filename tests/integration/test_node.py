@@ -63,6 +63,8 @@ async def test_a_connection_is_closed_when_its_token_expires(node: Node) -> None
     async with aiohttp.ClientSession() as http, http.ws_connect(node.ws_url + "?token=" + short) as ws:
         welcome = await ws.receive_json(timeout=5)
         assert welcome["type"] == "welcome"
+        error = await ws.receive_json(timeout=5)
+        assert error == {"type": "error", "code": Code.UNAUTHORIZED, "reason": "token expired"}
         msg = await ws.receive(timeout=5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert ws.close_code == Code.UNAUTHORIZED

@@ -195,3 +195,11 @@ async def test_a_connection_must_authenticate(node: Node) -> None:
             await ws.send_str(json.dumps({"type": "send", "room": "r", "cmid": "c", "body": "x"}))
             error = json.loads((await ws.receive(timeout=5)).data)
             assert error["code"] == Code.UNAUTHORIZED
+
+
+async def test_a_decode_error_names_the_request_when_it_can(node: Node) -> None:
+    await make_room(node, "alice", "r")
+    alice = await Raw.open(node, "alice")
+    reply = await alice.request({"type": "send", "room": "r", "cmid": "c", "id": "no-body"})
+    assert reply["type"] == "error" and reply["code"] == Code.BAD_FRAME and reply["room"] == "r"
+    await alice.close()

@@ -82,7 +82,7 @@ SERVER_FRAMES: list[frames.ServerFrame] = [
     Welcome("alice", "sess-1", 4096, 65536),
     Ok("r1", "room-1"),
     Ok(None, "room-1"),
-    Subscribed("s1", "room-1", "e1", 12),
+    Subscribed("s1", "room-1", "e1", 12, 10),
     Live("room-1", 12),
     Ack("x1", "room-1", "cmid-1", 13, 1_700_000_000_000, False),
     Ack(None, "room-1", "cmid-1", 13, 1_700_000_000_000, True),

@@ -80,6 +80,7 @@ class _Room:
     sync: RoomSync[Message] | None = None
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     fetching: bool = False
+    start: Cursor | None = None
 
 
 class Client:
@@ -180,10 +181,11 @@ class Client:
         self._rooms.pop(room, None)
         await self._request(frames.Leave(room=room, id=self._next_id()))
 
-    async def subscribe(self, room: str, after: int | None = None, epoch: str | None = None) -> None:
+    async def subscribe(self, room: str, after: int | None = None, epoch: str | None = None) -> Cursor | None:
         """Follow ``room`` from ``after`` (default: the saved cursor, else the room's current head).
 
-        Returns once the server has confirmed; the backlog then arrives through iteration.
+        Returns once the server has confirmed, with the cursor the room is followed from (the next
+        message is ``seq + 1``), or None if the server refused; the backlog arrives through iteration.
         """
         if after is not None:
             cursor: Cursor | None = Cursor(epoch, after)
@@ -195,6 +197,7 @@ class Client:
         if self._ws is not None and not self._ws.closed:
             await self._subscribe(room, entry)
         await entry.subscribed.wait()
+        return entry.start
 
     async def unsubscribe(self, room: str) -> None:
         if self._rooms.pop(room, None) is not None:
@@ -342,10 +345,9 @@ class Client:
         entry = self._rooms.get(frame.room)
         if entry is None:
             return
-        cursor = entry.cursor
-        if cursor is None or cursor.epoch != frame.epoch:
-            seq = cursor.seq if cursor is not None and cursor.epoch in (None, frame.epoch) else frame.head
-            cursor = entry.cursor = Cursor(frame.epoch, seq)
+        # The server's backlog starts right after ``frame.after``: that is the cursor from now on
+        # (equal to ours when we had one; the server's choice when we asked for "from now").
+        cursor = entry.cursor = entry.start = Cursor(frame.epoch, frame.after)
         entry.sync = RoomSync.resumed(cursor.seq, cursor.epoch)
         entry.subscribed.set()
 

@@ -157,7 +157,8 @@ class HttpApi:
         after = _int_param(request, "after")
         before = _int_param(request, "before")
         since_ts = _int_param(request, "since_ts")
-        limit = _int_param(request, "limit") or 50
+        limit = _int_param(request, "limit")
+        limit = 50 if limit is None else limit
         if since_ts is not None:
             if after is not None or before is not None:
                 raise ProtocolError("since_ts goes alone", Code.BAD_FRAME)

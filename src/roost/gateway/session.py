@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Final, Protocol
@@ -25,7 +25,7 @@ from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import ProtocolError, RateLimited, RoostError
 from ..protocol.sync import Accepted, CaughtUp, Deliver, Fetch, Resync, RoomSync
-from ..protocol.types import Position
+from ..protocol.types import KIND_LEAVE, Position
 from ..service import ChatService
 
 __all__ = ["Session", "Transport"]
@@ -43,32 +43,16 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-
-    def take(self) -> float:
-        """0.0 if a token was taken, else the seconds until one is available."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
-
-
 class _Follow:
     """One followed room: its sync machine, the subscribe request's id, and its fetch task."""
 
-    __slots__ = ("attached", "fetching", "ref", "sync")
+    __slots__ = ("accepted", "attached", "fetching", "ref", "start", "sync")
 
     def __init__(self, sync: RoomSync[Wire], ref: str | None) -> None:
         self.sync = sync
         self.ref = ref
+        self.start = sync.last
+        self.accepted = False
         self.fetching: asyncio.Task[None] | None = None
         self.attached = False
         """False until the bus subscription is confirmed: no store read may run before that."""
@@ -107,19 +91,22 @@ class Session:
         self._last_control: asyncio.Task[None] | None = None
         self._last_send: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._bucket = TokenBucket(limits.sends_per_s, limits.send_burst)
 
     # ---- input ------------------------------------------------------------------------------
 
     async def receive(self, data: str | bytes) -> None:
         """Handle one client frame. Returns when the frame's task has started (backpressure)."""
-        if len(data) > self.limits.max_frame_bytes:
+        size = (
+            len(data) if isinstance(data, bytes) or len(data) * 4 <= self.limits.max_frame_bytes else len(data.encode())
+        )
+        if size > self.limits.max_frame_bytes:
             self._error(ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE))
             return
         try:
             frame = frames.decode_client(data)
         except ProtocolError as exc:
-            self._error(exc)
+            ref, room = frames.peek_ref(data)
+            self._error(exc, ref=ref, room=room)
             return
         await self._slots.acquire()
         # Sends (and pings) pipeline behind the last control frame; a control frame waits for
@@ -166,9 +153,6 @@ class Session:
         user = self.user
         match frame:
             case frames.Send(room=room, cmid=cmid, body=body, id=ref):
-                wait = self._bucket.take()
-                if wait:
-                    raise RateLimited(f"over {self.limits.sends_per_s:g} sends per second", wait)
                 appended = await self.service.send(user, room, cmid, body)
                 m = appended.message
                 self._push(frames.encode(frames.Ack(ref, room, cmid, m.seq, m.ts, appended.duplicate)))
@@ -242,18 +226,23 @@ class Session:
                 # Paced: the next page is only read once the outbox has drained (see _fetch).
                 for wire in action.items:
                     self._push(wire.data, paced=True)
+                    if wire.left == self.user:
+                        self._lost_membership(room)
+                        return
             elif isinstance(action, Fetch):
                 follow.fetching = asyncio.create_task(self._fetch(room, follow, action))
             elif isinstance(action, Accepted):
                 p = action.position
-                self._push(frames.encode(frames.Subscribed(follow.ref, room, p.epoch, p.head)))
+                follow.accepted = True
+                self._push(frames.encode(frames.Subscribed(follow.ref, room, p.epoch, p.head, follow.start)))
             elif isinstance(action, CaughtUp):
                 self._push(frames.encode(frames.Live(room, action.seq)))
             elif isinstance(action, Resync):
                 self._follows.pop(room, None)
                 follow.sync.close()
                 self.hub.detach(room, self)
-                error = _resync_error(action, room, follow.ref)
+                # The subscribe request's id only while it is still unanswered.
+                error = _resync_error(action, room, None if follow.accepted else follow.ref)
                 self._push(frames.encode(error))
 
     async def _fetch(self, room: str, follow: _Follow, fetch: Fetch) -> None:
@@ -270,7 +259,7 @@ class Session:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            wires = [Wire(m.seq, frames.encode(m)) for m in page.messages]
+            wires = [Wire(m.seq, frames.encode(m), m.sender if m.kind == KIND_LEAVE else "") for m in page.messages]
             follow.fetching = None
             follow.sync.page(wires, page.position)
             self._run(room, follow)
@@ -284,8 +273,22 @@ class Session:
             return
         if follow.sync.live(wire):
             self._push(wire.data)
+            if wire.left and wire.left == self.user:
+                self._lost_membership(room)
         elif follow.fetching is None:
             self._run(room, follow)
+
+    def _lost_membership(self, room: str) -> None:
+        """The user left (or was removed from) ``room``: the subscription ends after that event."""
+        follow = self._follows.pop(room, None)
+        if follow is None:
+            return
+        follow.sync.close()
+        if follow.fetching is not None:
+            follow.fetching.cancel()
+        self.hub.detach(room, self)
+        error = frames.Error(code=int(Code.FORBIDDEN), reason=f"no longer a member of {room!r}", room=room)
+        self._push(frames.encode(error))
 
     def on_ephemeral(self, room: str, data: bytes) -> None:
         if room in self._follows:
@@ -372,6 +375,13 @@ class Session:
         except Exception as exc:
             log.debug("close of %s failed: %s", self.session_id, exc)
         await self.release()
+
+    async def expire(self) -> None:
+        """The token ran out: say so, then close with 4401."""
+        error = frames.Error(code=int(Code.UNAUTHORIZED), reason="token expired")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.transport.send(frames.encode(error)), timeout=1.0)
+        await self.close(Code.UNAUTHORIZED, "token expired")
 
     async def release(self) -> None:
         """Stop everything this session runs; safe to call more than once."""

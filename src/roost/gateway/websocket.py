@@ -53,7 +53,7 @@ class WebSocketEndpoint:
         await ws.prepare(request)
         transport = _AiohttpTransport(ws)
         try:
-            user, expires_at = await self._authenticate(ws, request)
+            user, expires_at, auth_ref = await self._authenticate(ws, request)
         except RoostError as exc:
             await ws.send_frame(frames.encode(frames.Error(code=int(exc.code), reason=exc.reason)), WSMsgType.TEXT)
             await ws.close(code=int(exc.code), message=exc.reason.encode()[:120])
@@ -62,9 +62,11 @@ class WebSocketEndpoint:
         self.sessions.add(session)
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, expires_at - time.time()),
-            lambda: asyncio.ensure_future(session.close(Code.UNAUTHORIZED, "token expired")),
+            lambda: asyncio.ensure_future(session.expire()),
         )
-        welcome = frames.Welcome(user, session.session_id, self.limits.max_body_bytes, self.limits.max_frame_bytes)
+        welcome = frames.Welcome(
+            user, session.session_id, self.limits.max_body_bytes, self.limits.max_frame_bytes, ref=auth_ref
+        )
         await ws.send_frame(frames.encode(welcome), WSMsgType.TEXT)
         try:
             async for msg in ws:
@@ -80,11 +82,11 @@ class WebSocketEndpoint:
             await session.release()
         return ws
 
-    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[str, float]:
+    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[str, float, str | None]:
         token = request.query.get("token")
         if token:
             user, exp = self.tokens.verify(token)
-            return user, exp
+            return user, exp, None
         try:
             msg = await ws.receive(timeout=self.limits.auth_timeout_s)
         except TimeoutError:
@@ -98,7 +100,7 @@ class WebSocketEndpoint:
         if not isinstance(frame, frames.Auth):
             raise AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED)
         user, exp = self.tokens.verify(frame.token)
-        return user, exp
+        return user, exp, frame.id
 
     async def aclose(self) -> None:
         for session in list(self.sessions):

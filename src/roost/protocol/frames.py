@@ -45,6 +45,7 @@ __all__ = [
     "decode_client",
     "decode_server",
     "encode",
+    "peek_ref",
     "split",
 ]
 
@@ -125,6 +126,7 @@ class Welcome(_Frame, tag="welcome", frozen=True):
     session: str
     max_body_bytes: int
     max_frame_bytes: int
+    ref: str | None = None
 
 
 class Ok(_Frame, tag="ok", frozen=True):
@@ -139,6 +141,8 @@ class Subscribed(_Frame, tag="subscribed", frozen=True):
     room: str
     epoch: str
     head: int
+    after: int
+    """The backlog that follows starts at ``after + 1``: a client without a cursor takes this one."""
 
 
 class Live(_Frame, tag="live", frozen=True):
@@ -211,6 +215,23 @@ def decode_client(data: bytes | str) -> ClientFrame:
         raise ProtocolError(f"invalid text: {exc}", Code.BAD_FRAME) from None
     except RecursionError:  # a few KB of nested arrays/objects, even in an ignored field
         raise ProtocolError("JSON nested too deeply", Code.BAD_FRAME) from None
+
+
+class _Peek(msgspec.Struct):
+    id: str | None = None
+    room: str | None = None
+
+
+_peek: Final = msgspec.json.Decoder(_Peek)
+
+
+def peek_ref(data: bytes | str) -> tuple[str | None, str | None]:
+    """Best effort ``(id, room)`` of a frame that failed to decode, so its error can name the request."""
+    try:
+        peeked = _peek.decode(data)
+    except (msgspec.MsgspecError, UnicodeError, RecursionError):
+        return None, None
+    return peeked.id, peeked.room
 
 
 def decode_server(data: bytes | str) -> ServerFrame:

@@ -187,6 +187,9 @@ class RoomSync(Generic[T]):
             self._resync("the room's history was recreated (epoch changed)", position)
             return
         self.epoch = position.epoch
+        if self.last > position.head:
+            self._resync(f"the cursor {self.last} is ahead of the room's head {position.head}", position)
+            return
         if self.last + 1 < position.first:
             self._resync(f"history before seq {position.first} is no longer kept", position)
             return
