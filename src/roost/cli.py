@@ -33,6 +33,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--secret", default=_env("SECRET"), help="HS256 token secret (default: generated)")
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
+    chaos = sub.add_parser("chaos", help="run clients against real nodes with faults, then check the history")
+    chaos.add_argument("--backend", choices=["embedded", "redis", "nats"], default="embedded")
+    chaos.add_argument("--nodes", type=int, default=2, help="Roost nodes (embedded: always 1)")
+    chaos.add_argument("--clients", type=int, default=12)
+    chaos.add_argument("--rooms", type=int, default=4)
+    chaos.add_argument("--duration", type=float, default=30.0, help="seconds of sending")
+    chaos.add_argument("--messages", type=int, default=0, help="stop after this many sends (0: duration only)")
+    chaos.add_argument("--rate", type=float, default=100.0, help="sends per second over all clients")
+    chaos.add_argument("--faults", default="kill9,drop,pause,slow,broker")
+    chaos.add_argument("--fault-every", type=float, default=3.0, help="mean seconds between faults")
+    chaos.add_argument("--seed", type=int, default=1)
+    chaos.add_argument("--history", help="write the recorded history (JSON) here")
+    chaos.add_argument("--quiet", action="store_true")
+
     token = sub.add_parser("token", help="print a token for USER (signed with the data directory's secret)")
     token.add_argument("user")
     token.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
@@ -60,6 +74,38 @@ async def _serve(settings: Settings) -> None:
         await stop.wait()
 
 
+def _chaos(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from .chaos.checker import check
+    from .chaos.runner import ChaosConfig, run
+
+    faults = tuple(f for f in args.faults.split(",") if f)
+    config = ChaosConfig(
+        backend=args.backend,
+        nodes=args.nodes,
+        clients=args.clients,
+        rooms=args.rooms,
+        duration_s=args.duration,
+        max_messages=args.messages,
+        rate=args.rate,
+        faults=faults,
+        fault_every_s=args.fault_every,
+        seed=args.seed,
+        progress=None if args.quiet else lambda line: print(line, flush=True),
+    )
+    history = asyncio.run(run(config))
+    if args.history:
+        Path(args.history).write_bytes(msgspec.json.encode(history))
+    report = check(history)
+    print(report.table())
+    for violation in report.violations[:20]:
+        print(f"\nVIOLATION {violation.kind}: {violation.detail}")
+        for line in violation.evidence:
+            print(f"    {line}")
+    return 0 if report.ok else 1
+
+
 def _run(coro: object) -> None:
     try:
         import uvloop
@@ -83,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
             dev_login=args.secret is None,
         )
         _run(_serve(settings))
+    elif args.command == "chaos":
+        sys.exit(_chaos(args))
     elif args.command == "token":
         secret = args.secret or load_or_create_secret(Path(args.data_dir))
         print(TokenAuthority(secret).issue(args.user, ttl_s=args.ttl))

@@ -118,6 +118,8 @@ class Client:
         self._closed = False
         self._fatal: BaseException | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reading = asyncio.Event()
+        self._reading.set()
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -170,6 +172,19 @@ class Client:
     @property
     def unacked(self) -> int:
         return len(self._outbox)
+
+    async def reconnect(self) -> None:
+        """Drop the current connection (as a network failure would); the client reconnects and resumes."""
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (flow control). A server that cannot deliver closes with 4508."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
 
     async def create(self, room: str) -> None:
         await self._request(frames.Create(room=room, id=self._next_id()))
@@ -298,6 +313,8 @@ class Client:
                 self._transmit(out)
             self.connected.set()
             async for msg in ws:
+                if not self._reading.is_set():
+                    await self._reading.wait()
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     for part in frames.split(msg.data):
                         self._on_frame(frames.decode_server(part))

@@ -1,0 +1,189 @@
+"""Real processes for chaos runs: Roost nodes and the brokers under them, each stopped by its own pid."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+__all__ = ["NatsServer", "Process", "RedisServer", "RoostNode", "free_port"]
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((HOST, port)) == 0
+
+
+class Process:
+    """A child process we own: start, kill -9, pause (SIGSTOP), resume (SIGCONT), stop."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, port: int) -> None:
+        self.name = name
+        self.argv = argv
+        self.log = log
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def spawn(self, env: dict[str, str] | None = None) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    async def wait_port(self, within_s: float = 20.0) -> None:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-1500:]}")
+            if _port_open(self.port):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{self.name} did not listen on {self.port}")
+
+    def kill(self) -> None:
+        if self.running:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def pause(self) -> None:
+        if self.running:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.running:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.running:
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class RoostNode(Process):
+    def __init__(self, base: Path, index: int, store: str | None, bus: str | None, secret: str) -> None:
+        port = free_port()
+        self.data_dir = base / f"node{index}"
+        argv = [
+            sys.executable,
+            "-m",
+            "roost",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(self.data_dir),
+            "--secret",
+            secret,
+            "--log-level",
+            "WARNING",
+        ]
+        if store:
+            argv += ["--store", store]
+        if bus:
+            argv += ["--bus", bus]
+        super().__init__(f"node{index}", argv, base / f"node{index}.log", port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{HOST}:{self.port}/ws"
+
+    async def start(self) -> None:
+        self.spawn(dict(os.environ, PYTHONUNBUFFERED="1"))
+        await self.wait_port()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(self.url + "/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise TimeoutError(f"{self.name} never became healthy")
+
+
+class RedisServer(Process):
+    """A standalone redis-server with an append-only file fsynced on every write."""
+
+    def __init__(self, base: Path, port: int | None = None, appendfsync: str = "always") -> None:
+        port = port or free_port()
+        self.dir = base / f"redis-{port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        binary = shutil.which("redis-server") or "redis-server"
+        argv = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            HOST,
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            appendfsync,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+        ]
+        super().__init__(f"redis-{port}", argv, base / f"redis-{port}.log", port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    async def start(self) -> None:
+        self.spawn()
+        await self.wait_port()
+
+
+class NatsServer(Process):
+    """A single nats-server with JetStream and a file store that survives restarts."""
+
+    def __init__(self, base: Path, port: int | None = None) -> None:
+        port = port or free_port()
+        self.dir = base / f"nats-{port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        argv = [binary, "-a", HOST, "-p", str(port), "-js", "-sd", str(self.dir)]
+        super().__init__(f"nats-{port}", argv, base / f"nats-{port}.log", port)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{HOST}:{self.port}"
+
+    async def start(self) -> None:
+        self.spawn()
+        await self.wait_port()

@@ -1,0 +1,317 @@
+"""The chaos runner: K SDK clients in R rooms over N real nodes on a real backend, with faults.
+
+Every client is a member of two rooms and follows each from seq 0, sends with client message ids at
+a steady rate and records every send, ack and delivery. A seeded scheduler injects one fault at a
+time, then measures how long until every client has caught up with the store again. At the end the
+store is read back as ground truth and ``checker.check`` judges the whole history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ..auth import TokenAuthority
+from ..client import Client, RequestFailed, connect
+from ..protocol.types import Message
+from .history import Delivery, Fault, History, Send, Stored
+from .infra import NatsServer, RedisServer, RoostNode
+
+__all__ = ["FAULTS", "ChaosConfig", "run"]
+
+log = logging.getLogger(__name__)
+
+FAULTS = ("kill9", "drop", "pause", "slow", "broker")
+
+
+@dataclass
+class ChaosConfig:
+    backend: str = "embedded"
+    """embedded (one node: SQLite), redis (AOF, appendfsync always) or nats (JetStream)."""
+    nodes: int = 2
+    clients: int = 12
+    rooms: int = 4
+    duration_s: float = 30.0
+    max_messages: int = 0
+    """Stop sending after this many sends (0: only the duration counts)."""
+    rate: float = 100.0
+    """Sends per second over all clients."""
+    faults: tuple[str, ...] = FAULTS
+    fault_every_s: float = 3.0
+    seed: int = 1
+    recovery_timeout_s: float = 30.0
+    base: Path | None = None
+    progress: Callable[[str], None] | None = None
+
+
+@dataclass
+class _Run:
+    config: ChaosConfig
+    base: Path
+    rng: random.Random
+    tokens: TokenAuthority
+    nodes: list[RoostNode] = field(default_factory=list)
+    broker: RedisServer | NatsServer | None = None
+    clients: dict[str, Client] = field(default_factory=dict)
+    members: dict[str, list[str]] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+    sends: list[Send] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def say(self, text: str) -> None:
+        if self.config.progress is not None:
+            self.config.progress(f"[{self.now():7.2f}s] {text}")
+
+
+async def run(config: ChaosConfig) -> History:
+    base = config.base or Path(tempfile.mkdtemp(prefix="roost-chaos-"))
+    base.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(24)
+    state = _Run(config, base, random.Random(config.seed), TokenAuthority(secret))
+    try:
+        await _start(state, secret)
+        await _populate(state)
+        await _drive(state)
+        stored = await _read_store(state)
+        return History(state.members, state.users, state.sends, state.deliveries, stored, state.faults)
+    finally:
+        for client in state.clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        for node in state.nodes:
+            node.stop()
+        if state.broker is not None:
+            state.broker.stop()
+        if config.base is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+async def _start(state: _Run, secret: str) -> None:
+    config = state.config
+    store = bus = None
+    count = config.nodes
+    if config.backend == "embedded":
+        count = 1  # one process owns an SQLite data directory
+    elif config.backend == "redis":
+        state.broker = RedisServer(state.base)
+        await state.broker.start()
+        store = bus = state.broker.url + "?prefix=chaos"
+    elif config.backend == "nats":
+        state.broker = NatsServer(state.base)
+        await state.broker.start()
+        store = bus = state.broker.url + "?prefix=chaos"
+    else:
+        raise ValueError(f"unknown backend {config.backend!r}")
+    state.nodes = [RoostNode(state.base, i, store, bus, secret) for i in range(count)]
+    for node in state.nodes:
+        await node.start()
+    state.say(f"{config.backend}: {count} node(s) up")
+
+
+async def _populate(state: _Run) -> None:
+    config = state.config
+    urls = [n.ws_url for n in state.nodes]
+    rooms = [f"room{r}" for r in range(config.rooms)]
+    async with connect(urls, state.tokens.issue("owner")) as owner:
+        for room in rooms:
+            await owner.create(room)
+    for i in range(config.clients):
+        name, user = f"c{i}", f"u{i}"
+        mine = sorted({rooms[i % len(rooms)], rooms[(i + 1) % len(rooms)]})
+        rotated = urls[i % len(urls) :] + urls[: i % len(urls)]
+        client = connect(rotated, state.tokens.issue(user), initial_backoff_s=0.05, max_backoff_s=1.0)
+        await client.start()
+        for room in mine:
+            await client.join(room)
+            await client.subscribe(room, after=0)
+        state.clients[name], state.members[name], state.users[name] = client, mine, user
+    state.say(f"{config.clients} clients in {config.rooms} rooms")
+
+
+async def _drive(state: _Run) -> None:
+    config = state.config
+    stop = asyncio.Event()
+    consumers = [asyncio.create_task(_consume(state, name, c)) for name, c in state.clients.items()]
+    senders = [asyncio.create_task(_send_loop(state, name, stop)) for name in state.clients]
+    chaos = asyncio.create_task(_fault_loop(state, stop))
+    deadline = time.monotonic() + config.duration_s
+    # Polling two plain conditions (a clock and a counter) is simpler than wiring an event to both.
+    while time.monotonic() < deadline and not (config.max_messages and len(state.sends) >= config.max_messages):  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    stop.set()
+    await chaos
+    await asyncio.gather(*senders)
+    state.say(f"sending stopped: {len(state.sends)} sends; settling")
+    await _wait_caught_up(state, config.recovery_timeout_s * 2)
+    for task in consumers:
+        task.cancel()
+    await asyncio.gather(*consumers, return_exceptions=True)
+
+
+async def _consume(state: _Run, name: str, client: Client) -> None:
+    async for item in client:
+        if isinstance(item, Message):
+            state.deliveries.append(Delivery(name, item.room, item.seq, item.cmid, state.now()))
+
+
+async def _send_loop(state: _Run, name: str, stop: asyncio.Event) -> None:
+    config = state.config
+    client = state.clients[name]
+    rooms = state.members[name]
+    per_client = config.rate / max(1, config.clients)
+    window = asyncio.Semaphore(8)
+    pending: set[asyncio.Task[None]] = set()
+    n = 0
+    while not stop.is_set():
+        await asyncio.sleep(state.rng.expovariate(per_client))
+        if stop.is_set() or (config.max_messages and len(state.sends) >= config.max_messages):
+            break
+        record = Send(name, state.users[name], state.rng.choice(rooms), f"{name}-{n}", state.now())
+        n += 1
+        state.sends.append(record)
+        await window.acquire()
+        task = asyncio.create_task(_send_one(state, client, record))
+        task.add_done_callback(lambda _t: window.release())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    if pending:
+        await asyncio.wait(pending, timeout=config.recovery_timeout_s * 2)
+    for task in pending:
+        task.cancel()
+
+
+async def _send_one(state: _Run, client: Client, record: Send) -> None:
+    try:
+        sent = await client.send(record.room, f"{record.cmid} says hello", cmid=record.cmid)
+    except RequestFailed as exc:
+        record.error = int(exc.code)
+        return
+    record.seq, record.t_ack = sent.seq, state.now()
+
+
+async def _fault_loop(state: _Run, stop: asyncio.Event) -> None:
+    config = state.config
+    kinds = [k for k in config.faults if k != "broker" or state.broker is not None]
+    while kinds and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), config.fault_every_s * state.rng.uniform(0.5, 1.5))
+        if stop.is_set():
+            return
+        kind = state.rng.choice(kinds)
+        fault = await _inject(state, kind)
+        state.faults.append(fault)
+        recovered = await _wait_caught_up(state, config.recovery_timeout_s)
+        fault.recovered_s = None if recovered is None else recovered - fault.t_start
+        state.say(f"{kind} on {fault.target}: recovered in {fault.recovered_s}")
+
+
+async def _inject(state: _Run, kind: str) -> Fault:
+    rng = state.rng
+    start = state.now()
+    if kind == "kill9":
+        node = rng.choice(state.nodes)
+        node.kill()
+        await asyncio.sleep(rng.uniform(0.2, 1.5))
+        await node.start()
+        target = node.name
+    elif kind == "pause":
+        node = rng.choice(state.nodes)
+        node.pause()
+        await asyncio.sleep(rng.uniform(0.5, 2.5))
+        node.resume()
+        target = node.name
+    elif kind == "drop":
+        names = rng.sample(sorted(state.clients), k=min(3, len(state.clients)))
+        for name in names:
+            await state.clients[name].reconnect()
+        target = ",".join(names)
+    elif kind == "slow":
+        name = rng.choice(sorted(state.clients))
+        state.clients[name].pause_reading()
+        await asyncio.sleep(rng.uniform(1.0, 3.0))
+        state.clients[name].resume_reading()
+        target = name
+    elif kind == "broker":
+        assert state.broker is not None
+        state.broker.kill()
+        await asyncio.sleep(rng.uniform(0.5, 1.5))
+        await state.broker.start()
+        target = state.broker.name
+    else:
+        raise ValueError(kind)
+    return Fault(kind, target, start, state.now())
+
+
+async def _heads(state: _Run) -> dict[str, int]:
+    token = state.tokens.issue("owner")
+    rooms = sorted({room for rooms in state.members.values() for room in rooms})
+    while True:
+        for node in state.nodes:
+            if not node.running:
+                continue
+            try:
+                async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+                    heads = {}
+                    for room in rooms:
+                        async with http.get(
+                            f"{node.url}/api/rooms/{room}/messages?limit=1", timeout=aiohttp.ClientTimeout(total=2)
+                        ) as resp:
+                            if resp.status != 200:
+                                raise aiohttp.ClientError(f"status {resp.status}")
+                            heads[room] = int((await resp.json())["head"])
+                    return heads
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                continue
+        await asyncio.sleep(0.1)
+
+
+async def _wait_caught_up(state: _Run, within_s: float) -> float | None:
+    """The moment every client is connected again and has received every room's head as it stood
+    when the wait began; None if that does not happen within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    heads = await _heads(state)
+    while time.monotonic() < deadline:
+        if all(client.connected.is_set() for client in state.clients.values()) and all(
+            (cursor := client.cursors.get(room)) is not None and cursor.seq >= heads[room]
+            for name, client in state.clients.items()
+            for room in state.members[name]
+        ):
+            return state.now()
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def _read_store(state: _Run) -> list[Stored]:
+    token = state.tokens.issue("owner")
+    rooms = sorted({room for rooms in state.members.values() for room in rooms})
+    node = next(n for n in state.nodes if n.running)
+    out: list[Stored] = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        for room in rooms:
+            after = 0
+            while True:
+                async with http.get(f"{node.url}/api/rooms/{room}/messages?after={after}&limit=500") as resp:
+                    page: dict[str, Any] = await resp.json()
+                for m in page["messages"]:
+                    out.append(Stored(room, m["seq"], m["sender"], m["cmid"], m["kind"]))
+                if not page["has_more"] or not page["messages"]:
+                    break
+                after = page["messages"][-1]["seq"]
+    return out
