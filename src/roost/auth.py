@@ -1,17 +1,29 @@
-"""Tokens: HS256 JWTs. ``sub`` is the user; ``exp`` is enforced, also on long-lived connections.
+"""Tokens: JWT bearer tokens. ``sub`` is the user; ``exp`` is required and enforced, also on
+long-lived connections (the gateway closes a connection when its token expires).
 
-In the embedded default the secret is generated once into the data directory, and ``POST /api/login``
-hands out a token for any name (development mode, clearly insecure). A configured secret turns
-development login off unless asked for.
+Keys, by what the server is given:
+
+* a shared secret: HS256, and the server can issue tokens (``roost token``, development login);
+* a public key (PEM, RSA or EC): RS256 / ES256 tokens from your identity provider;
+* a JWKS file: the key is picked by the token's ``kid``.
+
+Only the algorithms that fit the configured keys are accepted, so ``alg: none`` and algorithm
+confusion (an HS256 token "signed" with a public key) are refused. ``iss`` and ``aud`` are checked
+when configured. In the embedded default the secret is generated into the data directory, and
+``POST /api/login`` hands out a token for any name: development mode, clearly insecure, and off as
+soon as a secret or a key is configured.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
+from jwt import PyJWKSet
 
 from .protocol.codes import Code
 from .protocol.errors import AuthError
@@ -19,40 +31,87 @@ from .protocol.types import valid_user
 
 __all__ = ["TokenAuthority", "load_or_create_secret"]
 
-_ALGORITHMS = ["HS256"]
+_ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 
 
 class TokenAuthority:
-    def __init__(self, secret: str, issuer: str = "roost", ttl_s: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        secret: str | None = None,
+        *,
+        public_key: str | None = None,
+        jwks: dict[str, Any] | None = None,
+        private_key: str | None = None,
+        issuer: str | None = "roost",
+        audience: str | None = None,
+        ttl_s: int = 7 * 24 * 3600,
+    ) -> None:
+        if secret is None and public_key is None and jwks is None:
+            raise ValueError("a secret, a public key or a JWKS is needed to verify tokens")
         self._secret = secret
+        self._public_key = public_key
+        self._jwks = PyJWKSet.from_dict(jwks) if jwks is not None else None
+        self._private_key = private_key
         self.issuer = issuer
+        self.audience = audience
         self.ttl_s = ttl_s
 
-    def issue(self, user: str, ttl_s: int | None = None) -> str:
+    @property
+    def can_issue(self) -> bool:
+        return self._secret is not None or self._private_key is not None
+
+    def issue(self, user: str, ttl_s: int | None = None, **claims: Any) -> str:
         if not valid_user(user):
             raise AuthError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
         now = int(time.time())
-        claims = {"sub": user, "iat": now, "exp": now + (ttl_s or self.ttl_s), "iss": self.issuer}
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        payload: dict[str, Any] = {"sub": user, "iat": now, "exp": now + (ttl_s or self.ttl_s), **claims}
+        if self.issuer:
+            payload["iss"] = self.issuer
+        if self.audience:
+            payload["aud"] = self.audience
+        if self._secret is not None:
+            return jwt.encode(payload, self._secret, algorithm="HS256")
+        if self._private_key is not None:
+            algorithm = "ES256" if "EC PRIVATE" in self._private_key else "RS256"
+            return jwt.encode(payload, self._private_key, algorithm=algorithm)
+        raise AuthError("this server verifies tokens but cannot issue them", Code.FORBIDDEN)
 
     def verify(self, token: str) -> tuple[str, float]:
         """Return ``(user, expires_at)`` or raise ``AuthError(UNAUTHORIZED)``."""
         try:
+            header = jwt.get_unverified_header(token)
+            key, algorithms = self._key_for(header)
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=_ALGORITHMS,
+                key,
+                algorithms=algorithms,
                 issuer=self.issuer,
-                options={"require": ["sub", "exp"]},
+                audience=self.audience,
+                options={"require": ["sub", "exp"], "verify_aud": self.audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired", Code.UNAUTHORIZED) from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
             raise AuthError(f"invalid token: {exc}", Code.UNAUTHORIZED) from None
         user = claims.get("sub")
         if not isinstance(user, str) or not valid_user(user):
             raise AuthError("invalid token subject", Code.UNAUTHORIZED)
         return user, float(claims["exp"])
+
+    def _key_for(self, header: dict[str, Any]) -> tuple[Any, list[str]]:
+        alg = header.get("alg")
+        if alg == "HS256" and self._secret is not None:
+            return self._secret, ["HS256"]
+        if alg in _ASYMMETRIC:
+            if self._jwks is not None:
+                kid = header.get("kid")
+                for jwk in self._jwks.keys:
+                    if kid is None or jwk.key_id == kid:
+                        return jwk.key, [alg]
+                raise jwt.InvalidKeyError(f"no key with kid {kid!r}")
+            if self._public_key is not None:
+                return self._public_key, [alg]
+        raise jwt.InvalidAlgorithmError(f"algorithm {alg!r} is not accepted here")
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -64,3 +123,8 @@ def load_or_create_secret(data_dir: Path) -> str:
     path.write_text(secret)
     path.chmod(0o600)
     return secret
+
+
+def load_jwks(path: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(Path(path).read_text())
+    return data

@@ -31,6 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", default=_env("STORE"), help="store URL (default: SQLite in --data-dir)")
     serve.add_argument("--bus", default=_env("BUS"), help="bus URL (default: in-process)")
     serve.add_argument("--secret", default=_env("SECRET"), help="HS256 token secret (default: generated)")
+    serve.add_argument("--jwt-public-key", default=_env("JWT_PUBLIC_KEY"), help="PEM file: accept RS256/ES256 tokens")
+    serve.add_argument("--jwks", default=_env("JWKS"), help="JWKS file: accept tokens signed by its keys (by kid)")
+    serve.add_argument("--issuer", default=_env("ISSUER", "roost"), help="required iss claim ('' for none)")
+    serve.add_argument("--audience", default=_env("AUDIENCE"), help="required aud claim")
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[o for o in (_env("ALLOWED_ORIGINS") or "").split(",") if o],
+        help="an Origin allowed to open WebSockets besides the server's own (repeatable)",
+    )
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
     chaos = sub.add_parser("chaos", help="run clients against real nodes with faults, then check the history")
@@ -126,7 +136,12 @@ def main(argv: list[str] | None = None) -> None:
             store=args.store,
             bus=args.bus,
             secret=args.secret,
-            dev_login=args.secret is None,
+            public_key_file=args.jwt_public_key,
+            jwks_file=args.jwks,
+            issuer=args.issuer or None,
+            audience=args.audience,
+            dev_login=args.secret is None and args.jwt_public_key is None and args.jwks is None,
+            allowed_origins=tuple(args.allow_origin),
         )
         _run(_serve(settings))
     elif args.command == "chaos":

@@ -24,6 +24,8 @@ class Limits:
     """Messages per second per user (over all the user's connections and HTTP), as a token bucket."""
     send_burst: int = 400
     typing_per_s: float = 2.0
+    max_connections_per_user: int = 32
+    """Per node: one more is refused with 4429."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,15 @@ class Settings:
     store: str | None = None
     bus: str | None = None
     secret: str | None = None
-    """HS256 secret for tokens; when None, one is generated in the data directory (development)."""
+    """HS256 secret for tokens; when None (and no key is given), one is generated in the data directory."""
+    public_key_file: str | None = None
+    """PEM public key (RSA or EC) for RS256/ES256 tokens from an identity provider."""
+    jwks_file: str | None = None
+    """A JWKS document (JSON file); the key is picked by the token's ``kid``."""
+    issuer: str | None = "roost"
+    audience: str | None = None
     dev_login: bool = True
     """Allow ``POST /api/login`` with just a name. Insecure: for the embedded default only."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins allowed to open WebSockets besides the server's own (cross-site WebSocket hijacking)."""
     limits: Limits = field(default_factory=Limits)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .auth import TokenAuthority, load_or_create_secret
+from .auth import TokenAuthority, load_jwks, load_or_create_secret
 from .backends import Backends, open_backends
 from .config import Settings
 from .gateway.http import HttpApi
@@ -49,17 +49,26 @@ async def _index(request: web.Request) -> web.StreamResponse:
     return web.Response(text=text, content_type="text/html")
 
 
+def make_authority(settings: Settings) -> TokenAuthority:
+    """Keys from the settings; with none, the data directory's generated secret (development)."""
+    public_key = Path(settings.public_key_file).read_text() if settings.public_key_file else None
+    jwks = load_jwks(settings.jwks_file) if settings.jwks_file else None
+    secret = settings.secret
+    if secret is None and public_key is None and jwks is None:
+        secret = load_or_create_secret(Path(settings.data_dir))
+    return TokenAuthority(secret, public_key=public_key, jwks=jwks, issuer=settings.issuer, audience=settings.audience)
+
+
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Node]:
     """Run a node until the block exits. ``port=0`` picks a free port (see ``node.port``)."""
     limits = settings.limits
     backends = await open_backends(settings.store, settings.bus, settings.data_dir)
-    secret = settings.secret or load_or_create_secret(Path(settings.data_dir))
-    tokens = TokenAuthority(secret)
+    tokens = make_authority(settings)
     service = ChatService(backends.store, backends.directory, backends.bus, limits)
     hub = Hub(backends.bus, backends.store, head_check_s=limits.head_check_s)
     await hub.start()
-    websocket = WebSocketEndpoint(service, hub, tokens, limits)
+    websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins)
     api = HttpApi(service, tokens, settings.dev_login)
     app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
     app.add_routes(api.routes())

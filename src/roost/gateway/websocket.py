@@ -37,14 +37,40 @@ class _AiohttpTransport:
 
 
 class WebSocketEndpoint:
-    def __init__(self, service: ChatService, hub: Hub, tokens: TokenAuthority, limits: Limits) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        hub: Hub,
+        tokens: TokenAuthority,
+        limits: Limits,
+        allowed_origins: tuple[str, ...] = (),
+    ) -> None:
         self.service = service
         self.hub = hub
         self.tokens = tokens
         self.limits = limits
+        self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
         self.sessions: set[Session] = set()
+        self._per_user: dict[str, int] = {}
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    def _origin_allowed(self, request: web.Request) -> bool:
+        """Browsers send Origin; a page from another site must not ride on the user's cookies or
+        tokens (cross-site WebSocket hijacking). Non-browser clients send none and are allowed."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True
+        origin = origin.rstrip("/")
+        if origin in self.allowed_origins or "*" in self.allowed_origins:
+            return True
+        own = f"{request.scheme}://{request.host}"
+        forwarded = request.headers.get("X-Forwarded-Proto")
+        return origin == own or (forwarded is not None and origin == f"{forwarded}://{request.host}")
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not self._origin_allowed(request):
+            reason = f"origin {request.headers.get('Origin')!r} is not allowed"
+            body = frames.encode(frames.Error(code=int(Code.FORBIDDEN), reason=reason))
+            return web.Response(status=403, body=body, content_type="application/json")
         ws = web.WebSocketResponse(
             heartbeat=self.limits.heartbeat_s,
             max_msg_size=self.limits.max_frame_bytes * 4,
@@ -58,8 +84,14 @@ class WebSocketEndpoint:
             await ws.send_frame(frames.encode(frames.Error(code=int(exc.code), reason=exc.reason)), WSMsgType.TEXT)
             await ws.close(code=int(exc.code), message=exc.reason.encode()[:120])
             return ws
+        if self._per_user.get(user, 0) >= self.limits.max_connections_per_user:
+            reason = f"over {self.limits.max_connections_per_user} connections for {user}"
+            await ws.send_frame(frames.encode(frames.Error(code=int(Code.RATE_LIMITED), reason=reason)), WSMsgType.TEXT)
+            await ws.close(code=int(Code.RATE_LIMITED), message=b"too many connections")
+            return ws
         session = Session(self.service, self.hub, transport, self.limits, user, secrets.token_hex(8))
         self.sessions.add(session)
+        self._per_user[user] = self._per_user.get(user, 0) + 1
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, expires_at - time.time()),
             lambda: asyncio.ensure_future(session.expire()),
@@ -79,6 +111,11 @@ class WebSocketEndpoint:
         finally:
             expiry.cancel()
             self.sessions.discard(session)
+            left = self._per_user.get(user, 1) - 1
+            if left:
+                self._per_user[user] = left
+            else:
+                self._per_user.pop(user, None)
             await session.release()
         return ws
 

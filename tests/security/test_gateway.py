@@ -1,0 +1,105 @@
+"""The gateway's own defences: Origin allow-list, connections per user, floods, sending as someone else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import replace
+
+import aiohttp
+
+from roost.config import Settings
+from roost.node import Node, serve
+from roost.protocol.codes import Code
+
+from ..conftest import with_limits
+from ..integration.test_send import make_room
+from ..integration.wsutil import Raw
+
+
+async def test_a_cross_site_websocket_is_refused(embedded_settings: Settings) -> None:
+    settings = replace(embedded_settings, allowed_origins=("https://chat.example.com",))
+    async with serve(settings) as node, aiohttp.ClientSession() as http:
+        token = node.tokens.issue("alice")
+        try:
+            async with http.ws_connect(node.ws_url + "?token=" + token, headers={"Origin": "https://evil.example"}):
+                raise AssertionError("a foreign origin must not get a WebSocket")
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 403
+        for origin in ("https://chat.example.com", f"http://127.0.0.1:{node.port}"):
+            async with http.ws_connect(node.ws_url + "?token=" + token, headers={"Origin": origin}) as ws:
+                assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+        async with http.ws_connect(node.ws_url + "?token=" + token) as ws:  # no Origin: not a browser
+            assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+
+
+async def test_connections_per_user_are_limited(embedded_settings: Settings) -> None:
+    async with serve(with_limits(embedded_settings, max_connections_per_user=2)) as node:
+        first, second = await Raw.open(node, "alice"), await Raw.open(node, "alice")
+        async with aiohttp.ClientSession() as http, http.ws_connect(node.ws_url) as ws:
+            await ws.send_json({"type": "auth", "token": node.tokens.issue("alice")})
+            error = await ws.receive_json(timeout=5)
+            assert error["code"] == Code.RATE_LIMITED
+        other = await Raw.open(node, "bob")  # other users are not affected
+        await first.close()
+        third = await Raw.open(node, "alice")  # a slot is free again
+        for raw in (second, other, third):
+            await raw.close()
+
+
+async def test_the_sender_is_the_token_never_the_frame(embedded_node: Node) -> None:
+    node = embedded_node
+    await make_room(node, "alice", "r", "mallory")
+    mallory = await Raw.open(node, "mallory")
+    frame = {"type": "send", "room": "r", "cmid": "c", "body": "hi", "id": "1", "sender": "alice", "user": "alice"}
+    ack = await mallory.request(frame)
+    assert ack["type"] == "ack"
+    page = await node.backends.store.read("r", 0, 10)
+    assert page.messages[-1].sender == "mallory"
+    await mallory.close()
+
+
+async def test_a_flood_from_one_user_does_not_slow_the_others(embedded_settings: Settings) -> None:
+    settings = with_limits(embedded_settings, sends_per_s=20.0, send_burst=20)
+    async with serve(settings) as node:
+        await make_room(node, "alice", "r", "bob", "mallory")
+        bob, alice = await Raw.open(node, "bob"), await Raw.open(node, "alice")
+        await bob.request({"type": "subscribe", "room": "r", "id": "s"})
+        await bob.until(lambda f: f["type"] == "live")
+        stop = asyncio.Event()
+
+        async def flood() -> int:
+            mallory = await Raw.open(node, "mallory")
+            n = 0
+            while not stop.is_set():
+                junk = (
+                    "{" * 50 if n % 3 == 0 else json.dumps({"type": "send", "room": "r", "cmid": f"f{n}", "body": "x"})
+                )
+                await mallory.send(junk)
+                n += 1
+                if n % 50 == 0:
+                    await asyncio.sleep(0)
+            await mallory.close()
+            return n
+
+        started = time.monotonic()
+        flooder = asyncio.create_task(flood())
+        latencies = []
+        for i in range(30):
+            t0 = time.perf_counter()
+            await alice.send({"type": "send", "room": "r", "cmid": f"a{i}", "body": f"hello {i}"})
+            await bob.until(lambda f, i=i: f["type"] == "msg" and f.get("cmid") == f"a{i}", timeout=5)
+            latencies.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.02)
+        stop.set()
+        flooded = await flooder
+        elapsed = time.monotonic() - started
+        latencies.sort()
+        assert flooded > 1000
+        assert latencies[-1] < 0.5, latencies[-5:]
+        stored = await node.backends.store.read("r", 0, 10_000)
+        from_mallory = [m for m in stored.messages if m.sender == "mallory" and m.kind == "text"]
+        assert len(from_mallory) <= 20 + 20 * elapsed + 1  # the burst, plus the rate over the flood
+        await alice.close()
+        await bob.close()
