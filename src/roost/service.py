@@ -25,7 +25,10 @@ from .protocol.errors import AuthError, Conflict, NotFound, ProtocolError
 from .protocol.types import KIND_JOIN, KIND_LEAVE, KIND_TEXT, Draft, Message, Page, valid_cmid, valid_room
 from .ratelimit import RateLimiter
 
-__all__ = ["ChatService", "HistoryResult"]
+__all__ = ["MAX_SEQ", "ChatService", "HistoryResult"]
+
+MAX_SEQ = 2**53
+"""The largest seq a request may name: exact in every JSON parser and every store's integer type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,9 @@ class ChatService:
     ) -> HistoryResult:
         await self.check_member(user, room)
         limit = max(1, min(limit, self.limits.max_history_page))
+        for name, value in (("after", after), ("before", before)):
+            if value is not None and not 0 <= value <= MAX_SEQ:
+                raise ProtocolError(f"{name} must be between 0 and {MAX_SEQ}", Code.BAD_FRAME)
         if after is not None and before is not None:
             raise ProtocolError("give after or before, not both", Code.BAD_FRAME)
         if before is not None:
@@ -105,7 +111,7 @@ class ChatService:
             oldest = page.messages[0].seq if page.messages else before
             return HistoryResult(page, has_more=oldest > page.position.first)
         if after is None:
-            page = await self.store.read_before(room, 2**62, limit)
+            page = await self.store.read_before(room, MAX_SEQ, limit)
             oldest = page.messages[0].seq if page.messages else page.position.head + 1
             return HistoryResult(page, has_more=oldest > page.position.first)
         if after < 0:

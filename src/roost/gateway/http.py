@@ -72,9 +72,12 @@ def _int_param(request: web.Request, name: str) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ProtocolError(f"{name} must be an integer", Code.BAD_FRAME) from None
+    if abs(value) > 2**53:
+        raise ProtocolError(f"{name} is out of range", Code.BAD_FRAME)
+    return value
 
 
 async def _body(request: web.Request, kind: type[Any]) -> Any:

@@ -26,7 +26,7 @@ from ..protocol.codes import Code
 from ..protocol.errors import ProtocolError, RateLimited, RoostError
 from ..protocol.sync import Accepted, CaughtUp, Deliver, Fetch, Resync, RoomSync
 from ..protocol.types import KIND_LEAVE, Position
-from ..service import ChatService
+from ..service import MAX_SEQ, ChatService
 
 __all__ = ["Session", "Transport"]
 
@@ -187,8 +187,8 @@ class Session:
 
     async def _subscribe(self, room: str, after: int | None, epoch: str | None, ref: str | None) -> None:
         await self.service.check_member(self.user, room)
-        if after is not None and after < 0:
-            raise ProtocolError("after must be >= 0", Code.BAD_FRAME)
+        if after is not None and not 0 <= after <= MAX_SEQ:
+            raise ProtocolError(f"after must be between 0 and {MAX_SEQ}", Code.BAD_FRAME)
         await self._unfollow(room)
         if after is None:
             position = await self.service.store.position(room)
