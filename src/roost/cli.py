@@ -8,12 +8,16 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .auth import TokenAuthority, load_or_create_secret
 from .config import Settings
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -84,6 +88,15 @@ async def _serve(settings: Settings) -> None:
         await stop.wait()
 
 
+async def _until_signalled(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; SIGINT/SIGTERM cancel it, so its cleanup (stopping the processes it started) runs."""
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    return await task
+
+
 def _chaos(args: argparse.Namespace) -> int:
     import msgspec
 
@@ -104,7 +117,7 @@ def _chaos(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=None if args.quiet else lambda line: print(line, flush=True),
     )
-    history = asyncio.run(run(config))
+    history = asyncio.run(_until_signalled(run(config)))
     if args.history:
         Path(args.history).write_bytes(msgspec.json.encode(history))
     report = check(history)

@@ -82,6 +82,19 @@ class Directory(Protocol):
 
     async def public_rooms(self) -> list[str]: ...
 
+    async def mark_read(self, room: str, user: str, seq: int) -> int:
+        """Raise ``user``'s read position in ``room`` to ``seq``; never lower it. Return the position.
+
+        One position per user per room, shared by all the user's devices (the role the seed gives
+        to Redis consumer groups), so unread counts and "seen by" agree everywhere."""
+        ...
+
+    async def read_positions(self, user: str) -> dict[str, int]: ...
+
+    async def readers(self, room: str) -> dict[str, int]:
+        """Every user's read position in ``room``."""
+        ...
+
 
 class Subscription(Protocol):
     async def aclose(self) -> None: ...

@@ -124,6 +124,31 @@ class ChatService:
         await self.check_member(user, room)
         return await self.store.seq_before_time(room, ts_ms)
 
+    async def mark_read(self, user: str, room: str, seq: int) -> int:
+        """Move the user's read position forward (clamped to the head) and tell the room's followers."""
+        await self.check_member(user, room)
+        if not 0 <= seq <= MAX_SEQ:
+            raise ProtocolError(f"seq must be between 0 and {MAX_SEQ}", Code.BAD_FRAME)
+        head = (await self.store.position(room)).head
+        value = await self.directory.mark_read(room, user, min(seq, head))
+        await self.bus.publish(room, frames.encode(frames.Receipt(room=room, user=user, seq=value)))
+        return value
+
+    async def unread(self, user: str) -> dict[str, dict[str, int]]:
+        """Per room of the user: its head, the user's read position, and the unread count (head - read)."""
+        positions = await self.directory.read_positions(user)
+        out: dict[str, dict[str, int]] = {}
+        for room in await self.directory.rooms_of(user):
+            head = (await self.store.position(room)).head
+            read = min(positions.get(room, 0), head)
+            out[room] = {"head": head, "read": read, "unread": head - read}
+        return out
+
+    async def receipts(self, user: str, room: str) -> dict[str, int]:
+        """Who has read how far ("seen by"): members' read positions."""
+        await self.check_member(user, room)
+        return await self.directory.readers(room)
+
     async def typing(self, user: str, room: str) -> None:
         """Ephemeral: through the bus only, never stored. Over the rate it is dropped, not refused."""
         if self.typings.wait(user):

@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (room, sender, cmid);
 CREATE INDEX IF NOT EXISTS messages_ts ON messages (room, ts);
+CREATE TABLE IF NOT EXISTS read_markers (
+    room text NOT NULL,
+    "user" text NOT NULL,
+    seq bigint NOT NULL,
+    PRIMARY KEY (room, "user")
+);
 CREATE TABLE IF NOT EXISTS trimmed_ids (
     room text NOT NULL,
     sender text NOT NULL,
@@ -292,3 +298,25 @@ class PostgresStore:
         async with _translate(), self.pool.acquire() as conn:
             rows = await conn.fetch("SELECT room FROM rooms ORDER BY room")
         return [r["room"] for r in rows]
+
+    async def mark_read(self, room: str, user: str, seq: int) -> int:
+        async with _translate(), self.pool.acquire() as conn:
+            value = await conn.fetchval(
+                'INSERT INTO read_markers (room, "user", seq) VALUES ($1, $2, $3)'
+                ' ON CONFLICT (room, "user") DO UPDATE SET seq = greatest(read_markers.seq, excluded.seq)'
+                " RETURNING seq",
+                room,
+                user,
+                seq,
+            )
+        return int(value)
+
+    async def read_positions(self, user: str) -> dict[str, int]:
+        async with _translate(), self.pool.acquire() as conn:
+            rows = await conn.fetch('SELECT room, seq FROM read_markers WHERE "user" = $1', user)
+        return {r["room"]: int(r["seq"]) for r in rows}
+
+    async def readers(self, room: str) -> dict[str, int]:
+        async with _translate(), self.pool.acquire() as conn:
+            rows = await conn.fetch('SELECT "user", seq FROM read_markers WHERE room = $1', room)
+        return {r["user"]: int(r["seq"]) for r in rows}

@@ -62,6 +62,12 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (room, sender, cmid);
 CREATE INDEX IF NOT EXISTS messages_ts ON messages (room, ts);
+CREATE TABLE IF NOT EXISTS read_markers (
+    room TEXT NOT NULL,
+    user TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (room, user)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trimmed_ids (
     room TEXT NOT NULL,
     sender TEXT NOT NULL,
@@ -404,6 +410,29 @@ class SqliteStore:
 
     async def public_rooms(self) -> list[str]:
         return sorted(self._rooms)
+
+    async def mark_read(self, room: str, user: str, seq: int) -> int:
+        def apply(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "INSERT INTO read_markers (room, user, seq) VALUES (?, ?, ?)"
+                " ON CONFLICT (room, user) DO UPDATE SET seq = max(seq, excluded.seq) RETURNING seq",
+                (room, user, seq),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._write(apply)
+
+    async def read_positions(self, user: str) -> dict[str, int]:
+        rows = await self._read(
+            lambda conn: conn.execute("SELECT room, seq FROM read_markers WHERE user = ?", (user,)).fetchall()
+        )
+        return {room: int(seq) for room, seq in rows}
+
+    async def readers(self, room: str) -> dict[str, int]:
+        rows = await self._read(
+            lambda conn: conn.execute("SELECT user, seq FROM read_markers WHERE room = ?", (room,)).fetchall()
+        )
+        return {user: int(seq) for user, seq in rows}
 
 
 def _digest(body: str, kind: str) -> bytes:

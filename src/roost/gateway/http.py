@@ -38,6 +38,10 @@ class _NewMessage(msgspec.Struct):
     body: str
 
 
+class _ReadMark(msgspec.Struct):
+    seq: int
+
+
 class _SyncRequest(msgspec.Struct):
     rooms: dict[str, int]
     limit: int = 100
@@ -105,6 +109,8 @@ class HttpApi:
             web.get("/api/rooms/{room}/messages", self.history),
             web.post("/api/rooms/{room}/messages", self.send),
             web.post("/api/sync", self.sync),
+            web.post("/api/rooms/{room}/read", self.mark_read),
+            web.get("/api/rooms/{room}/receipts", self.receipts),
         ]
 
     @web.middleware
@@ -133,7 +139,8 @@ class HttpApi:
     async def list_rooms(self, request: web.Request) -> web.Response:
         user = self.user_of(request)
         mine = await self.service.rooms_of(user)
-        return _respond({"rooms": mine, "public": await self.service.public_rooms()})
+        unread = await self.service.unread(user)
+        return _respond({"rooms": mine, "public": await self.service.public_rooms(), "unread": unread})
 
     async def create_room(self, request: web.Request) -> web.Response:
         user = self.user_of(request)
@@ -177,6 +184,17 @@ class HttpApi:
         message: Message = appended.message
         payload = {"message": message, "duplicate": appended.duplicate}
         return _respond(payload, status=200 if appended.duplicate else 201)
+
+    async def mark_read(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        room = request.match_info["room"]
+        body: _ReadMark = await _body(request, _ReadMark)
+        return _respond({"room": room, "read": await self.service.mark_read(user, room, body.seq)})
+
+    async def receipts(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        room = request.match_info["room"]
+        return _respond({"room": room, "readers": await self.service.receipts(user, room)})
 
     async def sync(self, request: web.Request) -> web.Response:
         """``{"rooms": {room: cursor}}`` in; each room's backlog after its cursor out, with ``has_more``."""

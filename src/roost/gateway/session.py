@@ -178,6 +178,9 @@ class Session:
                 self._push(frames.encode(frames.Ok(ref, room)))
             case frames.Typing(room=room):
                 await self.service.typing(user, room)
+            case frames.Read(room=room, seq=seq, id=ref):
+                await self.service.mark_read(user, room, seq)
+                self._push(frames.encode(frames.Ok(ref, room)))
             case frames.Ping(id=ref):
                 self._push(frames.encode(frames.Pong(ref)))
             case frames.Auth():

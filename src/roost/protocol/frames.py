@@ -34,6 +34,8 @@ __all__ = [
     "Ok",
     "Ping",
     "Pong",
+    "Read",
+    "Receipt",
     "Send",
     "ServerFrame",
     "Subscribe",
@@ -116,7 +118,15 @@ class Typing(_Frame, tag="typing", frozen=True):
     room: str
 
 
-ClientFrame = Auth | Create | Join | Leave | Subscribe | Unsubscribe | Send | History | Ping | Typing
+class Read(_Frame, tag="read", frozen=True):
+    """I have read ``room`` up to ``seq`` (on any of my devices): moves my read position forward."""
+
+    room: str
+    seq: int
+    id: str | None = None
+
+
+ClientFrame = Auth | Create | Join | Leave | Subscribe | Unsubscribe | Send | History | Ping | Typing | Read
 
 # ---- server -> client -------------------------------------------------------------------------
 
@@ -182,6 +192,14 @@ class TypingEvent(_Frame, tag="typing", frozen=True):
     user: str
 
 
+class Receipt(_Frame, tag="receipt", frozen=True):
+    """``user`` has read ``room`` up to ``seq``. Ephemeral on the wire; the position itself is stored."""
+
+    room: str
+    user: str
+    seq: int
+
+
 class Error(_Frame, tag="error", frozen=True):
     code: int
     reason: str
@@ -193,7 +211,7 @@ class Error(_Frame, tag="error", frozen=True):
     first: int | None = None
 
 
-ServerFrame = Welcome | Ok | Subscribed | Live | Ack | HistoryPage | Pong | TypingEvent | Error | Message
+ServerFrame = Welcome | Ok | Subscribed | Live | Ack | HistoryPage | Pong | TypingEvent | Receipt | Error | Message
 
 _client_decoder: Final = msgspec.json.Decoder(ClientFrame)
 _server_decoder: Final = msgspec.json.Decoder(ServerFrame)

@@ -1,0 +1,68 @@
+"""Read positions: one per user per room, shared by devices and nodes; unread counts and "seen by"."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from roost.config import Settings
+from roost.node import Node, serve
+
+from ..backends import SELECTED, cleanup, make
+from .test_history import api
+from .test_send import make_room
+from .wsutil import Raw
+
+
+async def test_read_position_is_shared_by_a_users_devices(node: Node) -> None:
+    await make_room(node, "alice", "r", "bob")
+    for i in range(8):
+        await node.service.send("alice", "r", f"c{i}", f"m{i}")  # seqs 3..10
+    phone, laptop = await Raw.open(node, "bob"), await Raw.open(node, "bob")
+    await laptop.request({"type": "subscribe", "room": "r", "id": "s"})
+    await laptop.until(lambda f: f["type"] == "live")
+    _, rooms = await api(node, "GET", "/api/rooms", "bob")
+    assert rooms["unread"]["r"] == {"head": 10, "read": 0, "unread": 10}
+    ok = await phone.request({"type": "read", "room": "r", "seq": 7, "id": "1"})
+    assert ok["type"] == "ok"
+    receipt = await laptop.until(lambda f: f["type"] == "receipt")
+    assert receipt == {"type": "receipt", "room": "r", "user": "bob", "seq": 7}
+    _, rooms = await api(node, "GET", "/api/rooms", "bob")
+    assert rooms["unread"]["r"] == {"head": 10, "read": 7, "unread": 3}
+    await phone.request({"type": "read", "room": "r", "seq": 4, "id": "2"})  # never moves back
+    status, body = await api(node, "POST", "/api/rooms/r/read", "bob", {"seq": 99})  # clamped to the head
+    assert status == 200 and body["read"] == 10
+    _, seen = await api(node, "GET", "/api/rooms/r/receipts", "alice")
+    assert seen["readers"]["bob"] == 10
+    status, _ = await api(node, "GET", "/api/rooms/r/receipts", "mallory")
+    assert status == 403
+    await phone.close()
+    await laptop.close()
+
+
+@pytest.fixture(params=[b for b in SELECTED if b in ("redis", "nats", "pg-redis", "pg-nats")])
+async def shared(request: pytest.FixtureRequest, embedded_settings: Settings) -> AsyncIterator[Settings]:
+    """Settings for several nodes over one shared engine (the embedded store belongs to one process)."""
+    chosen = make(request.param)
+    yield replace(embedded_settings, store=chosen.store, bus=chosen.bus, secret="a-secret-shared-by-every-node-0123456789")
+    await cleanup(chosen)
+
+
+async def test_receipts_and_unread_counts_agree_across_nodes(shared: Settings) -> None:
+    async with serve(shared) as one, serve(replace(shared, data_dir=shared.data_dir + "-2")) as two:
+        await make_room(one, "alice", "r", "bob")
+        for i in range(4):
+            await one.service.send("alice", "r", f"c{i}", f"m{i}")  # head 6
+        watcher = await Raw.open(two, "alice")
+        await watcher.request({"type": "subscribe", "room": "r", "id": "s"})
+        await watcher.until(lambda f: f["type"] == "live")
+        bob_on_one = await Raw.open(one, "bob")
+        await bob_on_one.request({"type": "read", "room": "r", "seq": 5, "id": "1"})
+        receipt = await watcher.until(lambda f: f["type"] == "receipt")
+        assert receipt["user"] == "bob" and receipt["seq"] == 5
+        _, rooms = await api(two, "GET", "/api/rooms", "bob")
+        assert rooms["unread"]["r"]["unread"] == 1
+        await watcher.close()
+        await bob_on_one.close()
