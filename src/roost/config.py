@@ -18,6 +18,8 @@ class Limits:
     outbox_bytes: int = 4 * 1024 * 1024
     auth_timeout_s: float = 10.0
     heartbeat_s: float = 20.0
+    presence_interval_s: float = 10.0
+    """Each node re-announces its users this often; other nodes forget them after three intervals."""
     head_check_s: float = 10.0
     """How often each node compares the rooms it follows with the store's head (lost-tail check)."""
     sends_per_s: float = 200.0

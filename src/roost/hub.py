@@ -19,6 +19,7 @@ from typing import Final, Protocol
 import msgspec
 
 from .ports import Bus, Store, Subscription
+from .presence import Presence
 from .protocol.errors import RoostError
 from .protocol.types import KIND_LEAVE, Position
 
@@ -71,20 +72,29 @@ class _Room:
 
 
 class Hub:
-    def __init__(self, bus: Bus, store: Store, head_check_s: float = 10.0) -> None:
+    def __init__(self, bus: Bus, store: Store, head_check_s: float = 10.0, presence_interval_s: float = 10.0) -> None:
         self.bus = bus
         self.store = store
         self.head_check_s = head_check_s
         self._rooms: dict[str, _Room] = {}
         self._checker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.presence = Presence(bus, self._notify, interval_s=presence_interval_s, ttl_s=presence_interval_s * 3)
         bus.on_reset(self._on_reset)
 
     async def start(self) -> None:
+        await self.presence.start()
         if self.head_check_s > 0:
             self._checker = asyncio.create_task(self._check_heads(), name="roost-head-check")
 
+    def _notify(self, room: str, data: bytes) -> None:
+        entry = self._rooms.get(room)
+        if entry is not None:
+            for listener in tuple(entry.listeners):
+                listener.on_ephemeral(room, data)
+
     async def aclose(self) -> None:
+        await self.presence.aclose()
         if self._checker is not None:
             self._checker.cancel()
             await asyncio.gather(self._checker, return_exceptions=True)
@@ -149,6 +159,8 @@ class Hub:
             wire = Wire(head.seq, data, head.sender if head.kind == KIND_LEAVE else "")
             for listener in tuple(entry.listeners):
                 listener.on_message(room, wire)
+        elif head.type == "presence":
+            self.presence.observe(room, data)
         else:
             for listener in tuple(entry.listeners):
                 listener.on_ephemeral(room, data)

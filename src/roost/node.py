@@ -49,6 +49,17 @@ async def _index(request: web.Request) -> web.StreamResponse:
     return web.Response(text=text, content_type="text/html")
 
 
+_WEB_FILES = {"roost.js": "text/javascript", "roost.css": "text/css", "sw.js": "text/javascript"}
+"""The page's files besides index.html; other sites may import /roost.js (hence the CORS header)."""
+
+
+async def _web_file(request: web.Request) -> web.StreamResponse:
+    name = request.path.removeprefix("/")
+    text = resources.files("roost.web").joinpath(name).read_text()
+    headers = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
+    return web.Response(text=text, content_type=_WEB_FILES[name], headers=headers)
+
+
 def make_authority(settings: Settings) -> TokenAuthority:
     """Keys from the settings; with none, the data directory's generated secret (development)."""
     public_key = Path(settings.public_key_file).read_text() if settings.public_key_file else None
@@ -66,13 +77,16 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     backends = await open_backends(settings.store, settings.bus, settings.data_dir)
     tokens = make_authority(settings)
     service = ChatService(backends.store, backends.directory, backends.bus, limits)
-    hub = Hub(backends.bus, backends.store, head_check_s=limits.head_check_s)
+    hub = Hub(
+        backends.bus, backends.store, head_check_s=limits.head_check_s, presence_interval_s=limits.presence_interval_s
+    )
     await hub.start()
     websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins)
     api = HttpApi(service, tokens, settings.dev_login)
     app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
     app.add_routes(api.routes())
     app.add_routes([web.get("/ws", websocket.handle), web.get("/", _index)])
+    app.add_routes([web.get(f"/{name}", _web_file) for name in _WEB_FILES])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)

@@ -215,6 +215,8 @@ class Session:
         follow = self._follows.pop(room, None)
         if follow is None:
             return
+        if follow.accepted:
+            self.hub.presence.unfollow(room, self.user)
         follow.sync.close()
         if follow.fetching is not None:
             follow.fetching.cancel()
@@ -238,12 +240,17 @@ class Session:
                 p = action.position
                 follow.accepted = True
                 self._push(frames.encode(frames.Subscribed(follow.ref, room, p.epoch, p.head, follow.start)))
+                for other in self.hub.presence.online(room):
+                    self._push(frames.encode(frames.PresenceEvent(room=room, user=other, status="online")))
+                self.hub.presence.follow(room, self.user)
             elif isinstance(action, CaughtUp):
                 self._push(frames.encode(frames.Live(room, action.seq)))
             elif isinstance(action, Resync):
                 self._follows.pop(room, None)
                 follow.sync.close()
                 self.hub.detach(room, self)
+                if follow.accepted:
+                    self.hub.presence.unfollow(room, self.user)
                 # The subscribe request's id only while it is still unanswered.
                 error = _resync_error(action, room, None if follow.accepted else follow.ref)
                 self._push(frames.encode(error))
@@ -290,6 +297,7 @@ class Session:
         if follow.fetching is not None:
             follow.fetching.cancel()
         self.hub.detach(room, self)
+        self.hub.presence.unfollow(room, self.user)
         error = frames.Error(code=int(Code.FORBIDDEN), reason=f"no longer a member of {room!r}", room=room)
         self._push(frames.encode(error))
 

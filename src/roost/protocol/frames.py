@@ -34,6 +34,7 @@ __all__ = [
     "Ok",
     "Ping",
     "Pong",
+    "PresenceEvent",
     "Read",
     "Receipt",
     "Send",
@@ -192,6 +193,14 @@ class TypingEvent(_Frame, tag="typing", frozen=True):
     user: str
 
 
+class PresenceEvent(_Frame, tag="presence", frozen=True):
+    """``user`` is now ``online`` (following ``room`` on some connection) or ``offline``. Never stored."""
+
+    room: str
+    user: str
+    status: str
+
+
 class Receipt(_Frame, tag="receipt", frozen=True):
     """``user`` has read ``room`` up to ``seq``. Ephemeral on the wire; the position itself is stored."""
 
@@ -211,7 +220,20 @@ class Error(_Frame, tag="error", frozen=True):
     first: int | None = None
 
 
-ServerFrame = Welcome | Ok | Subscribed | Live | Ack | HistoryPage | Pong | TypingEvent | Receipt | Error | Message
+ServerFrame = (
+    Welcome
+    | Ok
+    | Subscribed
+    | Live
+    | Ack
+    | HistoryPage
+    | Pong
+    | TypingEvent
+    | PresenceEvent
+    | Receipt
+    | Error
+    | Message
+)
 
 _client_decoder: Final = msgspec.json.Decoder(ClientFrame)
 _server_decoder: Final = msgspec.json.Decoder(ServerFrame)

@@ -1,0 +1,61 @@
+"""Presence goes through the bus only: online when following a room, offline when gone, across nodes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from roost.config import Settings
+from roost.node import Node, serve
+
+from ..backends import SELECTED, cleanup, make
+from .test_send import make_room
+from .wsutil import Raw
+
+
+async def test_followers_see_each_other_come_and_go(node: Node) -> None:
+    await make_room(node, "alice", "r", "bob")
+    alice = await Raw.open(node, "alice")
+    await alice.request({"type": "subscribe", "room": "r", "id": "s"})
+    first = await alice.until(lambda f: f["type"] == "presence")
+    assert first == {"type": "presence", "room": "r", "user": "alice", "status": "online"}
+    bob = await Raw.open(node, "bob")
+    await bob.request({"type": "subscribe", "room": "r", "id": "s"})
+    seen_by_bob = await bob.until(lambda f: f["type"] == "presence" and f["user"] == "alice")
+    assert seen_by_bob["status"] == "online"
+    assert (await alice.until(lambda f: f["type"] == "presence" and f["user"] == "bob"))["status"] == "online"
+    await bob.close()
+    gone = await alice.until(lambda f: f["type"] == "presence" and f["user"] == "bob")
+    assert gone["status"] == "offline"
+    assert (await node.backends.store.position("r")).head == 2  # nothing about presence was stored
+    await alice.close()
+
+
+@pytest.fixture(params=[b for b in SELECTED if b in ("redis", "nats")])
+async def shared(request: pytest.FixtureRequest, embedded_settings: Settings) -> AsyncIterator[Settings]:
+    chosen = make(request.param)
+    yield replace(
+        embedded_settings, store=chosen.store, bus=chosen.bus, secret="a-secret-shared-by-every-node-0123456789"
+    )
+    await cleanup(chosen)
+
+
+async def test_a_user_on_two_nodes_stays_online_until_the_last_goes(shared: Settings) -> None:
+    async with serve(shared) as one, serve(replace(shared, data_dir=shared.data_dir + "-2")) as two:
+        await make_room(one, "alice", "r", "bob")
+        watcher = await Raw.open(one, "alice")
+        await watcher.request({"type": "subscribe", "room": "r", "id": "s"})
+        bob_one, bob_two = await Raw.open(one, "bob"), await Raw.open(two, "bob")
+        for bob in (bob_one, bob_two):
+            await bob.request({"type": "subscribe", "room": "r", "id": "s"})
+        online = await watcher.until(lambda f: f["type"] == "presence" and f["user"] == "bob")
+        assert online["status"] == "online"
+        await bob_two.close()
+        with pytest.raises(TimeoutError):  # bob is still online through node one
+            await watcher.until(lambda f: f["type"] == "presence" and f["user"] == "bob", timeout=0.5)
+        await bob_one.close()
+        offline = await watcher.until(lambda f: f["type"] == "presence" and f["user"] == "bob")
+        assert offline["status"] == "offline"
+        await watcher.close()
