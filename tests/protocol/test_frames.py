@@ -52,6 +52,7 @@ CLIENT_TAGS = {
     History: "history",
     Ping: "ping",
     Typing: "typing",
+    frames.Read: "read",
 }
 
 CLIENT_FRAMES: list[ClientFrame] = [
@@ -74,6 +75,7 @@ CLIENT_FRAMES: list[ClientFrame] = [
     Ping(),
     Ping(id="p1"),
     Typing("room-1"),
+    frames.Read("room-1", 7, id="r1"),
 ]
 
 MESSAGE = Message(room="room-1", seq=7, cmid="cmid-1", sender="alice", body="hi\nthere", ts=1_700_000_000_000)
@@ -90,6 +92,8 @@ SERVER_FRAMES: list[frames.ServerFrame] = [
     Pong("p1"),
     Pong(),
     TypingEvent("room-1", "bob"),
+    frames.PresenceEvent("room-1", "bob", "online"),
+    frames.Receipt("room-1", "bob", 7),
     Error(int(Code.RATE_LIMITED), "slow down", ref="x1", retry_after_s=0.5),
     frames.position_error(Code.RESYNC_REQUIRED, "trimmed", "room-1", Position("e1", 20, 5), "s1"),
     MESSAGE,
@@ -158,6 +162,7 @@ CLIENT_FRAME_STRATEGY: st.SearchStrategy[ClientFrame] = st.one_of(
     st.builds(History, room=st_text, after=st_seq, before=st_seq, limit=st.integers(0, 1000), id=st_id),
     st.builds(Ping, id=st_id),
     st.builds(Typing, room=st_text),
+    st.builds(frames.Read, room=st_text, seq=st.integers(0, 2**53), id=st_id),
 )
 
 
