@@ -84,9 +84,17 @@ def test_an_unrecovered_fault_fails_the_run() -> None:
     assert not report.ok and report.unrecovered == 1
 
 
-def test_failed_and_pending_sends_are_counted_not_blamed() -> None:
+def test_failed_sends_are_counted_not_blamed() -> None:
     history = good()
     history.sends.append(Send("c1", "a", "r", "x1", t=9.0, error=4503))
-    history.sends.append(Send("c1", "a", "r", "x2", t=9.0))
     report = check(history)
-    assert report.ok and report.failed == 1 and report.pending == 1
+    assert report.ok and report.failed == 1
+
+
+def test_a_pending_send_must_be_stored_or_it_is_lost() -> None:
+    history = good()
+    history.sends.append(Send("c1", "a", "r", "m5", t=9.0))  # pending, but stored (as seq 5): fine
+    assert check(history).ok
+    history.sends.append(Send("c1", "a", "r", "x2", t=9.0))  # pending and nowhere: lost
+    report = check(history)
+    assert report.pending == 2 and report.count("lost") == 1

@@ -145,6 +145,14 @@ def _check_sends(sends: list[Send], by_room: dict[str, list[Stored]], report: Re
             report.failed += 1
         else:
             report.pending += 1
+            if stored is None:
+                out.append(
+                    Violation(
+                        "lost",
+                        f"send {send.cmid} was neither acked, failed nor stored",
+                        [_send_line(send), f"store {send.room}: no {send.user}/{send.cmid}"],
+                    )
+                )
     return out
 
 

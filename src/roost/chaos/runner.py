@@ -159,7 +159,12 @@ async def _drive(state: _Run) -> None:
     await chaos
     await asyncio.gather(*senders)
     state.say(f"sending stopped: {len(state.sends)} sends; settling")
-    await _wait_caught_up(state, config.recovery_timeout_s * 2)
+    if await _wait_caught_up(state, config.recovery_timeout_s * 2) is None:
+        for name, client in state.clients.items():
+            state.say(
+                f"not settled: {name} connected={client.connected.is_set()} unacked={client.unacked} "
+                f"reconnects={client.reconnects} cursors={ {r: c.seq for r, c in client.cursors.items()} }"
+            )
     for task in consumers:
         task.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)
@@ -183,10 +188,15 @@ async def _send_loop(state: _Run, name: str, stop: asyncio.Event) -> None:
         await asyncio.sleep(state.rng.expovariate(per_client))
         if stop.is_set() or (config.max_messages and len(state.sends) >= config.max_messages):
             break
+        while not stop.is_set():  # a send that never completes must not stop this loop from ending
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(window.acquire(), 1.0)
+                break
+        if stop.is_set():
+            break
         record = Send(name, state.users[name], state.rng.choice(rooms), f"{name}-{n}", state.now())
         n += 1
         state.sends.append(record)
-        await window.acquire()
         task = asyncio.create_task(_send_one(state, client, record))
         task.add_done_callback(lambda _t: window.release())
         pending.add(task)
