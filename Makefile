@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit install clean
+.PHONY: run test lint unit install services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src/roost
 
-test: lint
+# The suite talks to real Redis, NATS and PostgreSQL and drives Debian's chromium: make sure they are there.
+services:
+	bash scripts/ensure-services.sh
+
+test: lint services
 	$(BIN)/pytest
 
 unit: $(STAMP)
