@@ -46,4 +46,8 @@ if command -v psql >/dev/null 2>&1; then
   psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1 ||
     runuser -u postgres -- createdb -h 127.0.0.1 test 2>/dev/null || true
 fi
-echo "services: redis :6379, nats :4222, postgres :5432 are up"
+
+# The browser tests (tests/browser) drive Debian's chromium with Playwright; no service to start.
+need chromium chromium
+
+echo "services: redis :6379, nats :4222, postgres :5432 are up; chromium is installed"

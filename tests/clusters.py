@@ -19,7 +19,9 @@ CLI::
     python -m tests.clusters status [--dir DIR]
 
 DIR defaults to ``$ROOST_CLUSTER_DIR`` or ``<tmp>/roost-clusters``: the pytest fixtures use the same default,
-so clusters started by hand are reused by the tests (and left running by them).
+so clusters started by hand are reused by the tests (and left running by them). Concurrent pytest sessions
+share the clusters through leases (``acquire``/``release``): a session never wipes a cluster another one
+is using, and the last one out stops a cluster that a session started.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "DEFAULT_DIR",
@@ -269,7 +272,8 @@ def _until(what: str, check: object, timeout: float, procs: Sequence[Proc] = (),
         except Exception as exc:
             last = exc
         time.sleep(interval)
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last})" if last else ""))
+    note = f" (last error: {last})" if last else ""
+    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{note}")
 
 
 # ---- Redis -------------------------------------------------------------------------------------
@@ -303,7 +307,7 @@ def _redis_conf(directory: Path, port: int, extra: str) -> Path:
     conf = directory / "redis.conf"
     conf.write_text(
         f"port {port}\nbind {HOST}\nprotected-mode yes\ndir {directory}\ndaemonize no\n"
-        f"pidfile {directory}/redis.pid\nlogfile {directory}/redis.log\nsave \"\"\n{extra}"
+        f'pidfile {directory}/redis.pid\nlogfile {directory}/redis.log\nsave ""\n{extra}'
     )
     return conf
 
@@ -340,7 +344,99 @@ class RedisServer:
         self.proc.stop()
 
 
-class RedisCluster:
+class _Rig:
+    """What both clusters share: reuse a healthy cluster of ours, and leases for concurrent test sessions.
+
+    Several pytest sessions may run at once on one machine (the ports are fixed, so they share one
+    cluster). Each session holds a lease (``<base>.leases/<pid>``) while it uses the cluster: ``acquire``
+    waits for a cluster that another session is repairing (a failover test restarts the node it killed)
+    instead of wiping it, and ``release`` stops the cluster only when the last session leaves and a session
+    (not ``python -m tests.clusters up``) started it.
+    """
+
+    base: Path
+    procs: dict[Any, Proc]
+    started: bool
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def down(self) -> None:
+        raise NotImplementedError
+
+    def _fresh(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def _leases(self) -> Path:
+        return self.base.with_name(self.base.name + ".leases")
+
+    @property
+    def _starter(self) -> Path:
+        return self.base.with_name(self.base.name + ".started-by")
+
+    def _other_leases(self) -> list[int]:
+        pids = []
+        for lease in self._leases.glob("*") if self._leases.is_dir() else []:
+            pid = int(lease.name) if lease.name.isdigit() else -1
+            if pid == os.getpid():
+                continue
+            if pid > 0 and _alive(pid):
+                pids.append(pid)
+            else:
+                lease.unlink(missing_ok=True)  # its session is gone
+        return pids
+
+    def up(self, timeout: float = 60.0, wait_s: float | None = None, starter: str = "cli") -> bool:
+        """Reuse a healthy cluster of ours (waiting up to ``wait_s`` for one), else start a fresh one.
+
+        By default ``wait_s`` is 60 s while another session holds a lease (it may be restarting a node it
+        killed), 10 s if every node runs (it may still be electing), else 0. Returns whether it started one.
+        """
+        if wait_s is None:
+            if self._other_leases():
+                wait_s = 60.0
+            elif all(proc.alive for proc in self.procs.values()):
+                wait_s = 10.0
+            else:
+                wait_s = 0.0
+        deadline = time.monotonic() + wait_s
+        while True:
+            if all(proc.alive for proc in self.procs.values()) and self.healthy():
+                self.started = False
+                return False
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        self.down()
+        shutil.rmtree(self.base, ignore_errors=True)
+        _mark(self.base)
+        self._fresh(timeout)
+        self._starter.write_text(starter)
+        self.started = True
+        return True
+
+    def acquire(self, timeout: float = 60.0) -> None:
+        """For a test session: take a lease, then ``up``."""
+        self._leases.mkdir(parents=True, exist_ok=True)
+        _mark(self.base.parent)
+        (self._leases / str(os.getpid())).touch()
+        self.up(timeout, starter="session")
+
+    def release(self) -> None:
+        """For a test session: drop the lease; the last session out stops a cluster a session started."""
+        (self._leases / str(os.getpid())).unlink(missing_ok=True)
+        if self._other_leases():
+            return
+        try:
+            starter = self._starter.read_text().strip()
+        except OSError:
+            starter = "session"
+        if starter == "session":
+            self.down()
+
+
+class RedisCluster(_Rig):
     """3 masters + 3 replicas (``--cluster-replicas 1``), ``cluster-node-timeout 2000``, AOF everysec."""
 
     PORTS = (7001, 7002, 7003, 7004, 7005, 7006)
@@ -366,23 +462,16 @@ class RedisCluster:
             "appendonly yes\nappendfsync everysec\nrepl-diskless-sync-delay 0\n",
         )
 
-    def up(self, timeout: float = 60.0) -> bool:
-        """Start a fresh cluster, or reuse a healthy one of ours. Returns whether it started one."""
-        if all(proc.alive for proc in self.procs.values()) and self.healthy():
-            self.started = False
-            return False
-        self.down()
-        shutil.rmtree(self.base, ignore_errors=True)
-        _mark(self.base)
+    def _fresh(self, timeout: float) -> None:
         for port, proc in self.procs.items():
             proc.argv = ["redis-server", str(self._conf(port))]
             proc.start()
         procs = list(self.procs.values())
         for port in self.ports:
-            _until(f"redis node {port}", lambda p=port: _redis_ping(p), timeout, procs)  # type: ignore[misc]
+            _until(f"redis node {port}", lambda p=port: _redis_ping(p), timeout, procs)
+        nodes = [f"{HOST}:{p}" for p in self.ports]
         create = subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"{HOST}:{p}" for p in self.ports)]
-            + ["--cluster-replicas", "1", "--cluster-yes"],
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "1", "--cluster-yes"],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -391,8 +480,6 @@ class RedisCluster:
         if create.returncode != 0:
             raise ClusterError(f"redis-cli --cluster create failed: {create.stdout[-1500:]}{create.stderr[-500:]}")
         self.wait_ready(timeout)
-        self.started = True
-        return True
 
     def down(self) -> None:
         for proc in self.procs.values():
@@ -432,13 +519,20 @@ class RedisCluster:
         return out
 
     def owner(self, key: str) -> int:
-        """The port of the master serving ``key``'s slot."""
-        slot = redis_call(self.ports[0], "CLUSTER", "KEYSLOT", key)
-        for port in self.masters():
-            for first, last, *_ in redis_call(port, "CLUSTER", "SLOTS"):  # type: ignore[attr-defined]
-                if first <= int(slot) <= last:  # type: ignore[call-overload]
-                    return port
-        raise ClusterError(f"no master serves {key}")
+        """The port of the master serving ``key``'s slot, as the first node that answers sees it."""
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        for port in self.ports:
+            try:
+                ranges = redis_call(port, "CLUSTER", "SLOTS")
+            except Exception:
+                continue
+            assert isinstance(ranges, list)
+            for first, last, master, *_ in ranges:
+                if int(first) <= slot <= int(last):
+                    return int(master[1])
+        raise ClusterError(f"no node tells who serves {key}")
 
     def kill(self, port: int) -> None:
         self.procs[port].kill()
@@ -489,7 +583,7 @@ class NatsServer:
         _mark(self.dir)
         conf = self.dir / "nats.conf"
         conf.write_text(
-            f'server_name: single{self.port}\nlisten: {HOST}:{self.port}\nhttp: {HOST}:{self.http_port}\n'
+            f"server_name: single{self.port}\nlisten: {HOST}:{self.port}\nhttp: {HOST}:{self.http_port}\n"
             f'jetstream {{\n  store_dir: "{self.dir / "store"}"\n  max_memory_store: 256MB\n  max_file_store: 2GB\n}}\n'
         )
         self.proc.argv = ["nats-server", "-c", str(conf), "-l", str(self.dir / "nats.log")]
@@ -503,7 +597,7 @@ class NatsServer:
         self.proc.stop()
 
 
-class NatsCluster:
+class NatsCluster(_Rig):
     """3 nats-servers in one cluster ``chat`` with JetStream; ready once every node sees a meta leader."""
 
     def __init__(
@@ -546,19 +640,11 @@ class NatsCluster:
         name = self.names[i]
         return ["nats-server", "-c", str(self._conf(i)), "-l", str(self.base / name / "nats.log")]
 
-    def up(self, timeout: float = 60.0) -> bool:
-        if all(proc.alive for proc in self.procs.values()) and self.healthy():
-            self.started = False
-            return False
-        self.down()
-        shutil.rmtree(self.base, ignore_errors=True)
-        _mark(self.base)
+    def _fresh(self, timeout: float) -> None:
         for i, proc in enumerate(self.procs.values()):
             proc.argv = self._argv(i)
             proc.start()
         self.wait_ready(timeout)
-        self.started = True
-        return True
 
     def down(self) -> None:
         for proc in self.procs.values():

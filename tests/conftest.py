@@ -2,12 +2,17 @@
 
 ``ROOST_BACKENDS=embedded,redis`` narrows the run. ``embedded_settings`` is for tests of the
 embedded store itself (its file lock, its internals).
+
+``redis_cluster``/``nats_cluster`` (session scope) start the clusters of tests/clusters.py the first time a
+test needs one (a "redis-cluster"/"nats-cluster" backend, or a multi-node test), or reuse healthy ones, and
+hold a lease on them: the last session out stops a cluster that a session started; one started by
+``python -m tests.clusters up`` is left running.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +22,8 @@ from roost.config import Limits, Settings
 from roost.node import Node, serve
 
 from .backends import SELECTED, Backend, cleanup, make
+from .clusters import NatsCluster, RedisCluster
+from .kafka_infra import Tansu
 
 TIMEOUT_FACTOR = float(os.environ.get("ROOST_TEST_TIMEOUT_FACTOR", "1"))
 
@@ -32,9 +39,52 @@ def limits() -> Limits:
     return Limits(head_check_s=1.0, sends_per_s=1e6, send_burst=10**6)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    rig = RedisCluster()
+    rig.acquire()
+    yield rig
+    rig.release()
+
+
+@pytest.fixture(scope="session")
+def nats_cluster() -> Iterator[NatsCluster]:
+    rig = NatsCluster()
+    rig.acquire()
+    yield rig
+    rig.release()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Tansu]:
+    """Tansu (Kafka API, memory storage) for the "kafka-*" backends; see tests/kafka_infra.py."""
+    broker = Tansu()
+    broker.up()
+    yield broker
+    if broker.started:
+        broker.down()
+
+
+_CLUSTER_OF = {
+    "redis-cluster": "redis_cluster",
+    "nats-cluster": "nats_cluster",
+    "kafka-redis": "kafka_broker",
+    "kafka-nats": "kafka_broker",
+}
+
+
 @pytest.fixture(params=SELECTED)
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    chosen = make(request.param)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The backend's name; brings its cluster up first if it runs on one."""
+    name: str = request.param
+    if name in _CLUSTER_OF:
+        request.getfixturevalue(_CLUSTER_OF[name])
+    return name
+
+
+@pytest.fixture
+async def backend(backend_name: str) -> AsyncIterator[Backend]:
+    chosen = make(backend_name)
     yield chosen
     await cleanup(chosen)
 

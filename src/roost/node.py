@@ -49,7 +49,12 @@ async def _index(request: web.Request) -> web.StreamResponse:
     return web.Response(text=text, content_type="text/html")
 
 
-_WEB_FILES = {"roost.js": "text/javascript", "roost.css": "text/css", "sw.js": "text/javascript"}
+_WEB_FILES = {
+    "roost.js": "text/javascript",
+    "app.js": "text/javascript",
+    "roost.css": "text/css",
+    "sw.js": "text/javascript",
+}
 """The page's files besides index.html; other sites may import /roost.js (hence the CORS header)."""
 
 

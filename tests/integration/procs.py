@@ -1,4 +1,9 @@
-"""Real `roost serve` processes for tests that kill them. Each is stopped by its own pid."""
+"""Real `roost serve` processes for tests that kill them. Each is stopped by its own pid.
+
+``ServerProcess(data_dir, port, *extra)`` passes ``extra`` to ``roost serve`` (``--store``, ``--bus``,
+``--secret``); ``start_nodes`` runs several nodes over one engine, and ``issue_token`` makes a token with
+``roost token --secret`` (every node of a deployment shares the secret).
+"""
 
 from __future__ import annotations
 
@@ -82,3 +87,38 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+async def start_nodes(base: Path, count: int, *extra: str) -> list[ServerProcess]:
+    """``count`` nodes, each with its own data dir, started concurrently with the same ``extra`` flags."""
+    nodes = [ServerProcess(base / f"node{i}" / "data", None, *extra) for i in range(count)]
+    for node in nodes:
+        node.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await asyncio.gather(*(node.start() for node in nodes))
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+async def issue_token(user: str, data_dir: Path, secret: str) -> str:
+    """``python -m roost token USER --data-dir DIR --secret S``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "roost",
+        "token",
+        user,
+        "--data-dir",
+        str(data_dir),
+        "--secret",
+        secret,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"roost token failed: {err.decode()}")
+    return out.decode().strip()

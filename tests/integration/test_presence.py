@@ -18,10 +18,12 @@ from .wsutil import Raw
 async def test_followers_see_each_other_come_and_go(node: Node) -> None:
     await make_room(node, "alice", "r", "bob")
     alice = await Raw.open(node, "alice")
+    alice.skip_types = set()
     await alice.request({"type": "subscribe", "room": "r", "id": "s"})
     first = await alice.until(lambda f: f["type"] == "presence")
     assert first == {"type": "presence", "room": "r", "user": "alice", "status": "online"}
     bob = await Raw.open(node, "bob")
+    bob.skip_types = set()
     await bob.request({"type": "subscribe", "room": "r", "id": "s"})
     seen_by_bob = await bob.until(lambda f: f["type"] == "presence" and f["user"] == "alice")
     assert seen_by_bob["status"] == "online"
@@ -46,6 +48,7 @@ async def test_a_user_on_two_nodes_stays_online_until_the_last_goes(shared: Sett
     async with serve(shared) as one, serve(replace(shared, data_dir=shared.data_dir + "-2")) as two:
         await make_room(one, "alice", "r", "bob")
         watcher = await Raw.open(one, "alice")
+        watcher.skip_types = set()
         await watcher.request({"type": "subscribe", "room": "r", "id": "s"})
         bob_one, bob_two = await Raw.open(one, "bob"), await Raw.open(two, "bob")
         for bob in (bob_one, bob_two):

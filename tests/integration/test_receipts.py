@@ -46,7 +46,9 @@ async def test_read_position_is_shared_by_a_users_devices(node: Node) -> None:
 async def shared(request: pytest.FixtureRequest, embedded_settings: Settings) -> AsyncIterator[Settings]:
     """Settings for several nodes over one shared engine (the embedded store belongs to one process)."""
     chosen = make(request.param)
-    yield replace(embedded_settings, store=chosen.store, bus=chosen.bus, secret="a-secret-shared-by-every-node-0123456789")
+    yield replace(
+        embedded_settings, store=chosen.store, bus=chosen.bus, secret="a-secret-shared-by-every-node-0123456789"
+    )
     await cleanup(chosen)
 
 

@@ -2,6 +2,7 @@
 
 Stores: (none) or ``sqlite://DIR`` (embedded), ``redis://``, ``redis+cluster://``, ``postgresql://``,
 ``nats://``. Buses: (none) or ``local`` (in-process), ``redis://``, ``redis+cluster://``, ``nats://``.
+``kafka://`` (docs/kafka.md) is a store only: pair it with a Redis or NATS bus.
 Options ride in the query string: ``prefix`` (key/subject namespace), ``keep`` (retention: messages
 kept per room), ``schema`` (PostgreSQL), ``replicas`` (JetStream).
 """
@@ -60,6 +61,10 @@ async def _open_store(url: str | None, data_dir: str, atomic_bus: bool) -> Any:
             replicas=int(options.get("replicas", "1")),
             keep=int(options.get("keep", "0")),
         ).open()
+    if url.startswith("kafka://"):
+        from .kafka import KafkaStore
+
+        return await KafkaStore.from_url(url).open()
     raise UsageError(f"unsupported store URL {url!r}")
 
 

