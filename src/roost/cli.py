@@ -81,7 +81,7 @@ async def _serve(settings: Settings) -> None:
             "roost serving on %s (store: %s, bus: %s, data: %s)",
             node.url,
             settings.store or "sqlite",
-            settings.bus or "local",
+            settings.bus or (settings.store if (settings.store or "").startswith(("redis", "nats")) else "local"),
             settings.data_dir,
         )
         print(f"roost: listening on {node.url}", flush=True)

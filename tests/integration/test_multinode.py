@@ -414,14 +414,9 @@ async def test_redis_cluster_failover_moves_the_subscriptions_to_the_promoted_re
         await live_probe(alice, bob, "r")
 
 
-# ---- known SDK gap -----------------------------------------------------------------------------
+# ---- a resubscribe refused while the broker is down ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="roost.client drops a room for good when its resubscribe is refused, even with a retryable 45xx code "
-    "(Client._on_error pops the room on any error to a 'sub:' request)",
-)
 @pytest.mark.parametrize("broker", ["redis"], indirect=True)
 async def test_a_resubscribe_refused_while_the_broker_is_down_is_retried(
     engine: Engine, nodes_factory: Callable[[Engine, int], Awaitable[list[ServerProcess]]], tmp_path: Path

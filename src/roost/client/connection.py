@@ -429,9 +429,21 @@ class Client:
         if ref.startswith("send:"):
             self._on_send_error(ref.removeprefix("send:"), frame)
         elif ref.startswith("sub:") and frame.room in self._rooms:
+            if Code(frame.code).retryable:
+                # The server could not serve the room just now (store or bus down): try again later;
+                # the room stays followed and resumes from its cursor.
+                room = frame.room
+                delay = frame.retry_after_s or 0.5
+                asyncio.get_running_loop().call_later(delay, self._retry_subscribe, room)
+                return
             entry = self._rooms.pop(frame.room)
             entry.subscribed.set()
             log.warning("subscribe to %s refused: %s", frame.room, frame.reason)
+
+    def _retry_subscribe(self, room: str) -> None:
+        entry = self._rooms.get(room)
+        if entry is not None and not entry.subscribed.is_set() and self._ws is not None and not self._ws.closed:
+            self._spawn(self._subscribe_quietly(room, entry))
 
     def _on_send_error(self, cmid: str, frame: frames.Error) -> None:
         out = self._outbox.get(cmid)
