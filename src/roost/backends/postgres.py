@@ -100,6 +100,8 @@ class PostgresStore:
         parts = urlsplit(url)
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         self.schema = options.pop("schema", "roost")
+        self.keep = int(options.pop("keep", "0"))
+        """Retention: keep the newest ``keep`` messages per room (0: keep everything)."""
         if not _SCHEMA_NAME.fullmatch(self.schema):
             raise UsageError(f"invalid schema name {self.schema!r}")
         query = "&".join(f"{k}={v}" for k, v in options.items())
@@ -182,6 +184,8 @@ class PostgresStore:
             ts,
             draft.kind,
         )
+        if self.keep and seq > self.keep:
+            await self._trim(conn, room, seq - self.keep + 1)  # in the append's transaction: no window
         return Appended(Message(room, seq, draft.cmid, draft.sender, draft.body, ts, draft.kind), duplicate=False)
 
     async def read(self, room: str, after: int, limit: int) -> Page:
@@ -227,18 +231,22 @@ class PostgresStore:
             head = await conn.fetchval("SELECT head FROM rooms WHERE room = $1 FOR UPDATE", room)
             if head is None:
                 raise NotFound(f"no room {room!r}")
-            first = max(1, head - keep_last + 1)
-            rows = await conn.fetch(
-                "DELETE FROM messages WHERE room = $1 AND seq < $2 RETURNING sender, cmid, seq, ts, body, kind",
-                room,
-                first,
-            )
-            await conn.executemany(
-                "INSERT INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES ($1, $2, $3, $4, $5, $6)"
-                " ON CONFLICT DO NOTHING",
-                [(room, r["sender"], r["cmid"], r["seq"], r["ts"], _digest(r["body"], r["kind"])) for r in rows],
-            )
-            await conn.execute("UPDATE rooms SET first = greatest(first, $2) WHERE room = $1", room, first)
+            return await self._trim(conn, room, max(1, head - keep_last + 1))
+
+    @staticmethod
+    async def _trim(conn: Conn, room: str, first: int) -> int:
+        """Drop messages below ``first``; their idempotency keys move to ``trimmed_ids``."""
+        rows = await conn.fetch(
+            "DELETE FROM messages WHERE room = $1 AND seq < $2 RETURNING sender, cmid, seq, ts, body, kind",
+            room,
+            first,
+        )
+        await conn.executemany(
+            "INSERT INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT DO NOTHING",
+            [(room, r["sender"], r["cmid"], r["seq"], r["ts"], _digest(r["body"], r["kind"])) for r in rows],
+        )
+        await conn.execute("UPDATE rooms SET first = greatest(first, $2) WHERE room = $1", room, first)
         return len(rows)
 
     # ---- Directory --------------------------------------------------------------------------
