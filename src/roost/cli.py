@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
     chaos = sub.add_parser("chaos", help="run clients against real nodes with faults, then check the history")
-    chaos.add_argument("--backend", choices=["embedded", "redis", "nats"], default="embedded")
+    chaos.add_argument("--backend", choices=["embedded", "redis", "nats", "pg-redis"], default="embedded")
     chaos.add_argument("--nodes", type=int, default=2, help="Roost nodes (embedded: always 1)")
     chaos.add_argument("--clients", type=int, default=12)
     chaos.add_argument("--rooms", type=int, default=4)

@@ -10,7 +10,7 @@ from roost.chaos.checker import check
 from roost.chaos.runner import FAULTS, ChaosConfig, run
 
 
-@pytest.mark.parametrize("backend", ["embedded", "redis", "nats"])
+@pytest.mark.parametrize("backend", ["embedded", "redis", "nats", "pg-redis"])
 @pytest.mark.timeout(240)
 async def test_a_short_chaos_run_keeps_the_contract(backend: str, tmp_path: Path) -> None:
     config = ChaosConfig(

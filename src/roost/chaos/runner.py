@@ -39,7 +39,9 @@ FAULTS = ("kill9", "drop", "pause", "slow", "broker")
 @dataclass
 class ChaosConfig:
     backend: str = "embedded"
-    """embedded (one node: SQLite), redis (AOF, appendfsync always) or nats (JetStream)."""
+    """embedded (one node: SQLite), redis (AOF, appendfsync always), nats (JetStream), or pg-redis
+    (PostgreSQL at ``postgres_url`` in a fresh schema, with its own Redis as the bus)."""
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
     nodes: int = 2
     clients: int = 12
     rooms: int = 4
@@ -70,6 +72,7 @@ class _Run:
     sends: list[Send] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    schema: str | None = None
     t0: float = field(default_factory=time.monotonic)
 
     def now(self) -> float:
@@ -99,8 +102,21 @@ async def run(config: ChaosConfig) -> History:
             node.stop()
         if state.broker is not None:
             state.broker.stop()
+        if state.schema is not None:
+            await _drop_schema(config.postgres_url, state.schema)
         if config.base is None:
             shutil.rmtree(base, ignore_errors=True)
+
+
+async def _drop_schema(url: str, schema: str) -> None:
+    import asyncpg
+
+    with contextlib.suppress(Exception):
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
 
 
 async def _start(state: _Run, secret: str) -> None:
@@ -117,6 +133,12 @@ async def _start(state: _Run, secret: str) -> None:
         state.broker = NatsServer(state.base)
         await state.broker.start()
         store = bus = state.broker.url + "?prefix=chaos"
+    elif config.backend == "pg-redis":
+        state.broker = RedisServer(state.base)  # the bus; the broker fault restarts it
+        await state.broker.start()
+        state.schema = "chaos_" + secrets.token_hex(6)
+        store = f"{config.postgres_url}?schema={state.schema}"
+        bus = state.broker.url + "?prefix=chaos"
     else:
         raise ValueError(f"unknown backend {config.backend!r}")
     state.nodes = [RoostNode(state.base, i, store, bus, secret) for i in range(count)]
