@@ -113,3 +113,17 @@ async def embedded_node(embedded_settings: Settings) -> AsyncIterator[Node]:
 
 def with_limits(settings: Settings, **changes: object) -> Settings:
     return replace(settings, limits=replace(settings.limits, **changes))  # type: ignore[arg-type]
+
+
+SHARED_ENGINES = [b for b in SELECTED if b in ("redis", "nats", "pg-redis", "pg-nats")]
+"""Engines several nodes can share (the embedded store belongs to one process)."""
+
+
+@pytest.fixture(params=SHARED_ENGINES)
+async def shared(request: pytest.FixtureRequest, embedded_settings: Settings) -> AsyncIterator[Settings]:
+    """Settings for several nodes over one shared engine, with one token secret for all of them."""
+    chosen = make(request.param)
+    yield replace(
+        embedded_settings, store=chosen.store, bus=chosen.bus, secret="a-secret-shared-by-every-node-0123456789"
+    )
+    await cleanup(chosen)

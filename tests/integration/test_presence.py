@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -10,7 +9,6 @@ import pytest
 from roost.config import Settings
 from roost.node import Node, serve
 
-from ..backends import SELECTED, cleanup, make
 from .test_send import make_room
 from .wsutil import Raw
 
@@ -33,15 +31,6 @@ async def test_followers_see_each_other_come_and_go(node: Node) -> None:
     assert gone["status"] == "offline"
     assert (await node.backends.store.position("r")).head == 2  # nothing about presence was stored
     await alice.close()
-
-
-@pytest.fixture(params=[b for b in SELECTED if b in ("redis", "nats")])
-async def shared(request: pytest.FixtureRequest, embedded_settings: Settings) -> AsyncIterator[Settings]:
-    chosen = make(request.param)
-    yield replace(
-        embedded_settings, store=chosen.store, bus=chosen.bus, secret="a-secret-shared-by-every-node-0123456789"
-    )
-    await cleanup(chosen)
 
 
 async def test_a_user_on_two_nodes_stays_online_until_the_last_goes(shared: Settings) -> None:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
-
-import pytest
 
 from roost.config import Settings
 from roost.node import Node, serve
 
-from ..backends import SELECTED, cleanup, make
 from .test_history import api
 from .test_send import make_room
 from .wsutil import Raw
@@ -40,16 +36,6 @@ async def test_read_position_is_shared_by_a_users_devices(node: Node) -> None:
     assert status == 403
     await phone.close()
     await laptop.close()
-
-
-@pytest.fixture(params=[b for b in SELECTED if b in ("redis", "nats", "pg-redis", "pg-nats")])
-async def shared(request: pytest.FixtureRequest, embedded_settings: Settings) -> AsyncIterator[Settings]:
-    """Settings for several nodes over one shared engine (the embedded store belongs to one process)."""
-    chosen = make(request.param)
-    yield replace(
-        embedded_settings, store=chosen.store, bus=chosen.bus, secret="a-secret-shared-by-every-node-0123456789"
-    )
-    await cleanup(chosen)
 
 
 async def test_receipts_and_unread_counts_agree_across_nodes(shared: Settings) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -11,17 +10,14 @@ from roost.config import Settings
 from roost.node import serve
 from roost.protocol.codes import Code
 
-from ..backends import SELECTED, cleanup, make
 from .test_send import make_room
 from .wsutil import Raw
 
 
-@pytest.fixture(params=[b for b in SELECTED if b in ("redis", "nats", "pg-redis", "pg-nats")])
-async def kept(request: pytest.FixtureRequest, embedded_settings: Settings) -> AsyncIterator[Settings]:
-    chosen = make(request.param)
-    assert chosen.store is not None
-    yield replace(embedded_settings, store=chosen.store + "&keep=5", bus=chosen.bus)
-    await cleanup(chosen)
+@pytest.fixture
+def kept(shared: Settings) -> Settings:
+    assert shared.store is not None
+    return replace(shared, store=shared.store + "&keep=5")
 
 
 async def test_a_room_keeps_its_newest_messages_and_says_so(kept: Settings) -> None:
