@@ -1,0 +1,60 @@
+"""The layering of docs/architecture.md, checked on the source rather than trusted.
+
+* ``roost.protocol`` is sans-I/O: no asyncio, sockets, clocks or drivers.
+* ``roost.client`` (the SDK) depends on ``roost.protocol`` only, so it ships without server code.
+* ``roost.gateway`` never imports a backend: it is handed a service.
+* Backends never import each other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "roost"
+IO = {"asyncio", "socket", "time", "aiohttp", "redis", "nats", "asyncpg", "aiokafka", "sqlite3", "threading"}
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute module names a file imports (relative imports resolved against the roost package)."""
+    package = ["roost", *path.relative_to(SRC).parent.parts]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                out.add(".".join([*base, node.module] if node.module else base))
+            elif node.module:
+                out.add(node.module)
+    return out
+
+
+def files(sub: str) -> list[Path]:
+    return sorted((SRC / sub).glob("*.py"))
+
+
+@pytest.mark.parametrize("path", files("protocol"), ids=lambda p: p.name)
+def test_the_protocol_core_does_no_io(path: Path) -> None:
+    bad = {m for m in imports(path) if m.split(".")[0] in IO}
+    assert not bad, f"{path.name} imports {bad}"
+
+
+@pytest.mark.parametrize("path", files("client"), ids=lambda p: p.name)
+def test_the_sdk_depends_on_the_protocol_only(path: Path) -> None:
+    bad = {m for m in imports(path) if m.startswith("roost.") and not m.startswith(("roost.protocol", "roost.client"))}
+    assert not bad, f"{path.name} imports server code: {bad}"
+
+
+@pytest.mark.parametrize("path", files("gateway"), ids=lambda p: p.name)
+def test_the_gateway_never_imports_a_backend(path: Path) -> None:
+    assert not {m for m in imports(path) if m.startswith("roost.backends")}
+
+
+@pytest.mark.parametrize("path", [p for p in files("backends") if p.name != "__init__.py"], ids=lambda p: p.name)
+def test_backends_do_not_import_each_other(path: Path) -> None:
+    others = {f"roost.backends.{p.stem}" for p in files("backends") if p != path and p.name != "__init__.py"}
+    assert not (imports(path) & others)
