@@ -20,7 +20,7 @@ from .wsutil import Raw
 
 @pytest.fixture
 async def tight_node(settings: Settings) -> AsyncIterator[Node]:
-    async with serve(with_limits(settings, outbox_frames=64, outbox_bytes=256 * 1024)) as node:
+    async with serve(with_limits(settings, outbox_frames=64, outbox_bytes=256 * 1024, heartbeat_s=300)) as node:
         yield node
 
 
@@ -37,7 +37,7 @@ async def test_a_slow_consumer_is_disconnected_and_recovers_from_the_store(tight
         await asyncio.gather(*(node.service.send("alice", "r", f"c{batch}-{i}", body) for i in range(100)))
     last = 0
     while True:  # drain what the kernel buffered until the close frame
-        msg = await slow.ws.receive(timeout=10)
+        msg = await slow.ws.receive(timeout=60)
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
             close_code = msg.data if msg.type is aiohttp.WSMsgType.CLOSE else slow.ws.close_code
             break
