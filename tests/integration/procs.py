@@ -9,29 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import aiohttp
+from roost.chaos.infra import Process, free_port, wait_healthy
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class ServerProcess(Process):
+    """A ``roost serve`` on the embedded default unless ``extra`` names other engines."""
 
-
-class ServerProcess:
     def __init__(self, data_dir: Path, port: int | None = None, *extra: str) -> None:
+        port = port or free_port()
         self.data_dir = data_dir
-        self.port = port or free_port()
         self.extra = extra
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = data_dir.parent / f"server-{self.port}.log"
+        argv = [sys.executable, "-m", "roost", "serve", "--port", str(port), "--data-dir", str(data_dir), *extra]
+        super().__init__(f"roost-{port}", argv, data_dir.parent / f"server-{port}.log", port)
 
     @property
     def ws_url(self) -> str:
@@ -42,51 +35,8 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 15.0) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "roost",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--data-dir",
-                    str(self.data_dir),
-                    *self.extra,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-                try:
-                    async with http.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise TimeoutError(f"server did not become healthy: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """``kill -9``: no shutdown code runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.spawn(dict(os.environ, PYTHONUNBUFFERED="1"))
+        await wait_healthy(self, self.url, timeout)
 
 
 async def start_nodes(base: Path, count: int, *extra: str) -> list[ServerProcess]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-__all__ = ["NatsServer", "Process", "RedisServer", "RoostNode", "free_port"]
+__all__ = ["NatsServer", "Process", "RedisServer", "RoostNode", "free_port", "wait_healthy"]
 
 HOST = "127.0.0.1"
 
@@ -86,6 +86,23 @@ class Process:
                 self.kill()
 
 
+async def wait_healthy(process: Process, url: str, within_s: float = 15.0) -> None:
+    """Until ``GET url/healthz`` answers 200; fail early, with the log's tail, if the process died."""
+    deadline = time.monotonic() + within_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if not process.running:
+                raise RuntimeError(f"{process.name} exited: {process.log.read_text()[-2000:]}")
+            try:
+                async with http.get(url + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{process.name} did not become healthy: {process.log.read_text()[-2000:]}")
+
+
 class RoostNode(Process):
     def __init__(self, base: Path, index: int, store: str | None, bus: str | None, secret: str) -> None:
         port = free_port()
@@ -120,17 +137,7 @@ class RoostNode(Process):
 
     async def start(self) -> None:
         self.spawn(dict(os.environ, PYTHONUNBUFFERED="1"))
-        await self.wait_port()
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise TimeoutError(f"{self.name} never became healthy")
+        await wait_healthy(self, self.url)
 
 
 class RedisServer(Process):
