@@ -116,8 +116,7 @@ class RoostNode(Process):
             str(port),
             "--data-dir",
             str(self.data_dir),
-            "--secret",
-            secret,
+            f"--secret={secret}",  # one argument: a generated secret may begin with "-"
             "--log-level",
             "WARNING",
         ]
