@@ -61,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--history", help="write the recorded history (JSON) here")
     chaos.add_argument("--quiet", action="store_true")
 
+    bench = sub.add_parser("bench", help="measure Roost beside the bare ceiling and the Socket.IO peers")
+    bench.add_argument("--quick", action="store_true", help="a small smoke run of every scenario (CI)")
+    bench.add_argument("--out", default="bench-results.json", help="results (JSON)")
+    bench.add_argument("--report", help="also write the Markdown tables here")
+    bench.add_argument("--plot", help="also write the SVG plot here")
+    bench.add_argument("--only", help="comma-separated targets to run in every scenario they fit (default: the plan's)")
+    bench.add_argument("--scenarios", help="comma-separated scenarios: fanout,idle,storm,scale (default: all)")
+    bench.add_argument("--peers", default="bench/peers", help="folder of the peer servers")
+    bench.add_argument("--from-json", help="render --report/--plot from an earlier results file, run nothing")
+
     token = sub.add_parser("token", help="print a token for USER (signed with the data directory's secret)")
     token.add_argument("user")
     token.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
@@ -129,6 +139,32 @@ def _chaos(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench.report import markdown, svg
+    from .bench.runner import full_plan, quick_plan, run_bench
+
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+    else:
+        plan = quick_plan() if args.quick else full_plan()
+        if args.scenarios:
+            wanted = set(args.scenarios.split(","))
+            plan.scenarios = {k: v for k, v in plan.scenarios.items() if k in wanted}
+        only = set(args.only.split(",")) if args.only else None
+        result = asyncio.run(run_bench(plan, Path(args.out), Path(args.peers), only))
+    if args.report:
+        Path(args.report).write_text(markdown(result))
+    if args.plot:
+        Path(args.plot).write_text(svg(result))
+    print(markdown(result))
+    failed = [r for r in result["records"] if r.get("error")]
+    for record in failed:
+        print(f"error: {record['scenario']} {record['target']}: {record['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _run(coro: object) -> None:
     try:
         import uvloop
@@ -159,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         _run(_serve(settings))
     elif args.command == "chaos":
         sys.exit(_chaos(args))
+    elif args.command == "bench":
+        sys.exit(_bench(args))
     elif args.command == "token":
         secret = args.secret or load_or_create_secret(Path(args.data_dir))
         print(TokenAuthority(secret).issue(args.user, ttl_s=args.ttl))

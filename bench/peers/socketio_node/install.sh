@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Socket.IO peer's exact dependencies from package-lock.json (npm ci). Idempotent: does nothing when
+# node_modules was already installed from this very lock file.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+stamp=node_modules/.roost-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "socketio_node: node_modules is current"
+  exit 0
+fi
+npm ci --no-audit --no-fund
+echo "$want" > "$stamp"

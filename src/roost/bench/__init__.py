@@ -1,0 +1,1 @@
+"""roost bench: the load generator, the servers it compares, the run, the report."""

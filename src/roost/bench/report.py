@@ -1,0 +1,267 @@
+"""Turn a results file into Markdown tables (with ratios to each baseline) and an SVG plot.
+
+Plain string building on purpose: no plotting dependency for two small charts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["markdown", "summary", "svg"]
+
+Record = dict[str, Any]
+
+
+def _records(result: dict[str, Any], scenario: str) -> list[Record]:
+    return [r for r in result["records"] if r["scenario"] == scenario]
+
+
+def summary(record: Record) -> dict[str, Any]:
+    """The headline figures of one fan-out record."""
+    steps = [s for s in record.get("steps", []) if "rate" in s]
+    passing = [s for s in steps if s["sustainable"]]
+    by_rate = {s["rate"]: s for s in steps}
+    last = passing[-1] if passing else None
+    return {
+        "max_rate": last["rate"] if last else 0,
+        "peak_frames": max((s["delivered_per_s"] for s in steps), default=0),
+        "cpu_at_1000": by_rate[1000]["server_cpu"] if 1000 in by_rate else None,
+        "gen_cpu_last": last["gen_cpu"] if last else None,
+        "by_rate": by_rate,
+        "failed_at": next((s["rate"] for s in steps if not s["sustainable"]), None),
+    }
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if value >= 10**9:
+            return "∞"
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "—"
+
+
+def _fanout_table(records: list[Record], baseline_names: list[str], title_rates: list[int]) -> list[str]:
+    out = [
+        "| target | max sustainable msgs/s | peak delivered frames/s | server CPU % @1000 | "
+        + " | ".join(f"e2e p50/p99 ms @{r}" for r in title_rates)
+        + " | ack p50/p99 ms @1000 | first failing step |",
+        "|---|---|---|---|" + "---|" * len(title_rates) + "---|---|",
+    ]
+    for r in records:
+        if r.get("error") and not r.get("steps"):
+            out.append(f"| {r['target']} | error: {r['error']} |" + " |" * (4 + len(title_rates)))
+            continue
+        s = summary(r)
+        cells = []
+        for rate in title_rates:
+            step = s["by_rate"].get(rate)
+            cells.append(f"{_fmt(step['e2e_ms']['p50'], 2)} / {_fmt(step['e2e_ms']['p99'], 1)}" if step else "—")
+        at = s["by_rate"].get(1000)
+        ack = f"{_fmt(at['ack_ms']['p50'], 2)} / {_fmt(at['ack_ms']['p99'], 1)}" if at and at["acks"] else "—"
+        out.append(
+            f"| {r['target']} | {_fmt(s['max_rate'])} | {_fmt(s['peak_frames'])} | {_fmt(s['cpu_at_1000'])} | "
+            + " | ".join(cells)
+            + f" | {ack} | {_fmt(s['failed_at'])} |"
+        )
+    return out
+
+
+def _steps_table(record: Record) -> list[str]:
+    out = [
+        f"**{record['target']}** ({record.get('note', '')})",
+        "",
+        "| offered msgs/s | delivered frames/s | e2e p50 | e2e p99 | e2e p999 | ack p50 | ack p99 | ack p999 | lost |"
+        " dropped | server CPU % | generator CPU % | sustainable |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in record.get("steps", []):
+        e, a = s["e2e_ms"], s["ack_ms"]
+        out.append(
+            f"| {s['rate']:,} | {s['delivered_per_s']:,} | {_fmt(e['p50'], 2)} | {_fmt(e['p99'])} | {_fmt(e['p999'])} "
+            f"| {_fmt(a['p50'], 2)} | {_fmt(a['p99'])} | {_fmt(a['p999'])} | {s['lost']} | {s['dropped']} "
+            f"| {s['server_cpu']} | {s['gen_cpu']} | {'yes' if s['sustainable'] else 'no'} |"
+        )
+    if record.get("error"):
+        out.append(f"\nerror: {record['error']}")
+    return [*out, ""]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        f"Run {result['started']} → {result.get('finished', '(unfinished)')}, command `{result['command']}`"
+        + (" (quick smoke run: sizes too small to mean anything)" if result.get("quick") else ""),
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}, {m['platform']}; "
+        f"pinning: {m['pinning']}.",
+        "",
+    ]
+    fanout = _records(result, "fanout")
+    if fanout:
+        plan = result["plan"]["fanout"]
+        lines += [
+            f"### Fan-out: {plan['rooms']} rooms x {plan['members']} members, {plan['size']}-byte messages, "
+            f"{plan['duration_s']:g} s per offered rate",
+            "",
+            "A step is sustainable when ≥ 95 % of the offered frames arrive within the step, none is lost, no "
+            f"connection drops and the end-to-end p99 is under {plan['p99_ms']:g} ms (a frame never received "
+            "counts as infinitely late). The ladder stops at the first failing step.",
+            "",
+        ]
+        lines += _fanout_table(fanout, [], [100, 1000, 3000])
+        lines += ["", _ratios(fanout), ""]
+        lines += ["#### Every step", ""]
+        for r in fanout:
+            lines += _steps_table(r)
+    scale = _records(result, "scale")
+    if scale:
+        lines += ["### Scale: the same fan-out over Redis and NATS, 1 and 2 Roost processes", ""]
+        lines += _fanout_table(scale, [], [100, 1000, 3000])
+        lines += ["", _scale_ratios(scale), ""]
+        for r in scale:
+            lines += _steps_table(r)
+    idle = _records(result, "idle")
+    if idle:
+        lines += [
+            "### Idle connections",
+            "",
+            "| target | connections | connect + authenticate all, s | handshakes/s | then join + follow, s |"
+            " server RSS per connection, KB | liveness frames | dropped |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in idle:
+            if not r.get("steps"):
+                lines.append(f"| {r['target']} | error: {r.get('error')} | | | | | | |")
+                continue
+            s = r["steps"][-1]
+            per = (r["rss_after"] - r["rss_before"]) / max(1, s["connections"]) / 1024
+            lines.append(
+                f"| {r['target']} | {s['connections']:,} | {s['connect_seconds']} | {s['handshakes_per_s']:,} | "
+                f"{s['join_follow_seconds']} | {per:.1f} | {s['liveness'][0]}/{s['liveness'][1]} | {s['dropped']} |"
+            )
+        lines.append("")
+    storm = _records(result, "storm")
+    if storm:
+        lines += [
+            "### Catch-up storm",
+            "",
+            "| target | clients | messages behind each | all caught up, s | p50 s | p99 s | complete | frames |"
+            " messages written while away (s) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in storm:
+            if not r.get("steps"):
+                lines.append(f"| {r['target']} | error: {r.get('error')} | | | | | | | |")
+                continue
+            s = r["steps"][-1]
+            w = r.get("written", {})
+            lines.append(
+                f"| {r['target']} | {s['clients']:,} | {s['behind']} | {s['seconds_all_caught_up']} | {s['p50_s']} | "
+                f"{s['p99_s']} | {s['complete']:,}/{s['clients']:,} | {s['messages_delivered']:,} | "
+                f"{w.get('messages', 0):,} ({w.get('seconds', '—')}) |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _ratios(records: list[Record]) -> str:
+    by = {r["target"]: summary(r) for r in records if r.get("steps")}
+    if "roost" not in by:
+        return ""
+    roost = by["roost"]["max_rate"]
+    parts = [f"{name} {_ratio(roost, s['max_rate'])}" for name, s in by.items() if name != "roost"]
+    return "Roost's max sustainable rate as a ratio of each: " + ", ".join(parts) + "."
+
+
+def _scale_ratios(records: list[Record]) -> str:
+    by = {r["target"]: summary(r) for r in records if r.get("steps")}
+    parts = []
+    for engine in ("redis", "nats"):
+        one, two = by.get(f"roost-{engine}"), by.get(f"roost-{engine}-x2")
+        if one and two:
+            parts.append(f"{engine}: 2 processes / 1 = {_ratio(two['max_rate'], one['max_rate'])}")
+    return ("Scale-out: " + ", ".join(parts) + ".") if parts else ""
+
+
+# ---- SVG ----------------------------------------------------------------------------------------
+
+_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666", "#1f78b4"]
+
+
+def svg(result: dict[str, Any]) -> str:
+    """Two panels per fan-out-like scenario: delivered frames/s and end-to-end p99, per offered rate."""
+    panels = [(sc, _records(result, sc)) for sc in ("fanout", "scale") if _records(result, sc)]
+    width, panel_h = 980, 300
+    height = 40 + len(panels) * (panel_h + 60)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="10" y="22" font-size="15">roost bench {result["started"]}: per offered rate (msgs/s, log)</text>',
+    ]
+    y0 = 40
+    for scenario, records in panels:
+        series = [(r["target"], [s for s in r.get("steps", []) if "rate" in s]) for r in records]
+        parts += _panel(
+            10, y0, 460, panel_h, f"{scenario}: delivered frames/s", series, lambda s: s["delivered_per_s"], False
+        )
+        parts += _panel(
+            500, y0, 460, panel_h, f"{scenario}: end-to-end p99 ms (log)", series, lambda s: s["e2e_ms"]["p99"], True
+        )
+        y0 += panel_h + 60
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def _panel(
+    x: int, y: int, w: int, h: int, title: str, series: list[tuple[str, list[Record]]], value: Any, log_y: bool
+) -> list[str]:
+    left, bottom, top = 60, 40, 20
+    pw, ph = w - left - 10, h - bottom - top
+    rates = sorted({s["rate"] for _, steps in series for s in steps}) or [1, 10]
+    xs_min, xs_max = math.log10(min(rates)), math.log10(max(rates)) + 1e-9
+    vals = [v for _, steps in series for s in steps if (v := value(s)) is not None and v < 10**8]
+    if log_y:
+        lo = math.log10(max(min(vals, default=0.1), 0.05))
+        hi = math.log10(max(vals, default=1000) * 1.5)
+    else:
+        lo, hi = 0.0, max(vals, default=1) * 1.1
+
+    def px(rate: float) -> float:
+        return x + left + (math.log10(rate) - xs_min) / (xs_max - xs_min) * pw
+
+    def py(v: float) -> float:
+        v = math.log10(max(v, 10**lo)) if log_y else v
+        v = min(v, hi)
+        return y + top + ph - (v - lo) / (hi - lo) * ph
+
+    out = [
+        f'<text x="{x + left}" y="{y + 12}" font-size="13">{title}</text>',
+        f'<rect x="{x + left}" y="{y + top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
+    ]
+    for rate in rates:
+        out.append(f'<text x="{px(rate):.1f}" y="{y + top + ph + 14}" text-anchor="middle">{rate}</text>')
+    for i in range(5):
+        v = lo + (hi - lo) * i / 4
+        label = f"{10**v:.3g}" if log_y else f"{v:,.0f}"
+        yy = y + top + ph - ph * i / 4
+        out.append(f'<text x="{x + left - 4}" y="{yy + 4:.1f}" text-anchor="end">{label}</text>')
+        out.append(f'<line x1="{x + left}" x2="{x + left + pw}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eee"/>')
+    for i, (name, steps) in enumerate(series):
+        color = _COLORS[i % len(_COLORS)]
+        points = [(px(s["rate"]), py(v if v is not None else 10**hi)) for s in steps if (v := value(s)) is not None]
+        if points:
+            path = " ".join(f"{a:.1f},{b:.1f}" for a, b in points)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            out += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.5" fill="{color}"/>' for a, b in points]
+        out.append(f'<text x="{x + left + 8}" y="{y + top + 16 + 14 * i}" fill="{color}">{name}</text>')
+    return out

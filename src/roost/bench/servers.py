@@ -1,0 +1,160 @@
+"""The servers a benchmark run compares: Roost on each engine, the bare ceilings, the Socket.IO peers.
+
+Every server is a child process pinned to its own core (``taskset``), started fresh for each
+scenario, and stopped by its pid. The peers live in the repository's ``bench/peers`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..chaos.infra import HOST, Process, free_port, wait_healthy
+
+__all__ = ["TARGETS", "Server", "Target", "cpu_seconds", "rss_bytes"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to measure: how to start it and which wire shape it speaks."""
+
+    name: str
+    shape: str
+    kind: str
+    """roost | bare-aiohttp | bare-picows | socketio-node | socketio-py"""
+    store: str | None = None
+    bus: str | None = None
+    processes: int = 1
+    note: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("roost", "roost", "roost", note="Roost, embedded default (SQLite WAL + in-process bus), durable acks"),
+        Target("bare-aiohttp", "bare", "bare-aiohttp", note="bare broadcast on aiohttp (Roost's stack): no storage"),
+        Target("bare-picows", "bare", "bare-picows", note="bare broadcast on picows (fastest maintained stack)"),
+        Target("socketio-node", "socketio", "socketio-node", note="Node socket.io 4 + redis-streams-adapter + CSR"),
+        Target("socketio-py", "socketio", "socketio-py", note="python-socketio + AsyncRedisManager"),
+        Target("roost-redis", "roost", "roost", store="redis", bus="redis", note="Roost on Redis Streams + Pub/Sub"),
+        Target(
+            "roost-redis-x2", "roost", "roost", store="redis", bus="redis", processes=2, note="2 Roost processes, Redis"
+        ),
+        Target("roost-nats", "roost", "roost", store="nats", bus="nats", note="Roost on NATS JetStream + core NATS"),
+        Target(
+            "roost-nats-x2", "roost", "roost", store="nats", bus="nats", processes=2, note="2 Roost processes, NATS"
+        ),
+    )
+}
+
+
+def _engine_url(engine: str | None, prefix: str) -> str | None:
+    if engine == "redis":
+        return f"redis://{HOST}:6379/0?prefix={prefix}"
+    if engine == "nats":
+        return f"nats://{HOST}:4222?prefix={prefix}"
+    return None
+
+
+class Server:
+    """The processes of one target for one scenario."""
+
+    def __init__(self, target: Target, base: Path, peers: Path, secret: str, prefix: str) -> None:
+        self.target = target
+        self.procs: list[Process] = []
+        base.mkdir(parents=True, exist_ok=True)
+        for i in range(target.processes):
+            port = free_port()
+            core = str(i % max(1, os.cpu_count() or 1)) if target.processes > 1 else "0"
+            argv = ["taskset", "-c", core] if shutil.which("taskset") else []
+            argv += self._argv(target, port, base / f"data{i}", peers, secret, prefix)
+            self.procs.append(Process(f"{target.name}-{i}", argv, base / f"{target.name}-{i}.log", port))
+
+    @staticmethod
+    def _argv(target: Target, port: int, data: Path, peers: Path, secret: str, prefix: str) -> list[str]:
+        py = sys.executable
+        if target.kind == "roost":
+            argv = [py, "-m", "roost", "serve", "--port", str(port), "--data-dir", str(data)]
+            argv += [f"--secret={secret}", "--log-level", "WARNING"]
+            store, bus = _engine_url(target.store, prefix), _engine_url(target.bus, prefix)
+            if store:
+                argv += ["--store", store]
+            if bus:
+                argv += ["--bus", bus]
+            return argv
+        if target.kind == "bare-aiohttp":
+            return [py, str(peers / "bare_aiohttp.py"), "--port", str(port)]
+        if target.kind == "bare-picows":
+            return [py, str(peers / "bare_picows.py"), "--port", str(port)]
+        if target.kind == "socketio-py":
+            return [py, str(peers / "socketio_py.py"), "--port", str(port), "--channel", prefix]
+        if target.kind == "socketio-node":
+            node = shutil.which("node") or "node"
+            server = peers / "socketio_node" / "server.js"
+            return [node, str(server), "--port", str(port), "--redis", f"redis://{HOST}:6379", "--stream", prefix]
+        raise ValueError(f"unknown target kind {target.kind}")
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"ws://{HOST}:{p.port}" for p in self.procs]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.proc.pid for p in self.procs if p.proc is not None]
+
+    async def start(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for p in self.procs:
+            p.spawn(env)
+        for p in self.procs:
+            if self.target.kind == "roost":
+                await wait_healthy(p, f"http://{HOST}:{p.port}", within_s=30)
+            else:
+                await p.wait_port(30)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+
+def _tree(pid: int) -> list[int]:
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+            for child in children:
+                out += _tree(int(child))
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and their children, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for root in pids:
+        for pid in _tree(root):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for root in pids:
+        for pid in _tree(root):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+    return total
