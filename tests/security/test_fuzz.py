@@ -54,6 +54,14 @@ class RecordingTransport:
         self.sent: list[dict[str, Any]] = []
         self.closed: int | None = None
 
+    def try_write(self, data: bytes) -> bool:
+        # Refuse every third write, so both the direct path and the outbox path are exercised.
+        self.writes = getattr(self, "writes", 0) + 1
+        if self.writes % 3 == 0:
+            return False
+        self.sent.extend(json.loads(part) for part in frames.split(data))
+        return True
+
     async def send(self, data: bytes) -> None:
         self.sent.extend(json.loads(part) for part in frames.split(data))
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
@@ -33,11 +32,18 @@ __all__ = ["Session", "Transport"]
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT: Final = 64
+_PACK_FRAMES: Final = 256
+_PACK_BYTES: Final = 256 * 1024
+"""Catch-up messages packed into one WebSocket frame, at most (objects, bytes)."""
 
 
 class Transport(Protocol):
+    def try_write(self, data: bytes) -> bool:
+        """Write one text frame now if the socket takes it without queuing; False means use ``send``."""
+        ...
+
     async def send(self, data: bytes) -> None:
-        """Send one text frame (already UTF-8 JSON)."""
+        """Send one text frame (already UTF-8 JSON), waiting while the socket is full."""
         ...
 
     async def close(self, code: int, reason: str) -> None: ...
@@ -77,15 +83,15 @@ class Session:
         self.closed = False
         self.close_code: int | None = None
         self._follows: dict[str, _Follow] = {}
-        self._outbox: deque[bytes] = deque()
+        # Frames the socket could not take at once, in order; a writer task exists only while
+        # there are some (an idle connection costs no task).
+        self._outbox: list[bytes] = []
         self._outbox_bytes = 0
         # Catch-up pages are paced by the session itself, so they do not count as falling behind.
         self._paced_frames = 0
         self._paced_bytes = 0
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
-        self._writer = asyncio.create_task(self._write_loop(), name=f"roost-writer-{session_id}")
+        self._writer: asyncio.Task[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._last_control: asyncio.Task[None] | None = None
@@ -229,11 +235,21 @@ class Session:
         for action in follow.sync.take_actions():
             if isinstance(action, Deliver):
                 # Paced: the next page is only read once the outbox has drained (see _fetch).
+                # Packed: a page goes out in a few large frames, not one write per message.
+                chunk: list[bytes] = []
+                size = 0
                 for wire in action.items:
-                    self._push(wire.data, paced=True)
+                    chunk.append(wire.data)
+                    size += len(wire.data)
                     if wire.left == self.user:
+                        self._push(b"\n".join(chunk), paced=True)
                         self._lost_membership(room)
                         return
+                    if len(chunk) >= _PACK_FRAMES or size >= _PACK_BYTES:
+                        self._push(b"\n".join(chunk), paced=True)
+                        chunk, size = [], 0
+                if chunk:
+                    self._push(b"\n".join(chunk), paced=True)
             elif isinstance(action, Fetch):
                 follow.fetching = asyncio.create_task(self._fetch(room, follow, action))
             elif isinstance(action, Accepted):
@@ -259,7 +275,7 @@ class Session:
         delay = 0.05
         while True:
             # Catch-up is paced by the client: the next page is read only when the last one is sent.
-            await self._drained.wait()
+            await self._until_drained()
             if follow.sync.state.value in ("resync", "closed"):
                 return
             try:
@@ -321,13 +337,16 @@ class Session:
     # ---- output -----------------------------------------------------------------------------
 
     def _push(self, data: bytes, paced: bool = False) -> None:
-        """Queue ``data`` for the client. Unpaced (live) traffic that overflows the outbox closes it."""
+        """Send ``data`` to the client: straight to the socket when nothing is queued and it has room,
+        else through the outbox. Unpaced (live) traffic that overflows the outbox closes it."""
         if self.closed:
             return
+        if self._writer is None and self.transport.try_write(data):
+            return  # the common case: no queue, no task switch
         self._outbox.append(data)
         self._outbox_bytes += len(data)
-        self._drained.clear()
-        self._wake.set()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop())
         if paced:
             self._paced_frames += 1
             self._paced_bytes += len(data)
@@ -337,6 +356,13 @@ class Session:
             or self._outbox_bytes - self._paced_bytes > self.limits.outbox_bytes
         ):
             self._spawn(self.close(Code.SLOW_CONSUMER, "slow consumer: outgoing queue is full"))
+
+    async def _until_drained(self) -> None:
+        if self._writer is None or self.closed:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -349,28 +375,30 @@ class Session:
         self._push(frames.encode(error))
 
     async def _write_loop(self) -> None:
-        outbox = self._outbox
+        """Send what is queued, packed up to 256 objects per WebSocket frame, until nothing is left."""
         try:
-            while True:
-                if not outbox:
-                    self._paced_frames = self._paced_bytes = 0
-                    self._drained.set()
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                if len(outbox) == 1:
-                    data = outbox.popleft()
-                    self._outbox_bytes -= len(data)
-                else:
-                    batch = [outbox.popleft() for _ in range(min(len(outbox), 256))]
-                    self._outbox_bytes -= sum(map(len, batch))
-                    data = b"\n".join(batch)
-                await self.transport.send(data)
+            while self._outbox:
+                batch, self._outbox = self._outbox[:_PACK_FRAMES], self._outbox[_PACK_FRAMES:]
+                size = sum(map(len, batch))
+                self._outbox_bytes -= size
+                await self.transport.send(batch[0] if len(batch) == 1 else b"\n".join(batch))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.debug("writer of %s stopped: %s", self.session_id, exc)
+            self._writer = None
+            self._wake_drain_waiters()
             await self.close(Code.GOING_AWAY, "write failed")
+            return
+        self._writer = None
+        self._paced_frames = self._paced_bytes = 0
+        self._wake_drain_waiters()
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # ---- closing ----------------------------------------------------------------------------
 
@@ -379,7 +407,7 @@ class Session:
             return
         self.closed = True
         self.close_code = code
-        self._outbox.clear()
+        self._outbox = []
         self._outbox_bytes = 0
         try:
             await self.transport.close(code, reason)
@@ -397,12 +425,13 @@ class Session:
     async def release(self) -> None:
         """Stop everything this session runs; safe to call more than once."""
         self.closed = True
-        self._writer.cancel()
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
         for task in list(self._tasks):
             task.cancel()
         for room in list(self._follows):
             await self._unfollow(room)
-        self._drained.set()
+        self._wake_drain_waiters()
 
 
 def _resync_error(action: Resync, room: str, ref: str | None) -> frames.Error:
