@@ -153,7 +153,8 @@ class ChatService:
         if await self.directory.is_member(room, user):
             return
         meta = await self.directory.room_attrs(room, NS_META)
-        kind = meta.get("kind", PUBLIC)
+        # By name too: a dm: room made by the web page's old naming convention is a direct one as well.
+        kind = DIRECT if room.startswith(DM_PREFIX) else meta.get("kind", PUBLIC)
         invited = False
         if kind == DIRECT:
             if user not in _dm_pair(room):
@@ -365,7 +366,7 @@ class ChatService:
             raise ProtocolError("not on oneself (use leave)", Code.BAD_FRAME)
         await self._require_room(room)
         meta = await self.directory.room_attrs(room, NS_META)
-        if meta.get("kind") == DIRECT:
+        if meta.get("kind") == DIRECT or room.startswith(DM_PREFIX):
             raise AuthError(f"{room!r} is a direct conversation: it has no moderators", Code.FORBIDDEN)
         if as_admin:
             return meta
