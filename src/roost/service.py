@@ -83,6 +83,12 @@ def _dm_pair(room: str) -> tuple[str, ...]:
     return tuple(room.removeprefix(DM_PREFIX).split(":")) if room.startswith(DM_PREFIX) else ()
 
 
+def _kind(room: str, meta: dict[str, str]) -> str:
+    """A room's kind. Any ``dm:`` room is direct, also one made by the web page's old naming convention
+    (a public room then, created before kinds existed); other rooms without a kind are public."""
+    return DIRECT if room.startswith(DM_PREFIX) else meta.get("kind", PUBLIC)
+
+
 def _by(actor: str, **more: str) -> str:
     """The body of a moderation event: who did it (and the new role), as a small JSON object."""
     return msgspec.json.encode({"by": actor, **more}).decode()
@@ -153,8 +159,7 @@ class ChatService:
         if await self.directory.is_member(room, user):
             return
         meta = await self.directory.room_attrs(room, NS_META)
-        # By name too: a dm: room made by the web page's old naming convention is a direct one as well.
-        kind = DIRECT if room.startswith(DM_PREFIX) else meta.get("kind", PUBLIC)
+        kind = _kind(room, meta)
         invited = False
         if kind == DIRECT:
             if user not in _dm_pair(room):
@@ -248,9 +253,7 @@ class ChatService:
         """Rooms anyone may find and join: not private ones, not direct conversations."""
         out = []
         for room in await self.directory.all_rooms():
-            if room.startswith(DM_PREFIX):
-                continue
-            if (await self.directory.room_attrs(room, NS_META)).get("kind", PUBLIC) == PUBLIC:
+            if not room.startswith(DM_PREFIX) and _kind(room, await self.directory.room_attrs(room, NS_META)) == PUBLIC:
                 out.append(room)
         return out
 
@@ -266,7 +269,7 @@ class ChatService:
         members = {u: OWNER if u == owner else roles.get(u, MEMBER) for u in await self.directory.members(room)}
         bans = sorted(await self.directory.room_attrs(room, NS_BANS))
         invites = sorted(await self.directory.room_attrs(room, NS_INVITES))
-        return RoomInfo(room, meta.get("kind", PUBLIC), owner, members, bans, invites)
+        return RoomInfo(room, _kind(room, meta), owner, members, bans, invites)
 
     async def check_member(self, user: str, room: str) -> None:
         """Raise unless ``user`` may read and write ``room``."""
@@ -366,7 +369,7 @@ class ChatService:
             raise ProtocolError("not on oneself (use leave)", Code.BAD_FRAME)
         await self._require_room(room)
         meta = await self.directory.room_attrs(room, NS_META)
-        if meta.get("kind") == DIRECT or room.startswith(DM_PREFIX):
+        if _kind(room, meta) == DIRECT:
             raise AuthError(f"{room!r} is a direct conversation: it has no moderators", Code.FORBIDDEN)
         if as_admin:
             return meta

@@ -204,6 +204,12 @@ async def test_a_direct_conversation_has_exactly_its_two_users(node: Node) -> No
     await ok(bob, {"type": "join", "room": "dm:alice:bob", "id": "j2"})
     status, body = await api(node, "POST", "/api/dm", "carol", {"user": "alice"})
     assert status == 200 and body["room"] == "dm:alice:carol"
+    # A dm: room from before kinds (the web page used to create them as plain rooms) is direct too.
+    assert await node.backends.directory.create_room("dm:bob:dave", "bob")
+    await refused(carol, {"type": "join", "room": "dm:bob:dave", "id": "old"}, Code.FORBIDDEN)
+    assert (await node.service.room_info("dm:bob:dave")).kind == "direct"
+    await node.service.dm("dave", "bob")
+    assert await node.backends.directory.members("dm:bob:dave") == ["bob", "dave"]
     for raw in (alice, bob, carol):
         await raw.close()
 
