@@ -1,5 +1,6 @@
 """Tokens: JWT bearer tokens. ``sub`` is the user; ``exp`` is required and enforced, also on
-long-lived connections (the gateway closes a connection when its token expires).
+long-lived connections (the gateway closes a connection when its token expires). A ``roles`` claim
+holding ``"admin"`` makes the user a server administrator (the admin HTTP API); nothing else reads it.
 
 Keys, by what the server is given:
 
@@ -20,7 +21,7 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jwt
 from jwt import PyJWKSet
@@ -29,7 +30,17 @@ from .protocol.codes import Code
 from .protocol.errors import AuthError
 from .protocol.types import valid_user
 
-__all__ = ["TokenAuthority", "load_or_create_secret"]
+__all__ = ["ADMIN_ROLE", "Identity", "TokenAuthority", "load_or_create_secret"]
+
+ADMIN_ROLE = "admin"
+
+
+class Identity(NamedTuple):
+    user: str
+    expires_at: float
+    admin: bool
+    """The token's ``roles`` claim holds ``"admin"``."""
+
 
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 
@@ -78,6 +89,11 @@ class TokenAuthority:
 
     def verify(self, token: str) -> tuple[str, float]:
         """Return ``(user, expires_at)`` or raise ``AuthError(UNAUTHORIZED)``."""
+        identity = self.identify(token)
+        return identity.user, identity.expires_at
+
+    def identify(self, token: str) -> Identity:
+        """Verify ``token`` and return who it names, until when, and whether it carries the admin role."""
         try:
             header = jwt.get_unverified_header(token)
             key, algorithms = self._key_for(header)
@@ -96,7 +112,9 @@ class TokenAuthority:
         user = claims.get("sub")
         if not isinstance(user, str) or not valid_user(user):
             raise AuthError("invalid token subject", Code.UNAUTHORIZED)
-        return user, float(claims["exp"])
+        roles = claims.get("roles")
+        admin = isinstance(roles, list) and ADMIN_ROLE in roles
+        return Identity(user, float(claims["exp"]), admin)
 
     def _key_for(self, header: dict[str, Any]) -> tuple[Any, list[str]]:
         alg = header.get("alg")

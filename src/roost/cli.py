@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[o for o in (_env("ALLOWED_ORIGINS") or "").split(",") if o],
         help="an Origin allowed to open WebSockets besides the server's own (repeatable)",
     )
+    serve.add_argument(
+        "--admin",
+        action="append",
+        default=[u for u in (_env("ADMINS") or "").split(",") if u],
+        help="a user who is a server administrator (the admin HTTP API), whatever the token says (repeatable)",
+    )
     serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
     chaos = sub.add_parser("chaos", help="run clients against real nodes with faults, then check the history")
@@ -76,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
     token.add_argument("--secret", default=_env("SECRET"))
     token.add_argument("--ttl", type=int, default=7 * 24 * 3600, help="lifetime in seconds")
+    token.add_argument("--admin", action="store_true", help='add "roles": ["admin"] (the admin HTTP API)')
     return parser
 
 
@@ -191,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             audience=args.audience,
             dev_login=args.secret is None and args.jwt_public_key is None and args.jwks is None,
             allowed_origins=tuple(args.allow_origin),
+            admins=tuple(args.admin),
         )
         _run(_serve(settings))
     elif args.command == "chaos":
@@ -199,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_bench(args))
     elif args.command == "token":
         secret = args.secret or load_or_create_secret(Path(args.data_dir))
-        print(TokenAuthority(secret).issue(args.user, ttl_s=args.ttl))
+        claims = {"roles": ["admin"]} if args.admin else {}
+        print(TokenAuthority(secret).issue(args.user, ttl_s=args.ttl, **claims))
     else:  # pragma: no cover - argparse rejects it first
         sys.exit(2)

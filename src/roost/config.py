@@ -28,6 +28,8 @@ class Limits:
     typing_per_s: float = 2.0
     max_connections_per_user: int = 32
     """Per node: one more is refused with 4429."""
+    max_rooms_per_user: int = 1000
+    """Rooms one user may be a member of; creating, joining or opening a direct conversation beyond it: 4422."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,5 +50,8 @@ class Settings:
     dev_login: bool = True
     """Allow ``POST /api/login`` with just a name. Insecure: for the embedded default only."""
     allowed_origins: tuple[str, ...] = ()
+    admins: tuple[str, ...] = ()
+    """Users who are server administrators (the admin HTTP API) whatever their token says; a token with
+    ``"roles": ["admin"]`` is one too."""
     """Origins allowed to open WebSockets besides the server's own (cross-site WebSocket hijacking)."""
     limits: Limits = field(default_factory=Limits)

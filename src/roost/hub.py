@@ -21,7 +21,7 @@ import msgspec
 from .ports import Bus, Store, Subscription
 from .presence import Presence
 from .protocol.errors import RoostError
-from .protocol.types import KIND_LEAVE, Position
+from .protocol.types import REMOVING_KINDS, Position
 
 __all__ = ["Hub", "Listener", "Wire"]
 
@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 class Wire(msgspec.Struct, frozen=True, array_like=True):
     """A message as it travels inside a node: its seq, its encoded ``msg`` frame, and who it removes.
 
-    ``left`` names the user a ``leave`` event takes out of the room (empty otherwise): sessions of that
-    user end their subscription after delivering it, on every node.
+    ``left`` names the user a ``leave``, ``kick`` or ``ban`` event takes out of the room (empty otherwise):
+    sessions of that user end their subscription after delivering it, on every node.
     """
 
     seq: int
@@ -156,7 +156,7 @@ class Hub:
             log.warning("dropping undecodable bus payload in room %s", room)
             return
         if head.type == "msg":
-            wire = Wire(head.seq, data, head.sender if head.kind == KIND_LEAVE else "")
+            wire = Wire(head.seq, data, head.sender if head.kind in REMOVING_KINDS else "")
             for listener in tuple(entry.listeners):
                 listener.on_message(room, wire)
         elif head.type == "presence":

@@ -87,7 +87,7 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     )
     await hub.start()
     websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins)
-    api = HttpApi(service, tokens, settings.dev_login)
+    api = HttpApi(service, tokens, settings.dev_login, settings.admins)
     app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
     app.add_routes(api.routes())
     app.add_routes([web.get("/ws", websocket.handle), web.get("/", _index)])

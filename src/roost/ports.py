@@ -15,6 +15,10 @@ Store
 
 Directory
   * Rooms and their members. Membership is checked by the service on every read and write.
+  * Per-room attribute maps (``room_attrs``/``set_room_attr``): small string maps by namespace that the
+    service gives meaning to (``meta``: kind and owner, written once by ``create_room``; ``roles``,
+    ``bans``, ``invites``). Backends store them and know nothing of what they mean, so the rules of
+    private rooms, roles and bans live in the service alone and are the same on every backend.
 
 Bus
   * ``publish`` is at-most-once; no subscribers is not an error.
@@ -26,7 +30,7 @@ Bus
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import msgspec
@@ -64,8 +68,12 @@ class Store(Protocol):
 
 
 class Directory(Protocol):
-    async def create_room(self, room: str, owner: str) -> bool:
-        """Create ``room`` with ``owner`` as its first member; False if it already exists."""
+    async def create_room(self, room: str, owner: str, meta: Mapping[str, str] | None = None) -> bool:
+        """Create ``room`` with ``owner`` as its first member; False if it already exists.
+
+        ``meta`` becomes the room's ``meta`` attributes in the same atomic step as the creation, so no
+        reader ever sees the room without them (a private room is never briefly public). It is never
+        changed afterwards; ``room_attrs(room, "meta")`` returns it (empty for rooms made before it)."""
         ...
 
     async def room_exists(self, room: str) -> bool: ...
@@ -78,9 +86,23 @@ class Directory(Protocol):
 
     async def remove_member(self, room: str, user: str) -> bool: ...
 
+    async def members(self, room: str) -> list[str]:
+        """The room's members, sorted (empty for an unknown room)."""
+        ...
+
     async def rooms_of(self, user: str) -> list[str]: ...
 
-    async def public_rooms(self) -> list[str]: ...
+    async def all_rooms(self) -> list[str]:
+        """Every room, sorted, whatever its kind: the service decides what to show."""
+        ...
+
+    async def room_attrs(self, room: str, ns: str) -> dict[str, str]:
+        """The room's attributes in namespace ``ns`` (empty if none, or the room is unknown)."""
+        ...
+
+    async def set_room_attr(self, room: str, ns: str, key: str, value: str | None) -> None:
+        """Set one attribute (``None`` deletes it). Raises ``NotFound`` for an unknown room. Not for ``meta``."""
+        ...
 
     async def mark_read(self, room: str, user: str, seq: int) -> int:
         """Raise ``user``'s read position in ``room`` to ``seq``; never lower it. Return the position.

@@ -10,25 +10,99 @@ Where the contract is enforced:
 * Membership: every read and write checks it here, so no gateway or backend can skip it.
 * Encode once: the message is encoded a single time per publish; every node and session forwards
   those bytes unchanged.
+* Rooms (docs/security.md, "Authorization"): kinds, roles, invitations and bans are rules here, over the
+  Directory's generic per-room attributes, so they are the same on every backend. Every membership
+  change is also a message in the room's sequence (``join``, ``leave``, ``invite``, ``kick``, ``ban``,
+  ``unban``, ``role``), so a member who was offline converges by reading the room.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Final
+
+import msgspec
 
 from .config import Limits
 from .ports import Appended, Bus, Directory, Store
 from .protocol import frames
 from .protocol.codes import Code
-from .protocol.errors import AuthError, Conflict, NotFound, ProtocolError
-from .protocol.types import KIND_JOIN, KIND_LEAVE, KIND_TEXT, Draft, Message, Page, valid_cmid, valid_room
+from .protocol.errors import AuthError, Conflict, NotFound, ProtocolError, RoostError
+from .protocol.types import (
+    KIND_BAN,
+    KIND_INVITE,
+    KIND_JOIN,
+    KIND_KICK,
+    KIND_LEAVE,
+    KIND_ROLE,
+    KIND_TEXT,
+    KIND_UNBAN,
+    Draft,
+    Message,
+    Page,
+    valid_cmid,
+    valid_room,
+    valid_user,
+)
 from .ratelimit import RateLimiter
 
-__all__ = ["MAX_SEQ", "ChatService", "HistoryResult"]
+__all__ = ["MAX_SEQ", "ROOM_KINDS", "ChatService", "HistoryResult", "RoomInfo", "dm_room"]
 
 MAX_SEQ = 2**53
 """The largest seq a request may name: exact in every JSON parser and every store's integer type."""
+
+
+PUBLIC: Final = "public"
+PRIVATE: Final = "private"
+DIRECT: Final = "direct"
+ROOM_KINDS: Final = (PUBLIC, PRIVATE, DIRECT)
+OWNER: Final = "owner"
+ADMIN: Final = "admin"
+MEMBER: Final = "member"
+_RANK: Final = {MEMBER: 0, ADMIN: 1, OWNER: 2}
+DM_PREFIX: Final = "dm:"
+# Attribute namespaces of the Directory, and what they hold.
+NS_META: Final = "meta"
+"""``kind`` and ``owner``, fixed at creation. A room without them predates kinds: public, no owner."""
+NS_ROLES: Final = "roles"
+"""user -> ``admin`` (absent: a plain member; the owner is in ``meta``)."""
+NS_BANS: Final = "bans"
+"""user -> who banned them."""
+NS_INVITES: Final = "invites"
+"""user -> who invited them; used up by the join it allows."""
+
+
+def dm_room(a: str, b: str) -> str:
+    """The one room of two users: ``dm:<a>:<b>`` with the names sorted (user names contain no ``:``)."""
+    first, second = sorted((a, b))
+    return f"{DM_PREFIX}{first}:{second}"
+
+
+def _dm_pair(room: str) -> tuple[str, ...]:
+    return tuple(room.removeprefix(DM_PREFIX).split(":")) if room.startswith(DM_PREFIX) else ()
+
+
+def _kind(room: str, meta: dict[str, str]) -> str:
+    """A room's kind. Any ``dm:`` room is direct, also one made by the web page's old naming convention
+    (a public room then, created before kinds existed); other rooms without a kind are public."""
+    return DIRECT if room.startswith(DM_PREFIX) else meta.get("kind", PUBLIC)
+
+
+def _by(actor: str, **more: str) -> str:
+    """The body of a moderation event: who did it (and the new role), as a small JSON object."""
+    return msgspec.json.encode({"by": actor, **more}).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    room: str
+    kind: str
+    owner: str
+    members: dict[str, str]
+    """member -> role"""
+    bans: list[str]
+    invites: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,27 +122,154 @@ class ChatService:
 
     # ---- rooms ------------------------------------------------------------------------------
 
-    async def create_room(self, user: str, room: str) -> None:
+    async def create_room(self, user: str, room: str, kind: str = PUBLIC) -> None:
+        """Create a public or private room; the creator is its owner and first member."""
         self._check_room_name(room)
-        if not await self.directory.create_room(room, user):
+        if kind not in (PUBLIC, PRIVATE):
+            raise ProtocolError("kind must be public or private (direct conversations come from dm)", Code.BAD_FRAME)
+        if room.startswith(DM_PREFIX):
+            raise ProtocolError("room names starting with dm: are direct conversations: use dm", Code.BAD_FRAME)
+        await self._check_room_limit(user)
+        if not await self.directory.create_room(room, user, {"kind": kind, "owner": user}):
             raise Conflict(f"room {room!r} already exists")
         await self._event(room, user, KIND_JOIN)
 
+    async def dm(self, user: str, other: str) -> str:
+        """The direct conversation of ``user`` and ``other``: created on first use with both as members.
+
+        Idempotent: later calls only bring ``user`` back in (after a ``leave``). Nobody else may join it."""
+        if not valid_user(other):
+            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+        if other == user:
+            raise ProtocolError("a direct conversation needs two different users", Code.BAD_FRAME)
+        room = dm_room(user, other)
+        if await self.directory.is_member(room, user):
+            return room
+        await self._check_room_limit(user)
+        if await self.directory.create_room(room, user, {"kind": DIRECT}):
+            await self._event(room, user, KIND_JOIN)
+            if await self.directory.add_member(room, other):
+                await self._event(room, other, KIND_JOIN)
+        elif await self.directory.add_member(room, user):
+            await self._event(room, user, KIND_JOIN)
+        return room
+
     async def join(self, user: str, room: str) -> None:
         await self._require_room(room)
-        if await self.directory.add_member(room, user):
-            await self._event(room, user, KIND_JOIN)
+        if await self.directory.is_member(room, user):
+            return
+        meta = await self.directory.room_attrs(room, NS_META)
+        kind = _kind(room, meta)
+        invited = False
+        if kind == DIRECT:
+            if user not in _dm_pair(room):
+                raise AuthError(f"{room!r} is a direct conversation of two other users", Code.FORBIDDEN)
+        else:
+            if await self._banned(room, user):
+                raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
+            if kind == PRIVATE and user != meta.get("owner"):
+                invited = user in await self.directory.room_attrs(room, NS_INVITES)
+                if not invited:
+                    raise AuthError(f"{room!r} is private: an invitation is needed", Code.FORBIDDEN)
+        await self._check_room_limit(user)
+        if not await self.directory.add_member(room, user):
+            return
+        # A ban that raced this join wins: the ban is written before its removal, so either this check
+        # sees it, or the ban's removal comes after the add above.
+        if kind != DIRECT and await self._banned(room, user):
+            await self.directory.remove_member(room, user)
+            raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
+        if invited:
+            await self.directory.set_room_attr(room, NS_INVITES, user, None)
+        await self._event(room, user, KIND_JOIN)
 
     async def leave(self, user: str, room: str) -> None:
         await self._require_room(room)
         if await self.directory.remove_member(room, user):
+            await self._drop_role(room, user)
             await self._event(room, user, KIND_LEAVE)
+
+    async def invite(self, actor: str, room: str, user: str) -> None:
+        """Owner or admin: let ``user`` join (needed for a private room; recorded for any room)."""
+        await self._moderated(actor, room, user)
+        if await self._banned(room, user):
+            raise AuthError(f"{user!r} is banned from {room!r}: unban first", Code.FORBIDDEN)
+        if await self.directory.is_member(room, user):
+            raise Conflict(f"{user!r} is already a member of {room!r}")
+        if user in await self.directory.room_attrs(room, NS_INVITES):
+            return
+        await self.directory.set_room_attr(room, NS_INVITES, user, actor)
+        await self._event(room, user, KIND_INVITE, _by(actor))
+
+    async def kick(self, actor: str, room: str, user: str) -> None:
+        """Owner or admin, over a lower role: remove ``user``; their subscriptions end as after a leave."""
+        meta = await self._moderated(actor, room, user)
+        await self._outrank(actor, room, user, meta)
+        if not await self.directory.remove_member(room, user):
+            raise NotFound(f"{user!r} is not a member of {room!r}", Code.UNKNOWN_ROOM)
+        await self._drop_role(room, user)
+        await self._event(room, user, KIND_KICK, _by(actor))
+
+    async def ban(self, actor: str, room: str, user: str, *, as_admin: bool = False) -> None:
+        """Kick (if a member) and refuse every later join and invitation until ``unban``.
+
+        ``as_admin``: a server administrator (admin HTTP API), who needs no role in the room."""
+        meta = await self._moderated(actor, room, user, as_admin=as_admin)
+        if not as_admin:
+            await self._outrank(actor, room, user, meta)
+        if await self._banned(room, user):
+            return
+        await self.directory.set_room_attr(room, NS_BANS, user, actor)  # before the removal: see join
+        await self.directory.set_room_attr(room, NS_INVITES, user, None)
+        if await self.directory.remove_member(room, user):
+            await self._drop_role(room, user)
+        await self._event(room, user, KIND_BAN, _by(actor))
+
+    async def unban(self, actor: str, room: str, user: str, *, as_admin: bool = False) -> None:
+        await self._moderated(actor, room, user, as_admin=as_admin)
+        if not await self._banned(room, user):
+            return
+        await self.directory.set_room_attr(room, NS_BANS, user, None)
+        await self._event(room, user, KIND_UNBAN, _by(actor))
+
+    async def set_role(self, actor: str, room: str, user: str, role: str) -> None:
+        """Owner only: make a member an ``admin`` or a plain ``member`` again."""
+        if role not in (ADMIN, MEMBER):
+            raise ProtocolError("role must be admin or member", Code.BAD_FRAME)
+        meta = await self._moderated(actor, room, user)
+        if await self._role(room, actor, meta) != OWNER:
+            raise AuthError(f"only the owner of {room!r} gives roles", Code.FORBIDDEN)
+        if not await self.directory.is_member(room, user):
+            raise NotFound(f"{user!r} is not a member of {room!r}", Code.UNKNOWN_ROOM)
+        if await self._role(room, user, meta) == role:
+            return
+        await self.directory.set_room_attr(room, NS_ROLES, user, role if role == ADMIN else None)
+        await self._event(room, user, KIND_ROLE, _by(actor, role=role))
 
     async def rooms_of(self, user: str) -> list[str]:
         return await self.directory.rooms_of(user)
 
     async def public_rooms(self) -> list[str]:
-        return await self.directory.public_rooms()
+        """Rooms anyone may find and join: not private ones, not direct conversations."""
+        out = []
+        for room in await self.directory.all_rooms():
+            if not room.startswith(DM_PREFIX) and _kind(room, await self.directory.room_attrs(room, NS_META)) == PUBLIC:
+                out.append(room)
+        return out
+
+    async def all_rooms(self) -> list[str]:
+        return await self.directory.all_rooms()
+
+    async def room_info(self, room: str) -> RoomInfo:
+        """Everything about a room's membership (admin API; members see their own rooms' roles)."""
+        await self._require_room(room)
+        meta = await self.directory.room_attrs(room, NS_META)
+        roles = await self.directory.room_attrs(room, NS_ROLES)
+        owner = meta.get("owner", "")
+        members = {u: OWNER if u == owner else roles.get(u, MEMBER) for u in await self.directory.members(room)}
+        bans = sorted(await self.directory.room_attrs(room, NS_BANS))
+        invites = sorted(await self.directory.room_attrs(room, NS_INVITES))
+        return RoomInfo(room, _kind(room, meta), owner, members, bans, invites)
 
     async def check_member(self, user: str, room: str) -> None:
         """Raise unless ``user`` may read and write ``room``."""
@@ -158,8 +359,52 @@ class ChatService:
 
     # ---- internals --------------------------------------------------------------------------
 
-    async def _event(self, room: str, user: str, kind: str) -> None:
-        appended = await self.store.append(Draft(room, user, f"~{kind}-{uuid.uuid4().hex}", "", kind))
+    async def _moderated(self, actor: str, room: str, user: str, *, as_admin: bool = False) -> dict[str, str]:
+        """Common checks of a moderation request; returns the room's meta.
+
+        The actor must be an owner or admin member of a room that is not a direct conversation."""
+        if not valid_user(user):
+            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+        if user == actor:
+            raise ProtocolError("not on oneself (use leave)", Code.BAD_FRAME)
+        await self._require_room(room)
+        meta = await self.directory.room_attrs(room, NS_META)
+        if _kind(room, meta) == DIRECT:
+            raise AuthError(f"{room!r} is a direct conversation: it has no moderators", Code.FORBIDDEN)
+        if as_admin:
+            return meta
+        if not await self.directory.is_member(room, actor):
+            raise AuthError(f"not a member of {room!r}", Code.FORBIDDEN)
+        if _RANK[await self._role(room, actor, meta)] < _RANK[ADMIN]:
+            raise AuthError(f"only the owner or an admin of {room!r} may do that", Code.FORBIDDEN)
+        return meta
+
+    async def _outrank(self, actor: str, room: str, user: str, meta: dict[str, str]) -> None:
+        if _RANK[await self._role(room, actor, meta)] <= _RANK[await self._role(room, user, meta)]:
+            raise AuthError(f"{user!r} has the same or a higher role in {room!r}", Code.FORBIDDEN)
+
+    async def _role(self, room: str, user: str, meta: dict[str, str]) -> str:
+        if user == meta.get("owner"):
+            return OWNER
+        return (await self.directory.room_attrs(room, NS_ROLES)).get(user, MEMBER)
+
+    async def _drop_role(self, room: str, user: str) -> None:
+        if user in await self.directory.room_attrs(room, NS_ROLES):
+            await self.directory.set_room_attr(room, NS_ROLES, user, None)
+
+    async def _banned(self, room: str, user: str) -> bool:
+        return user in await self.directory.room_attrs(room, NS_BANS)
+
+    async def _check_room_limit(self, user: str) -> None:
+        """Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
+        if len(await self.directory.rooms_of(user)) >= self.limits.max_rooms_per_user:
+            raise RoostError(
+                f"in {self.limits.max_rooms_per_user} rooms already (the per-user limit): leave one first",
+                Code.TOO_MANY_ROOMS,
+            )
+
+    async def _event(self, room: str, user: str, kind: str, body: str = "") -> None:
+        appended = await self.store.append(Draft(room, user, f"~{kind}-{uuid.uuid4().hex}", body, kind))
         if not appended.published:
             await self.publish(appended.message)
 

@@ -26,3 +26,41 @@ async def test_client_semantics(server: ServerProcess, browser: Any) -> None:
     failed = [f"{name}: {detail}" for name, ok, detail in checks if not ok]
     assert not failed, "\n".join(failed)
     assert len(checks) >= 40 and not errors
+
+
+ROOMS_SCRIPT = """async ({ ws, alice, bob }) => {
+  const { RoostClient, RequestFailed } = await import("/roost.js");
+  const a = new RoostClient({ url: ws, token: alice, namespace: "a" });
+  const b = new RoostClient({ url: ws, token: bob, namespace: "b" });
+  a.start(); b.start();
+  const out = {};
+  await a.create("js-plans", "private");
+  out.refused = await b.join("js-plans").then(() => 0, (e) => (e instanceof RequestFailed ? e.code : -1));
+  await a.moderate("invite", "js-plans", "bob");
+  await b.join("js-plans");
+  await a.setRole("js-plans", "bob", "admin");
+  out.dm = (await a.dm("bob")).room;
+  const left = new Promise((resolve) => b.on("left", ({ room, code }) => resolve([room, code])));
+  await b.subscribe("js-plans");
+  await a.moderate("kick", "js-plans", "bob");
+  out.left = await left;
+  try { a.moderate("launch", "js-plans", "bob"); out.bad = "accepted"; } catch (e) { out.bad = e.name; }
+  a.close(); b.close();
+  return out;
+}"""
+
+
+async def test_rooms_through_roost_js(server: ServerProcess, browser: Any) -> None:
+    """create(kind), dm, moderate and setRole against the real server; a kick ends the room with "left"."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        tokens = {}
+        for name in ("alice", "bob"):
+            async with http.post(server.url + "/api/login", json={"name": name}) as resp:
+                tokens[name] = (await resp.json())["token"]
+    page = await (await browser.new_context()).new_page()
+    await page.goto(server.url + "/roost.css")
+    ws = server.url.replace("http://", "ws://") + "/ws"
+    out = await asyncio.wait_for(page.evaluate(ROOMS_SCRIPT, {"ws": ws, **tokens}), 30)
+    assert out == {"refused": 4403, "dm": "dm:alice:bob", "left": ["js-plans", 4403], "bad": "FrameError"}

@@ -382,3 +382,37 @@ async def test_history_unread_failures_direct_messages_and_typing(
     await asyncio.sleep(0.3)  # the typing line fades in
     await screenshot(alice, tmp_path, "screenshot.png")
     assert watch.dialogs == [] and watch.errors == []
+
+
+async def test_a_private_room_invite_kick_and_their_events(server: ServerProcess, browser: Any) -> None:
+    """Alice creates a private room; bob cannot see or join it until /invite; /kick removes him from his
+    page at once, and both pages show the membership events as text (names included, never markup)."""
+    watch = Watch()
+    alice = await open_page(browser, watch, DESKTOP)
+    bob = await open_page(browser, watch, DESKTOP)
+    await sign_in(alice, server.url, "alice")
+    await sign_in(bob, server.url, "bob")
+    await alice.fill("#createForm input", "plans")
+    await alice.check("#createPrivate")
+    await alice.click("#createForm button")
+    await alice.wait_for_selector("#roomTitle:text('#plans')")
+    await bob.click("#refreshRooms")
+    assert await bob.locator("[data-join=plans]").count() == 0  # a private room is not listed
+    await bob.fill("#createForm input", "plans")  # create-or-join: refused without an invitation
+    await bob.click("#createForm button")
+    await bob.wait_for_selector("#roomError:has-text('invitation')")
+
+    await send(alice, "/invite bob")
+    await alice.wait_for_selector("#messages li.event[data-kind=invite]:has-text('bob was invited by alice')")
+    await bob.click("#createForm button")
+    await bob.wait_for_selector("#roomTitle:text('#plans')")
+    await send(bob, "thanks for the invite")
+    await wait_shown(alice, ["thanks for the invite"])
+
+    await send(alice, "/kick bob")
+    await alice.wait_for_selector("#messages li.event[data-kind=kick]:has-text('bob was removed by alice')")
+    await bob.wait_for_function("() => !document.querySelector(\"[data-room='plans']\")")  # gone from his list
+    await send(alice, "/kick nobody")  # refused: the banner says why, nothing is sent as a message
+    await alice.wait_for_selector("#banner:has-text('not a member')")
+    assert "/kick" not in " ".join(body for _, _, body in await shown(alice))
+    assert watch.dialogs == [] and watch.errors == []

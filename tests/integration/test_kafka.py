@@ -267,7 +267,7 @@ async def test_a_store_opened_later_replays_the_same_state(tansu_topic: str) -> 
                 assert await later.read(room, 0, 100) == await first.read(room, 0, 100)
                 assert await later.read_before(room, 10**6, 3) == await first.read_before(room, 10**6, 3)
                 assert await later.readers(room) == await first.readers(room)
-            assert await later.public_rooms() == ["a", "b", "c", "d"]
+            assert await later.all_rooms() == ["a", "b", "c", "d"]
             assert await later.rooms_of("bob") == await first.rooms_of("bob") == ["a"]
             assert await later.read_positions("bob") == {"a": 7}
             assert await later.is_member("a", "bob") and not await later.is_member("b", "bob")

@@ -141,3 +141,35 @@ async def test_the_sdk_moves_on_to_the_next_url(node: Node) -> None:
     async with connect([dead, node.ws_url], node.tokens.issue("alice"), initial_backoff_s=0.01) as alice:
         await alice.create("r")
         assert (await alice.send("r", "hi")).seq == 2
+
+
+async def test_rooms_through_the_sdk_and_a_kick_ends_the_followed_room(embedded_node: Node) -> None:
+    node = embedded_node
+    async with (
+        connect(node.ws_url, node.tokens.issue("alice")) as alice,
+        connect(node.ws_url, node.tokens.issue("bob")) as bob,
+    ):
+        await alice.create("plans", kind="private")
+        try:
+            await bob.join("plans")
+        except RequestFailed as exc:
+            assert exc.code == Code.FORBIDDEN
+        else:
+            raise AssertionError("a private room needs an invitation")
+        await alice.invite("plans", "bob")
+        await bob.join("plans")
+        await bob.subscribe("plans")
+        await alice.set_role("plans", "bob", "admin")
+        assert await alice.dm("bob") == await bob.dm("alice") == "dm:alice:bob"
+        await alice.kick("plans", "bob")
+        async with asyncio.timeout(10):
+            async for item in bob:
+                if isinstance(item, Message) and item.kind == "kick":
+                    break
+        for _ in range(100):
+            if "plans" not in bob.cursors:
+                break
+            await asyncio.sleep(0.02)
+        assert "plans" not in bob.cursors
+        await alice.ban("plans", "bob")
+        await alice.unban("plans", "bob")

@@ -53,6 +53,12 @@ CLIENT_TAGS = {
     Ping: "ping",
     Typing: "typing",
     frames.Read: "read",
+    frames.Dm: "dm",
+    frames.Invite: "invite",
+    frames.Kick: "kick",
+    frames.Ban: "ban",
+    frames.Unban: "unban",
+    frames.Role: "role",
 }
 
 CLIENT_FRAMES: list[ClientFrame] = [
@@ -76,6 +82,13 @@ CLIENT_FRAMES: list[ClientFrame] = [
     Ping(id="p1"),
     Typing("room-1"),
     frames.Read("room-1", 7, id="r1"),
+    Create("room-2", kind="private", id="c2"),
+    frames.Dm("bob", id="d1"),
+    frames.Invite("room-1", "bob", id="i1"),
+    frames.Kick("room-1", "bob"),
+    frames.Ban("room-1", "bob", id="b1"),
+    frames.Unban("room-1", "bob", id="n1"),
+    frames.Role("room-1", "bob", "admin", id="o1"),
 ]
 
 MESSAGE = Message(room="room-1", seq=7, cmid="cmid-1", sender="alice", body="hi\nthere", ts=1_700_000_000_000)

@@ -91,7 +91,7 @@ async def scenario(inputs: list[str | bytes]) -> None:
             assert transport.closed in (None, Code.SLOW_CONSUMER)
             if transport.closed is None:
                 assert any(f.get("ref") == "last" for f in transport.sent)
-            for room in await store.public_rooms():
+            for room in await store.all_rooms():
                 page = await store.read(room, 0, 10_000)
                 assert [m.seq for m in page.messages] == list(range(1, len(page.messages) + 1))
                 for message in page.messages:

@@ -47,6 +47,21 @@ def test_a_valid_hs256_token_names_its_user() -> None:
     assert user == "alice" and expires > time.time()
 
 
+def test_the_admin_role_comes_only_from_a_signed_roles_claim(capsys: pytest.CaptureFixture[str]) -> None:
+    authority = TokenAuthority(SECRET)
+    assert not authority.identify(authority.issue("alice")).admin
+    assert not authority.identify(authority.issue("alice", roles="admin")).admin  # a list, not a string
+    assert not authority.identify(authority.issue("alice", roles=["moderator"])).admin
+    assert authority.identify(authority.issue("ops", roles=["admin"]))[::2] == ("ops", True)
+    from roost.cli import main
+
+    main(["token", "ops", "--admin", "--secret", SECRET])
+    identity = authority.identify(capsys.readouterr().out.strip())
+    assert identity.user == "ops" and identity.admin
+    main(["token", "alice", "--secret", SECRET])
+    assert not authority.identify(capsys.readouterr().out.strip()).admin
+
+
 @pytest.mark.parametrize(
     "make",
     [

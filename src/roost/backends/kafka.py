@@ -45,7 +45,7 @@ import logging
 import secrets
 import time
 from array import array
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -72,6 +72,8 @@ class _Create(msgspec.Struct, frozen=True, array_like=True, tag="c"):
     owner: str
     epoch: str
     ts: int
+    meta: dict[str, str] = msgspec.field(default_factory=dict)
+    """The room's ``meta`` attributes (absent in records written before rooms had kinds)."""
 
 
 class _Member(msgspec.Struct, frozen=True, array_like=True, tag="m"):
@@ -89,6 +91,15 @@ class _Msg(msgspec.Struct, frozen=True, array_like=True, tag="s"):
     kind: str
 
 
+class _Attr(msgspec.Struct, frozen=True, array_like=True, tag="a"):
+    """Set (or, with ``value`` None, delete) one room attribute."""
+
+    room: str
+    ns: str
+    key: str
+    value: str | None
+
+
 class _Trim(msgspec.Struct, frozen=True, array_like=True, tag="t"):
     room: str
     keep: int
@@ -100,7 +111,7 @@ class _Read(msgspec.Struct, frozen=True, array_like=True, tag="r"):
     seq: int
 
 
-_Record = _Create | _Member | _Msg | _Trim | _Read
+_Record = _Create | _Member | _Msg | _Trim | _Read | _Attr
 _decode: Final = msgspec.json.Decoder(_Record).decode
 _encode: Final = msgspec.json.Encoder().encode
 _TOKEN_HEADER: Final = "roost-t"
@@ -165,6 +176,8 @@ class _Room:
     members: set[str] = field(default_factory=set)
     reads: dict[str, int] = field(default_factory=dict)
     """Read positions: ``user -> seq``, only ever raised."""
+    attrs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Room attributes by namespace (``meta`` from the create record)."""
 
 
 class KafkaStore:
@@ -438,7 +451,8 @@ class KafkaStore:
         if isinstance(rec, _Create):
             if room is not None:
                 return False
-            self._rooms[rec.room] = _Room(epoch=rec.epoch, partition=p, members={rec.owner})
+            attrs = {"meta": dict(rec.meta)} if rec.meta else {}
+            self._rooms[rec.room] = _Room(epoch=rec.epoch, partition=p, members={rec.owner}, attrs=attrs)
             self._user_rooms.setdefault(rec.owner, set()).add(rec.room)
             return True
         if room is None:
@@ -471,6 +485,13 @@ class KafkaStore:
                 mine.discard(rec.room)
                 if not mine:
                     del self._user_rooms[rec.user]
+            return True
+        if isinstance(rec, _Attr):
+            values = room.attrs.setdefault(rec.ns, {})
+            if rec.value is None:
+                values.pop(rec.key, None)
+            else:
+                values[rec.key] = rec.value
             return True
         if isinstance(rec, _Read):
             value = max(room.reads.get(rec.user, 0), rec.seq)
@@ -645,8 +666,8 @@ class KafkaStore:
 
     # ---- Directory --------------------------------------------------------------------------
 
-    async def create_room(self, room: str, owner: str) -> bool:
-        created = await self._produce(room, _Create(room, owner, secrets.token_hex(8), _now_ms()))
+    async def create_room(self, room: str, owner: str, meta: Mapping[str, str] | None = None) -> bool:
+        created = await self._produce(room, _Create(room, owner, secrets.token_hex(8), _now_ms(), dict(meta or {})))
         return bool(created)
 
     async def room_exists(self, room: str) -> bool:
@@ -679,9 +700,26 @@ class KafkaStore:
         await self._fence(range(self._n))
         return sorted(self._user_rooms.get(user, ()))
 
-    async def public_rooms(self) -> list[str]:
+    async def all_rooms(self) -> list[str]:
         await self._fence(range(self._n))
         return sorted(self._rooms)
+
+    async def members(self, room: str) -> list[str]:
+        await self._fence([self._partition_of(room)])
+        state = self._rooms.get(room)
+        return sorted(state.members) if state is not None else []
+
+    async def room_attrs(self, room: str, ns: str) -> dict[str, str]:
+        await self._fence([self._partition_of(room)])
+        state = self._rooms.get(room)
+        return dict(state.attrs.get(ns, {})) if state is not None else {}
+
+    async def set_room_attr(self, room: str, ns: str, key: str, value: str | None) -> None:
+        if ns == "meta":
+            raise UsageError("meta attributes are written by create_room only")
+        if not await self.room_exists(room):
+            raise NotFound(f"no room {room!r}")
+        await self._produce(room, _Attr(room, ns, key, value))
 
     async def mark_read(self, room: str, user: str, seq: int) -> int:
         state = await self._synced_room(room)

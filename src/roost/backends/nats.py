@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,7 +39,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFound
 from nats.js.kv import KeyValue
 
 from ..ports import Appended
-from ..protocol.errors import Conflict, NotFound, Unavailable
+from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 
 __all__ = ["JetStreamStore", "NatsBus", "parse_nats_url"]
@@ -129,13 +129,14 @@ class JetStreamStore:
         self._rooms_kv: KeyValue | None = None
         self._members_kv: KeyValue | None = None
         self._idem_kv: KeyValue | None = None
+        self._attrs_kv: KeyValue | None = None
         self._known: set[str] = set()
         self._closed = False
 
     async def open(self) -> JetStreamStore:
         async with _translate():  # concurrently: each bucket is a stream (a Raft group with replicas > 1)
-            self._rooms_kv, self._members_kv, self._idem_kv = await asyncio.gather(
-                self._bucket("rooms"), self._bucket("members"), self._bucket("idem")
+            self._rooms_kv, self._members_kv, self._idem_kv, self._attrs_kv = await asyncio.gather(
+                self._bucket("rooms"), self._bucket("members"), self._bucket("idem"), self._bucket("attrs")
             )
         return self
 
@@ -166,6 +167,11 @@ class JetStreamStore:
     def members_kv(self) -> KeyValue:
         assert self._members_kv is not None
         return self._members_kv
+
+    @property
+    def attrs_kv(self) -> KeyValue:
+        assert self._attrs_kv is not None
+        return self._attrs_kv
 
     @property
     def idem_kv(self) -> KeyValue:
@@ -294,10 +300,13 @@ class JetStreamStore:
         if not await self.room_exists(room):
             raise NotFound(f"no room {room!r}")
 
-    async def create_room(self, room: str, owner: str) -> bool:
+    async def create_room(self, room: str, owner: str, meta: Mapping[str, str] | None = None) -> bool:
+        """The room's key in the rooms bucket holds its name and its ``meta`` (JSON after a newline):
+        one compare-and-set creates both, so no reader sees the room without its meta."""
+        record = room.encode() + (b"\n" + msgspec.json.encode(dict(meta)) if meta else b"")
         async with _translate():
             try:
-                await self.rooms_kv.create(token(room), room.encode())
+                await self.rooms_kv.create(token(room), record)
             except KeyWrongLastSequenceError:
                 return False
             config = StreamConfig(
@@ -356,8 +365,41 @@ class JetStreamStore:
     async def rooms_of(self, user: str) -> list[str]:
         return await self._values(self.members_kv, f"u.{token(user)}.*")
 
-    async def public_rooms(self) -> list[str]:
-        return await self._values(self.rooms_kv, ">")
+    async def all_rooms(self) -> list[str]:
+        return sorted(value.partition("\n")[0] for value in await self._values(self.rooms_kv, ">"))
+
+    async def members(self, room: str) -> list[str]:
+        return await self._values(self.members_kv, f"m.{token(room)}.*")
+
+    # ---- attributes -------------------------------------------------------------------------
+    # ``meta`` rides in the rooms bucket (see create_room); the others are keys of the attrs bucket,
+    # ``<room>.<ns>.<key>`` = "<key>\n<value>" (tokens in the key, the names in the value).
+
+    async def room_attrs(self, room: str, ns: str) -> dict[str, str]:
+        if ns == "meta":
+            async with _translate():
+                try:
+                    entry = await self.rooms_kv.get(token(room))
+                except KeyNotFoundError:
+                    return {}
+            _, _, raw = (entry.value or b"").partition(b"\n")
+            return msgspec.json.decode(raw, type=dict[str, str]) if raw else {}
+        out: dict[str, str] = {}
+        for value in await self._values(self.attrs_kv, f"{token(room)}.{token(ns)}.*"):
+            key, _, val = value.partition("\n")
+            out[key] = val
+        return out
+
+    async def set_room_attr(self, room: str, ns: str, key: str, value: str | None) -> None:
+        if ns == "meta":
+            raise UsageError("meta attributes are written by create_room only")
+        await self._require(room)
+        name = f"{token(room)}.{token(ns)}.{token(key)}"
+        async with _translate():
+            if value is None:
+                await self.attrs_kv.delete(name)
+            else:
+                await self.attrs_kv.put(name, f"{key}\n{value}".encode())
 
     # ---- read positions ---------------------------------------------------------------------
     # In the members bucket: ``r.<room>.<user>`` = "<seq> <user>" (the truth, for ``readers``) and
@@ -408,7 +450,7 @@ class JetStreamStore:
 
         A KV watch filtered on the pattern: JetStream applies the filter (NATS 2.9 too). nats-py's
         ``keys(filters=...)`` is not usable here: it matches its filters as plain substrings on the client,
-        so a wildcard pattern matched nothing (``rooms_of`` and ``public_rooms`` came back empty)."""
+        so a wildcard pattern matched nothing (``rooms_of`` and ``all_rooms`` came back empty)."""
         out: list[str] = []
         async with _translate(), asyncio.timeout(10):
             watcher = await kv.watch(pattern, ignore_deletes=True)

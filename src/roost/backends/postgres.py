@@ -17,7 +17,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -62,6 +62,13 @@ CREATE TABLE IF NOT EXISTS read_markers (
     "user" text NOT NULL,
     seq bigint NOT NULL,
     PRIMARY KEY (room, "user")
+);
+CREATE TABLE IF NOT EXISTS room_attrs (
+    room text NOT NULL REFERENCES rooms ON DELETE CASCADE,
+    ns text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (room, ns, key)
 );
 CREATE TABLE IF NOT EXISTS trimmed_ids (
     room text NOT NULL,
@@ -251,7 +258,7 @@ class PostgresStore:
 
     # ---- Directory --------------------------------------------------------------------------
 
-    async def create_room(self, room: str, owner: str) -> bool:
+    async def create_room(self, room: str, owner: str, meta: Mapping[str, str] | None = None) -> bool:
         now = _now_ms()
         async with _translate(), self.pool.acquire() as conn, conn.transaction():
             created = await conn.fetchval(
@@ -265,6 +272,11 @@ class PostgresStore:
             if not created:
                 return False
             await conn.execute('INSERT INTO members (room, "user", joined_ms) VALUES ($1, $2, $3)', room, owner, now)
+            if meta:
+                await conn.executemany(
+                    "INSERT INTO room_attrs (room, ns, key, value) VALUES ($1, 'meta', $2, $3)",
+                    [(room, k, v) for k, v in meta.items()],
+                )
             return True
 
     async def room_exists(self, room: str) -> bool:
@@ -302,10 +314,38 @@ class PostgresStore:
             rows = await conn.fetch('SELECT room FROM members WHERE "user" = $1 ORDER BY room', user)
         return [r["room"] for r in rows]
 
-    async def public_rooms(self) -> list[str]:
+    async def all_rooms(self) -> list[str]:
         async with _translate(), self.pool.acquire() as conn:
             rows = await conn.fetch("SELECT room FROM rooms ORDER BY room")
         return [r["room"] for r in rows]
+
+    async def members(self, room: str) -> list[str]:
+        async with _translate(), self.pool.acquire() as conn:
+            rows = await conn.fetch('SELECT "user" FROM members WHERE room = $1 ORDER BY "user"', room)
+        return [r["user"] for r in rows]
+
+    async def room_attrs(self, room: str, ns: str) -> dict[str, str]:
+        async with _translate(), self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT key, value FROM room_attrs WHERE room = $1 AND ns = $2", room, ns)
+        return {r["key"]: r["value"] for r in rows}
+
+    async def set_room_attr(self, room: str, ns: str, key: str, value: str | None) -> None:
+        if ns == "meta":
+            raise UsageError("meta attributes are written by create_room only")
+        if not await self.room_exists(room):
+            raise NotFound(f"no room {room!r}")
+        async with _translate(), self.pool.acquire() as conn:
+            if value is None:
+                await conn.execute("DELETE FROM room_attrs WHERE room = $1 AND ns = $2 AND key = $3", room, ns, key)
+            else:
+                await conn.execute(
+                    "INSERT INTO room_attrs (room, ns, key, value) VALUES ($1, $2, $3, $4)"
+                    " ON CONFLICT (room, ns, key) DO UPDATE SET value = excluded.value",
+                    room,
+                    ns,
+                    key,
+                    value,
+                )
 
     async def mark_read(self, room: str, user: str, seq: int) -> int:
         async with _translate(), self.pool.acquire() as conn:

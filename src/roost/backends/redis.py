@@ -34,7 +34,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,7 +46,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
 
 from ..ports import Appended
-from ..protocol.errors import Conflict, NotFound, Unavailable
+from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 
 __all__ = ["RedisBus", "RedisStore", "parse_redis_url"]
@@ -95,6 +95,7 @@ _CREATE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'head', 0, 'first', 1, 'owner', ARGV[2], 'created_ms', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
+if #ARGV > 3 then redis.call('HSET', KEYS[3], unpack(ARGV, 4)) end
 return 1
 """
 
@@ -175,16 +176,21 @@ def _digest(body: str, kind: str) -> str:
 
 
 class _Keys:
-    __slots__ = ("idem", "live", "log", "members", "meta", "reads")
+    __slots__ = ("idem", "live", "log", "members", "meta", "reads", "tag")
 
     def __init__(self, prefix: str, room: str) -> None:
         tag = f"{{{prefix}:{room}}}"
+        self.tag = tag
         self.meta = f"{tag}:meta"
         self.log = f"{tag}:log"
         self.idem = f"{tag}:idem"
         self.members = f"{tag}:members"
         self.live = f"{tag}:live"
         self.reads = f"{tag}:reads"
+
+    def attrs(self, ns: str) -> str:
+        """One hash per attribute namespace, in the room's hash slot (Redis Cluster: same node as the room)."""
+        return f"{self.tag}:attr:{ns}"
 
 
 class RedisStore:
@@ -310,11 +316,16 @@ class RedisStore:
     def _index(self, name: str) -> str:
         return f"{self.prefix}:index:{name}"
 
-    async def create_room(self, room: str, owner: str) -> bool:
+    async def create_room(self, room: str, owner: str, meta: Mapping[str, str] | None = None) -> bool:
         keys = self.keys(room)
         now = time.time_ns() // 1_000_000
+        pairs = [item for kv in (meta or {}).items() for item in kv]
         async with _translate(self):
-            created = int(await self._create(keys=[keys.meta, keys.members], args=[secrets.token_hex(8), owner, now]))
+            created = int(
+                await self._create(
+                    keys=[keys.meta, keys.members, keys.attrs("meta")], args=[secrets.token_hex(8), owner, now, *pairs]
+                )
+            )
             if created:
                 await self.client.sadd(self._index("rooms"), room)
                 await self.client.sadd(self._index(f"user:{owner}"), room)
@@ -348,9 +359,29 @@ class RedisStore:
         async with _translate(self):
             return sorted(_text(r) for r in await self.client.smembers(self._index(f"user:{user}")))
 
-    async def public_rooms(self) -> list[str]:
+    async def all_rooms(self) -> list[str]:
         async with _translate(self):
             return sorted(_text(r) for r in await self.client.smembers(self._index("rooms")))
+
+    async def members(self, room: str) -> list[str]:
+        async with _translate(self):
+            return sorted(_text(u) for u in await self.client.smembers(self.keys(room).members))
+
+    async def room_attrs(self, room: str, ns: str) -> dict[str, str]:
+        async with _translate(self):
+            raw = await self.client.hgetall(self.keys(room).attrs(ns))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def set_room_attr(self, room: str, ns: str, key: str, value: str | None) -> None:
+        if ns == "meta":
+            raise UsageError("meta attributes are written by create_room only")
+        if not await self.room_exists(room):
+            raise NotFound(f"no room {room!r}")
+        async with _translate(self):
+            if value is None:
+                await self.client.hdel(self.keys(room).attrs(ns), key)
+            else:
+                await self.client.hset(self.keys(room).attrs(ns), key, value)
 
     # ---- read positions ---------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -67,6 +67,13 @@ CREATE TABLE IF NOT EXISTS read_markers (
     user TEXT NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (room, user)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS room_attrs (
+    room TEXT NOT NULL,
+    ns TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (room, ns, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trimmed_ids (
     room TEXT NOT NULL,
@@ -124,6 +131,7 @@ class SqliteStore:
         self._rooms: dict[str, str] = {}
         self._heads: dict[str, int] = {}
         self._members: dict[str, set[str]] = {}
+        self._attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._undo: list[Callable[[], None]] = []
         self._closed = False
 
@@ -146,6 +154,8 @@ class SqliteStore:
             self._heads[room] = head
         for room, user in conn.execute("SELECT room, user FROM members"):
             self._members.setdefault(room, set()).add(user)
+        for room, ns, key, value in conn.execute("SELECT room, ns, key, value FROM room_attrs"):
+            self._attrs.setdefault((room, ns), {})[key] = value
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="roost-sqlite-write")
         self._writer.daemon = True
         self._writer.start()
@@ -346,7 +356,7 @@ class SqliteStore:
 
     # ---- Directory --------------------------------------------------------------------------
 
-    async def create_room(self, room: str, owner: str) -> bool:
+    async def create_room(self, room: str, owner: str, meta: Mapping[str, str] | None = None) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
             if room in self._rooms:
                 return False
@@ -357,6 +367,12 @@ class SqliteStore:
                 (room, epoch, owner, now),
             )
             conn.execute("INSERT INTO members (room, user, joined_ms) VALUES (?, ?, ?)", (room, owner, now))
+            conn.executemany(
+                "INSERT INTO room_attrs (room, ns, key, value) VALUES (?, 'meta', ?, ?)",
+                [(room, k, v) for k, v in (meta or {}).items()],
+            )
+            if meta:
+                self._attrs[(room, "meta")] = dict(meta)
             self._rooms[room] = epoch
             self._heads[room] = 0
             self._members[room] = {owner}
@@ -369,6 +385,7 @@ class SqliteStore:
         self._rooms.pop(room, None)
         self._heads.pop(room, None)
         self._members.pop(room, None)
+        self._attrs.pop((room, "meta"), None)
 
     async def room_exists(self, room: str) -> bool:
         return room in self._rooms
@@ -408,8 +425,37 @@ class SqliteStore:
     async def rooms_of(self, user: str) -> list[str]:
         return sorted(room for room, members in self._members.items() if user in members)
 
-    async def public_rooms(self) -> list[str]:
+    async def all_rooms(self) -> list[str]:
         return sorted(self._rooms)
+
+    async def members(self, room: str) -> list[str]:
+        return sorted(self._members.get(room, ()))
+
+    async def room_attrs(self, room: str, ns: str) -> dict[str, str]:
+        return dict(self._attrs.get((room, ns), {}))
+
+    async def set_room_attr(self, room: str, ns: str, key: str, value: str | None) -> None:
+        if ns == "meta":
+            raise UsageError("meta attributes are written by create_room only")
+
+        def apply(conn: sqlite3.Connection) -> None:
+            if room not in self._rooms:
+                raise NotFound(f"no room {room!r}")
+            attrs = self._attrs.setdefault((room, ns), {})
+            old = attrs.get(key)
+            if value is None:
+                conn.execute("DELETE FROM room_attrs WHERE room = ? AND ns = ? AND key = ?", (room, ns, key))
+                attrs.pop(key, None)
+            else:
+                conn.execute(
+                    "INSERT INTO room_attrs (room, ns, key, value) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (room, ns, key) DO UPDATE SET value = excluded.value",
+                    (room, ns, key, value),
+                )
+                attrs[key] = value
+            self._undo.append(lambda: _restore(attrs, key, old))
+
+        await self._write(apply)
 
     async def mark_read(self, room: str, user: str, seq: int) -> int:
         def apply(conn: sqlite3.Connection) -> int:
@@ -437,6 +483,13 @@ class SqliteStore:
 
 def _digest(body: str, kind: str) -> bytes:
     return hashlib.sha256(f"{kind}\x00{body}".encode()).digest()
+
+
+def _restore(attrs: dict[str, str], key: str, old: str | None) -> None:
+    if old is None:
+        attrs.pop(key, None)
+    else:
+        attrs[key] = old
 
 
 def _resolve(batch: list[_Op]) -> None:

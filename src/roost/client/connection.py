@@ -186,8 +186,31 @@ class Client:
     def resume_reading(self) -> None:
         self._reading.set()
 
-    async def create(self, room: str) -> None:
-        await self._request(frames.Create(room=room, id=self._next_id()))
+    async def create(self, room: str, kind: str = "public") -> None:
+        """``kind``: ``public`` or ``private`` (joined by invitation only)."""
+        await self._request(frames.Create(room=room, kind=kind, id=self._next_id()))
+
+    async def dm(self, user: str) -> str:
+        """Open the direct conversation with ``user``; returns its room (``dm:<a>:<b>``)."""
+        reply = await self._request(frames.Dm(user=user, id=self._next_id()))
+        assert isinstance(reply, frames.Ok)
+        return reply.room
+
+    async def invite(self, room: str, user: str) -> None:
+        await self._request(frames.Invite(room=room, user=user, id=self._next_id()))
+
+    async def kick(self, room: str, user: str) -> None:
+        await self._request(frames.Kick(room=room, user=user, id=self._next_id()))
+
+    async def ban(self, room: str, user: str) -> None:
+        await self._request(frames.Ban(room=room, user=user, id=self._next_id()))
+
+    async def unban(self, room: str, user: str) -> None:
+        await self._request(frames.Unban(room=room, user=user, id=self._next_id()))
+
+    async def set_role(self, room: str, user: str, role: str) -> None:
+        """Owner only: ``admin`` or ``member``."""
+        await self._request(frames.Role(room=room, user=user, role=role, id=self._next_id()))
 
     async def join(self, room: str) -> None:
         await self._request(frames.Join(room=room, id=self._next_id()))
@@ -419,6 +442,12 @@ class Client:
             return
         ref = frame.ref
         if ref is None:
+            if frame.code == Code.FORBIDDEN and frame.room is not None and frame.room in self._rooms:
+                # Left, kicked or banned (on any device or node): the server ended the subscription, so
+                # the room is not followed any more (and not resubscribed on reconnect).
+                del self._rooms[frame.room]
+                log.info("no longer a member of %s: %s", frame.room, frame.reason)
+                return
             log.warning("server error %s: %s", frame.code, frame.reason)
             return
         future = self._pending.pop(ref, None)

@@ -1,8 +1,9 @@
-"""HTTP API: health, development login, rooms, history, multi-room sync and send.
+"""HTTP API: health, development login, rooms, membership, history, multi-room sync and send; admin.
 
 Errors are JSON ``{"error": {"code": 44xx, "reason": "..."}}`` with the HTTP status given by the
 code's last three digits. Every route but ``/healthz``, ``/`` and ``/api/login`` needs
-``Authorization: Bearer <token>``.
+``Authorization: Bearer <token>``. Routes under ``/api/admin/`` need a server administrator: a token
+with ``"roles": ["admin"]``, or a user named by ``--admin``; anyone else gets 4403.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, ProtocolError, RoostError
 from ..protocol.types import Message
-from ..service import ChatService, HistoryResult
+from ..service import ChatService, HistoryResult, RoomInfo
 
 __all__ = ["HttpApi"]
 
@@ -31,6 +32,16 @@ class _Login(msgspec.Struct):
 
 class _NewRoom(msgspec.Struct):
     room: str
+    kind: str = "public"
+
+
+class _UserRef(msgspec.Struct):
+    user: str
+
+
+class _RoleChange(msgspec.Struct):
+    user: str
+    role: str
 
 
 class _NewMessage(msgspec.Struct):
@@ -92,11 +103,25 @@ async def _body(request: web.Request, kind: type[Any]) -> Any:
         raise ProtocolError(f"invalid request body: {exc}", Code.BAD_FRAME) from None
 
 
+def _room_json(info: RoomInfo) -> dict[str, Any]:
+    return {
+        "room": info.room,
+        "kind": info.kind,
+        "owner": info.owner,
+        "members": [{"user": u, "role": r} for u, r in sorted(info.members.items())],
+        "bans": info.bans,
+        "invites": info.invites,
+    }
+
+
 class HttpApi:
-    def __init__(self, service: ChatService, tokens: TokenAuthority, dev_login: bool) -> None:
+    def __init__(
+        self, service: ChatService, tokens: TokenAuthority, dev_login: bool, admins: tuple[str, ...] = ()
+    ) -> None:
         self.service = service
         self.tokens = tokens
         self.dev_login = dev_login
+        self.admins = frozenset(admins)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -111,6 +136,17 @@ class HttpApi:
             web.post("/api/sync", self.sync),
             web.post("/api/rooms/{room}/read", self.mark_read),
             web.get("/api/rooms/{room}/receipts", self.receipts),
+            web.get("/api/rooms/{room}/members", self.members),
+            web.post("/api/rooms/{room}/invite", self.invite),
+            web.post("/api/rooms/{room}/kick", self.kick),
+            web.post("/api/rooms/{room}/ban", self.ban),
+            web.post("/api/rooms/{room}/unban", self.unban),
+            web.post("/api/rooms/{room}/role", self.role),
+            web.post("/api/dm", self.dm),
+            web.get("/api/admin/rooms", self.admin_rooms),
+            web.get("/api/admin/rooms/{room}", self.admin_room),
+            web.post("/api/admin/rooms/{room}/bans", self.admin_ban),
+            web.delete("/api/admin/rooms/{room}/bans/{user}", self.admin_unban),
         ]
 
     @web.middleware
@@ -126,6 +162,17 @@ class HttpApi:
         if scheme.lower() != "bearer" or not token:
             raise AuthError("missing bearer token", Code.UNAUTHORIZED)
         return self.tokens.verify(token.strip())[0]
+
+    def admin_of(self, request: web.Request) -> str:
+        """The requesting user, if a server administrator; else 4403 (4401 without a valid token)."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing bearer token", Code.UNAUTHORIZED)
+        identity = self.tokens.identify(token.strip())
+        if not (identity.admin or identity.user in self.admins):
+            raise AuthError("the admin API needs an administrator", Code.FORBIDDEN)
+        return identity.user
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _respond({"status": "ok"})
@@ -145,8 +192,77 @@ class HttpApi:
     async def create_room(self, request: web.Request) -> web.Response:
         user = self.user_of(request)
         body: _NewRoom = await _body(request, _NewRoom)
-        await self.service.create_room(user, body.room)
-        return _respond({"room": body.room}, status=201)
+        await self.service.create_room(user, body.room, body.kind)
+        return _respond({"room": body.room, "kind": body.kind}, status=201)
+
+    async def dm(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        body: _UserRef = await _body(request, _UserRef)
+        return _respond({"room": await self.service.dm(user, body.user)})
+
+    async def members(self, request: web.Request) -> web.Response:
+        """A room's members and their roles, for its members."""
+        user = self.user_of(request)
+        room = request.match_info["room"]
+        await self.service.check_member(user, room)
+        info = await self.service.room_info(room)
+        return _respond({"room": room, "kind": info.kind, "members": _room_json(info)["members"]})
+
+    async def invite(self, request: web.Request) -> web.Response:
+        user, room = self.user_of(request), request.match_info["room"]
+        body: _UserRef = await _body(request, _UserRef)
+        await self.service.invite(user, room, body.user)
+        return _respond({"room": room, "user": body.user})
+
+    async def kick(self, request: web.Request) -> web.Response:
+        user, room = self.user_of(request), request.match_info["room"]
+        body: _UserRef = await _body(request, _UserRef)
+        await self.service.kick(user, room, body.user)
+        return _respond({"room": room, "user": body.user})
+
+    async def ban(self, request: web.Request) -> web.Response:
+        user, room = self.user_of(request), request.match_info["room"]
+        body: _UserRef = await _body(request, _UserRef)
+        await self.service.ban(user, room, body.user)
+        return _respond({"room": room, "user": body.user})
+
+    async def unban(self, request: web.Request) -> web.Response:
+        user, room = self.user_of(request), request.match_info["room"]
+        body: _UserRef = await _body(request, _UserRef)
+        await self.service.unban(user, room, body.user)
+        return _respond({"room": room, "user": body.user})
+
+    async def role(self, request: web.Request) -> web.Response:
+        user, room = self.user_of(request), request.match_info["room"]
+        body: _RoleChange = await _body(request, _RoleChange)
+        await self.service.set_role(user, room, body.user, body.role)
+        return _respond({"room": room, "user": body.user, "role": body.role})
+
+    # ---- admin ------------------------------------------------------------------------------
+
+    async def admin_rooms(self, request: web.Request) -> web.Response:
+        """Every room with its kind, owner and member count."""
+        self.admin_of(request)
+        out = []
+        for room in await self.service.all_rooms():
+            info = await self.service.room_info(room)
+            out.append({"room": room, "kind": info.kind, "owner": info.owner, "members": len(info.members)})
+        return _respond({"rooms": out})
+
+    async def admin_room(self, request: web.Request) -> web.Response:
+        self.admin_of(request)
+        return _respond(_room_json(await self.service.room_info(request.match_info["room"])))
+
+    async def admin_ban(self, request: web.Request) -> web.Response:
+        admin, room = self.admin_of(request), request.match_info["room"]
+        body: _UserRef = await _body(request, _UserRef)
+        await self.service.ban(admin, room, body.user, as_admin=True)
+        return _respond({"room": room, "user": body.user, "banned": True})
+
+    async def admin_unban(self, request: web.Request) -> web.Response:
+        admin, room, user = self.admin_of(request), request.match_info["room"], request.match_info["user"]
+        await self.service.unban(admin, room, user, as_admin=True)
+        return _respond({"room": room, "user": user, "banned": False})
 
     async def join(self, request: web.Request) -> web.Response:
         user = self.user_of(request)

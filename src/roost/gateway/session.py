@@ -24,7 +24,7 @@ from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import ProtocolError, RateLimited, RoostError
 from ..protocol.sync import Accepted, CaughtUp, Deliver, Fetch, Resync, RoomSync
-from ..protocol.types import KIND_LEAVE, Position
+from ..protocol.types import REMOVING_KINDS, Position
 from ..service import MAX_SEQ, ChatService
 
 __all__ = ["Session", "Transport"]
@@ -172,8 +172,25 @@ class Session:
                 p = result.page.position
                 reply = frames.HistoryPage(ref, room, result.page.messages, result.has_more, p.epoch, p.head, p.first)
                 self._push(frames.encode(reply))
-            case frames.Create(room=room, id=ref):
-                await self.service.create_room(user, room)
+            case frames.Create(room=room, kind=kind, id=ref):
+                await self.service.create_room(user, room, kind)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.Dm(user=other, id=ref):
+                self._push(frames.encode(frames.Ok(ref, await self.service.dm(user, other))))
+            case frames.Invite(room=room, user=other, id=ref):
+                await self.service.invite(user, room, other)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.Kick(room=room, user=other, id=ref):
+                await self.service.kick(user, room, other)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.Ban(room=room, user=other, id=ref):
+                await self.service.ban(user, room, other)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.Unban(room=room, user=other, id=ref):
+                await self.service.unban(user, room, other)
+                self._push(frames.encode(frames.Ok(ref, room)))
+            case frames.Role(room=room, user=other, role=role, id=ref):
+                await self.service.set_role(user, room, other, role)
                 self._push(frames.encode(frames.Ok(ref, room)))
             case frames.Join(room=room, id=ref):
                 await self.service.join(user, room)
@@ -285,7 +302,7 @@ class Session:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            wires = [Wire(m.seq, frames.encode(m), m.sender if m.kind == KIND_LEAVE else "") for m in page.messages]
+            wires = [Wire(m.seq, frames.encode(m), m.sender if m.kind in REMOVING_KINDS else "") for m in page.messages]
             follow.fetching = None
             follow.sync.page(wires, page.position)
             self._run(room, follow)

@@ -24,9 +24,9 @@ class Code(IntEnum):
     UNAUTHORIZED = 4401
     """No token, a bad token or an expired one."""
     FORBIDDEN = 4403
-    """Authenticated, but not allowed: not a member of the room."""
+    """Authenticated, but not allowed: not a member of the room, banned, not invited, or lacking the role."""
     UNKNOWN_ROOM = 4404
-    """The room does not exist."""
+    """The room does not exist (or the user a request names is not a member of it)."""
     AUTH_TIMEOUT = 4408
     """The connection did not authenticate in time."""
     CONFLICT = 4409
@@ -35,6 +35,8 @@ class Code(IntEnum):
     """The cursor cannot be continued: the room's history was trimmed past it or recreated."""
     TOO_LARGE = 4413
     """A frame or a message body over the configured limit."""
+    TOO_MANY_ROOMS = 4422
+    """The user is in ``max_rooms_per_user`` rooms already: leave one before creating or joining another."""
     RATE_LIMITED = 4429
     """Too many requests; retry after ``retry_after_s``."""
     INTERNAL = 4500

@@ -23,12 +23,16 @@ from .types import Message, Position
 __all__ = [
     "Ack",
     "Auth",
+    "Ban",
     "ClientFrame",
     "Create",
+    "Dm",
     "Error",
     "History",
     "HistoryPage",
+    "Invite",
     "Join",
+    "Kick",
     "Leave",
     "Live",
     "Ok",
@@ -37,12 +41,14 @@ __all__ = [
     "PresenceEvent",
     "Read",
     "Receipt",
+    "Role",
     "Send",
     "ServerFrame",
     "Subscribe",
     "Subscribed",
     "Typing",
     "TypingEvent",
+    "Unban",
     "Unsubscribe",
     "Welcome",
     "decode_client",
@@ -66,7 +72,56 @@ class Auth(_Frame, tag="auth", frozen=True):
 
 
 class Create(_Frame, tag="create", frozen=True):
+    """Create a room: ``public`` (anyone may join) or ``private`` (by invitation)."""
+
     room: str
+    kind: str = "public"
+    id: str | None = None
+
+
+class Dm(_Frame, tag="dm", frozen=True):
+    """Open (create on first use) the direct conversation with ``user``; the ``ok`` names its room."""
+
+    user: str
+    id: str | None = None
+
+
+class Invite(_Frame, tag="invite", frozen=True):
+    """Owner or admin: allow ``user`` to join ``room`` (needed for a private room)."""
+
+    room: str
+    user: str
+    id: str | None = None
+
+
+class Kick(_Frame, tag="kick", frozen=True):
+    """Owner or admin: remove ``user`` (of a lower role) from ``room``."""
+
+    room: str
+    user: str
+    id: str | None = None
+
+
+class Ban(_Frame, tag="ban", frozen=True):
+    """Owner or admin: remove ``user`` and refuse their joins and invitations until ``unban``."""
+
+    room: str
+    user: str
+    id: str | None = None
+
+
+class Unban(_Frame, tag="unban", frozen=True):
+    room: str
+    user: str
+    id: str | None = None
+
+
+class Role(_Frame, tag="role", frozen=True):
+    """Owner only: make a member ``admin``, or ``member`` again."""
+
+    room: str
+    user: str
+    role: str
     id: str | None = None
 
 
@@ -127,7 +182,25 @@ class Read(_Frame, tag="read", frozen=True):
     id: str | None = None
 
 
-ClientFrame = Auth | Create | Join | Leave | Subscribe | Unsubscribe | Send | History | Ping | Typing | Read
+ClientFrame = (
+    Auth
+    | Create
+    | Join
+    | Leave
+    | Subscribe
+    | Unsubscribe
+    | Send
+    | History
+    | Ping
+    | Typing
+    | Read
+    | Dm
+    | Invite
+    | Kick
+    | Ban
+    | Unban
+    | Role
+)
 
 # ---- server -> client -------------------------------------------------------------------------
 

@@ -14,9 +14,15 @@ from typing import Final
 import msgspec
 
 __all__ = [
+    "KIND_BAN",
+    "KIND_INVITE",
     "KIND_JOIN",
+    "KIND_KICK",
     "KIND_LEAVE",
+    "KIND_ROLE",
     "KIND_TEXT",
+    "KIND_UNBAN",
+    "REMOVING_KINDS",
     "Draft",
     "Message",
     "Page",
@@ -29,6 +35,14 @@ __all__ = [
 KIND_TEXT: Final = "text"
 KIND_JOIN: Final = "join"
 KIND_LEAVE: Final = "leave"
+KIND_INVITE: Final = "invite"
+KIND_KICK: Final = "kick"
+KIND_BAN: Final = "ban"
+KIND_UNBAN: Final = "unban"
+KIND_ROLE: Final = "role"
+REMOVING_KINDS: Final = frozenset({KIND_LEAVE, KIND_KICK, KIND_BAN})
+"""Membership events that take their ``sender`` (the member concerned) out of the room: that user's
+subscriptions end after delivering one of these, on every node, exactly as after a ``leave``."""
 
 _ROOM_RE: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 _USER_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")

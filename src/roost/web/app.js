@@ -251,16 +251,7 @@ async function refreshRooms() {
   S.public = data.public;
   S.serverReads = data.unread !== undefined && data.unread !== null;
   S.serverUnread = data.unread ?? {};
-  // A direct conversation someone opened with me: join it (unless I left it).
-  const leftDms = store.get(pageKey("left-dms"), []);
-  for (const room of S.public) {
-    if (isDm(room) && !S.mine.includes(room) && room.split(":").includes(S.session.user) && !leftDms.includes(room)) {
-      try {
-        await api("POST", `/api/rooms/${encodeURIComponent(room)}/join`);
-        S.mine.push(room);
-      } catch { /* try again at the next refresh */ }
-    }
-  }
+  // A direct conversation someone opened with me is in my rooms already: the server adds both users.
   for (const [room, info] of Object.entries(S.serverUnread)) {
     if (typeof info?.read === "number" && info.read > (S.reads[room] ?? -1)) setRead(room, info.read, false);
   }
@@ -349,12 +340,12 @@ function renderRooms() {
   document.title = total ? `(${total}) Roost` : "Roost";
 }
 
-async function enterRoom(room, create) {
+async function enterRoom(room, create, kind = "public") {
   $("roomError").textContent = "";
   try {
     if (create) {
       try {
-        await api("POST", "/api/rooms", { room });
+        await api("POST", "/api/rooms", { room, kind });
       } catch (error) {
         if (error.code !== 4409) throw error;
         await api("POST", `/api/rooms/${encodeURIComponent(room)}/join`);
@@ -380,7 +371,8 @@ $("createForm").addEventListener("submit", async (event) => {
   const input = event.target.room;
   const room = input.value.trim();
   if (!ROOM_RE.test(room)) { $("roomError").textContent = "Room names are 1-128 of A-Z a-z 0-9 _ . : @ -"; return; }
-  if (await enterRoom(room, true)) input.value = "";
+  const kind = event.target.private.checked ? "private" : "public";
+  if (await enterRoom(room, true, kind)) { input.value = ""; event.target.private.checked = false; }
 });
 
 $("dmForm").addEventListener("submit", async (event) => {
@@ -388,11 +380,20 @@ $("dmForm").addEventListener("submit", async (event) => {
   const input = event.target.peer;
   const peer = input.value.trim();
   if (!USER_RE.test(peer) || peer === S.session.user) { $("roomError").textContent = "Enter another user's name."; return; }
-  const room = dmRoom(S.session.user, peer);
-  if (room.length > 128) { $("roomError").textContent = "These two names are too long for a direct room."; return; }
-  const leftDms = store.get(pageKey("left-dms"), []).filter((r) => r !== room);
-  store.set(pageKey("left-dms"), leftDms);
-  if (await enterRoom(room, true)) input.value = "";
+  if (dmRoom(S.session.user, peer).length > 128) { $("roomError").textContent = "These two names are too long for a direct room."; return; }
+  $("roomError").textContent = "";
+  let room;
+  try {
+    ({ room } = await api("POST", "/api/dm", { user: peer })); // created with both of us as members
+  } catch (error) {
+    $("roomError").textContent = `@${peer}: ${error.message}`;
+    return;
+  }
+  input.value = "";
+  if (!S.mine.includes(room)) S.mine.push(room);
+  follow(room);
+  openRoom(room);
+  refreshRooms();
 });
 
 $("refreshRooms").addEventListener("click", () => refreshRooms());
@@ -406,7 +407,6 @@ $("leaveRoom").addEventListener("click", async () => {
     showBanner(`Could not leave: ${error.message}`);
     return;
   }
-  if (isDm(room)) store.set(pageKey("left-dms"), [...store.get(pageKey("left-dms"), []), room]);
   S.mine = S.mine.filter((r) => r !== room); // before the server's 4403 for the ended subscription arrives
   S.client.unsubscribe(room);
   removeRoom(room, `You left ${displayName(room)}.`);
@@ -652,9 +652,26 @@ function timeOf(ts) {
   return { short: d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }), full: d.toLocaleString() };
 }
 
+/** What a membership event says after the member's name: "joined", "was removed by alice", ... */
+function eventText(m) {
+  let info = {};
+  try { info = JSON.parse(m.body || "{}") ?? {}; } catch { /* an unknown body: no details */ }
+  const by = typeof info.by === "string" ? info.by : "someone";
+  switch (m.kind) {
+    case "join": return "joined";
+    case "leave": return "left";
+    case "invite": return `was invited by ${by}`;
+    case "kick": return `was removed by ${by}`;
+    case "ban": return `was banned by ${by}`;
+    case "unban": return `was unbanned by ${by}`;
+    case "role": return info.role === "admin" ? `was made an admin by ${by}` : `is no longer an admin (${by})`;
+    default: return `(${m.kind})`;
+  }
+}
+
 function renderMessage(m) {
   if (m.kind !== "text") {
-    const what = m.kind === "join" ? "joined" : m.kind === "leave" ? "left" : `(${m.kind})`;
+    const what = eventText(m);
     return h("li", { class: "event", dataset: { seq: m.seq, key: m.seq, kind: m.kind, sender: m.sender } },
       h("span", { class: "who", text: m.sender }), ` ${what}`);
   }
@@ -901,10 +918,30 @@ bodyInput.addEventListener("keydown", (event) => {
   }
 });
 
+/** Moderation from the composer: "/invite bob", "/kick bob", "/ban bob", "/unban bob", "/admin bob", "/member bob". */
+const COMMAND_RE = /^\/(invite|kick|ban|unban|admin|member)\s+([A-Za-z0-9_.@-]{1,64})\s*$/;
+
+async function runCommand(room, verb, user) {
+  const path = `/api/rooms/${encodeURIComponent(room)}`;
+  try {
+    if (verb === "admin" || verb === "member") await api("POST", `${path}/role`, { user, role: verb });
+    else await api("POST", `${path}/${verb}`, { user });
+  } catch (error) {
+    showBanner(`/${verb} ${user}: ${error.message}`);
+  }
+}
+
 $("sendForm").addEventListener("submit", (event) => {
   event.preventDefault();
   const body = bodyInput.value;
   if (!S.open || !body.trim()) return;
+  const command = COMMAND_RE.exec(body.trim());
+  if (command) {
+    bodyInput.value = "";
+    autosize();
+    runCommand(S.open, command[1], command[2]); // the room shows the resulting event
+    return;
+  }
   bodyInput.value = "";
   autosize();
   clearTimeout(typingTimer);

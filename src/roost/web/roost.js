@@ -26,6 +26,7 @@ export const Code = Object.freeze({
   CONFLICT: 4409,
   RESYNC_REQUIRED: 4410,
   TOO_LARGE: 4413,
+  TOO_MANY_ROOMS: 4422,
   RATE_LIMITED: 4429,
   INTERNAL: 4500,
   UNAVAILABLE: 4503,
@@ -509,8 +510,25 @@ export class RoostClient extends EventTarget {
     if (this._welcomed) await this._request({ type: "unsubscribe", room }).catch(() => {});
   }
 
-  create(room) {
-    return this._request({ type: "create", room });
+  /** `kind`: "public" (the default) or "private" (joined by invitation only). */
+  create(room, kind = "public") {
+    return this._request(kind === "public" ? { type: "create", room } : { type: "create", room, kind });
+  }
+
+  /** Open the direct conversation with `user`: the `ok` frame's `room` is `dm:<a>:<b>`. */
+  dm(user) {
+    return this._request({ type: "dm", user });
+  }
+
+  /** Moderation (owner or admin): `verb` is "invite", "kick", "ban" or "unban". */
+  moderate(verb, room, user) {
+    if (!["invite", "kick", "ban", "unban"].includes(verb)) throw new FrameError(`not a moderation verb: ${verb}`);
+    return this._request({ type: verb, room, user });
+  }
+
+  /** Owner only: `role` is "admin" or "member". */
+  setRole(room, user, role) {
+    return this._request({ type: "role", room, user, role });
   }
 
   join(room) {

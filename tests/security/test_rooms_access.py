@@ -1,0 +1,125 @@
+"""Authorization of rooms: outsiders and removed members are refused with a stable code, and nothing is
+stored; the admin HTTP API is for administrators only."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+
+from roost.config import Settings
+from roost.node import Node, serve
+from roost.protocol.codes import Code
+
+from ..integration.wsutil import Raw
+
+
+async def call(node: Node, method: str, path: str, token: str | None, body: Any = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as http, http.request(method, node.url + path, json=body, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def snapshot(node: Node, room: str) -> tuple[int, dict[str, int], list[str]]:
+    """What a refused request must not change: the room's head, read positions and members."""
+    directory = node.backends.directory
+    return (await node.backends.store.position(room)).head, await directory.readers(room), await directory.members(room)
+
+
+async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(embedded_node: Node) -> None:
+    node = embedded_node
+    await node.service.create_room("alice", "private-room", "private")
+    await node.service.invite("alice", "private-room", "kicked")
+    await node.service.join("kicked", "private-room")
+    await node.service.invite("alice", "private-room", "banned")
+    await node.service.join("banned", "private-room")
+    await node.service.send("alice", "private-room", "c", "secret")
+    await node.service.kick("alice", "private-room", "kicked")
+    await node.service.ban("alice", "private-room", "banned")
+    before = await snapshot(node, "private-room")
+    for user in ("mallory", "kicked", "banned"):
+        raw = await Raw.open(node, user)
+        for frame in (
+            {"type": "subscribe", "room": "private-room", "after": 0, "id": "1"},
+            {"type": "subscribe", "room": "private-room", "id": "2"},
+            {"type": "history", "room": "private-room", "after": 0, "id": "3"},
+            {"type": "history", "room": "private-room", "before": 100, "id": "4"},
+            {"type": "send", "room": "private-room", "cmid": "x", "body": "let me in", "id": "5"},
+            {"type": "read", "room": "private-room", "seq": 3, "id": "6"},
+            {"type": "join", "room": "private-room", "id": "7"},
+            {"type": "invite", "room": "private-room", "user": user + "2", "id": "8"},
+            {"type": "kick", "room": "private-room", "user": "alice", "id": "9"},
+            {"type": "unban", "room": "private-room", "user": "zed", "id": "10"},
+        ):
+            reply = await raw.request(frame)
+            assert reply["type"] == "error" and reply["code"] == Code.FORBIDDEN, (user, frame, reply)
+        assert not [f for f in raw.frames if f.get("type") == "msg"]
+        await raw.close()
+        token = node.tokens.issue(user)
+        for method, path, body in (
+            ("GET", "/api/rooms/private-room/messages?after=0", None),
+            ("POST", "/api/rooms/private-room/messages", {"cmid": "h", "body": "let me in"}),
+            ("POST", "/api/rooms/private-room/read", {"seq": 3}),
+            ("GET", "/api/rooms/private-room/receipts", None),
+            ("GET", "/api/rooms/private-room/members", None),
+            ("POST", "/api/rooms/private-room/join", None),
+        ):
+            status, reply = await call(node, method, path, token, body)
+            assert status == 403 and reply["error"]["code"] == Code.FORBIDDEN, (user, path, reply)
+        _, synced = await call(node, "POST", "/api/sync", token, {"rooms": {"private-room": 0}})
+        assert synced["rooms"]["private-room"]["error"]["code"] == Code.FORBIDDEN
+    assert await snapshot(node, "private-room") == before
+
+
+async def test_the_admin_api_needs_an_administrator(embedded_settings: Settings) -> None:
+    async with serve(replace(embedded_settings, admins=("root",))) as node:
+        await node.service.create_room("alice", "lobby")
+        await node.service.join("bob", "lobby")
+        await node.service.create_room("alice", "plans", "private")
+        await node.service.dm("alice", "bob")
+        alice = node.tokens.issue("alice")  # the owner of rooms, not an administrator
+        for method, path, body in (
+            ("GET", "/api/admin/rooms", None),
+            ("GET", "/api/admin/rooms/lobby", None),
+            ("POST", "/api/admin/rooms/lobby/bans", {"user": "bob"}),
+            ("DELETE", "/api/admin/rooms/lobby/bans/bob", None),
+        ):
+            status, reply = await call(node, method, path, alice, body)
+            assert status == 403 and reply["error"]["code"] == Code.FORBIDDEN, reply
+            status, reply = await call(node, method, path, None, body)
+            assert status == 401 and reply["error"]["code"] == Code.UNAUTHORIZED, reply
+            forged = node.tokens.issue("alice", roles=["admin"])[:-4] + "AAAA"
+            status, _ = await call(node, method, path, forged, body)
+            assert status == 401
+        assert await node.backends.directory.is_member("lobby", "bob")
+
+        admin = node.tokens.issue("ops", roles=["admin"])  # by the token's roles claim
+        status, listing = await call(node, "GET", "/api/admin/rooms", admin)
+        assert status == 200 and listing["rooms"] == [
+            {"room": "dm:alice:bob", "kind": "direct", "owner": "", "members": 2},
+            {"room": "lobby", "kind": "public", "owner": "alice", "members": 2},
+            {"room": "plans", "kind": "private", "owner": "alice", "members": 1},
+        ]
+        status, room = await call(node, "GET", "/api/admin/rooms/lobby", admin)
+        assert status == 200 and room["members"] == [
+            {"user": "alice", "role": "owner"},
+            {"user": "bob", "role": "member"},
+        ]
+        status, reply = await call(node, "POST", "/api/admin/rooms/lobby/bans", admin, {"user": "bob"})
+        assert status == 200 and reply["banned"] is True
+        assert not await node.backends.directory.is_member("lobby", "bob")
+        ban = (await node.backends.store.read("lobby", 0, 10)).messages[-1]
+        assert ban.kind == "ban" and ban.sender == "bob" and ban.body == '{"by":"ops"}'
+        status, reply = await call(node, "POST", "/api/rooms/lobby/join", node.tokens.issue("bob"))
+        assert status == 403
+        status, _ = await call(node, "GET", "/api/admin/rooms/nowhere", admin)
+        assert status == 404
+
+        root = node.tokens.issue("root")  # named by --admin, with a plain token
+        status, room = await call(node, "GET", "/api/admin/rooms/lobby", root)
+        assert status == 200 and room["bans"] == ["bob"]
+        status, reply = await call(node, "DELETE", "/api/admin/rooms/lobby/bans/bob", root)
+        assert status == 200 and reply["banned"] is False
+        status, _ = await call(node, "POST", "/api/rooms/lobby/join", node.tokens.issue("bob"))
+        assert status == 200
