@@ -25,6 +25,8 @@ __all__ = [
     "Auth",
     "ClientFrame",
     "Create",
+    "Delete",
+    "Edit",
     "Error",
     "History",
     "HistoryPage",
@@ -35,6 +37,7 @@ __all__ = [
     "Ping",
     "Pong",
     "PresenceEvent",
+    "React",
     "Read",
     "Receipt",
     "Send",
@@ -101,6 +104,37 @@ class Send(_Frame, tag="send", frozen=True):
     id: str | None = None
 
 
+class Edit(_Frame, tag="edit", frozen=True):
+    """Replace the text of my message ``target``: stored as a ``kind: edit`` message with its own seq."""
+
+    room: str
+    target: int
+    body: str
+    cmid: str
+    id: str | None = None
+
+
+class Delete(_Frame, tag="delete", frozen=True):
+    """Delete message ``target`` (mine, or any as a moderator): stored as a ``kind: delete`` message.
+
+    Without ``cmid`` the key is derived from the target, so a retry is answered as a duplicate."""
+
+    room: str
+    target: int
+    cmid: str | None = None
+    id: str | None = None
+
+
+class React(_Frame, tag="react", frozen=True):
+    """Add (or with ``remove``, take back) my ``emoji`` on message ``target``: a ``react``/``unreact`` message."""
+
+    room: str
+    target: int
+    emoji: str
+    remove: bool = False
+    id: str | None = None
+
+
 class History(_Frame, tag="history", frozen=True):
     """Read a room: ``after`` a seq (ascending) or ``before`` a seq (the newest page below it)."""
 
@@ -127,7 +161,22 @@ class Read(_Frame, tag="read", frozen=True):
     id: str | None = None
 
 
-ClientFrame = Auth | Create | Join | Leave | Subscribe | Unsubscribe | Send | History | Ping | Typing | Read
+ClientFrame = (
+    Auth
+    | Create
+    | Join
+    | Leave
+    | Subscribe
+    | Unsubscribe
+    | Send
+    | Edit
+    | Delete
+    | React
+    | History
+    | Ping
+    | Typing
+    | Read
+)
 
 # ---- server -> client -------------------------------------------------------------------------
 
