@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from .ports import Store
 from .protocol.relations import RELATION_KINDS, Relations, redact
@@ -46,8 +47,10 @@ class RelationIndex:
         self.max_rooms = max_rooms
         self._rooms: OrderedDict[str, _RoomIndex] = OrderedDict()
 
-    async def relations(self, room: str, since: int, position: Position) -> Relations:
-        """Relations of every event with ``since < seq <= position.head``, at least (more may be known)."""
+    async def relations(self, room: str, since: int, position: Position, page: Sequence[Message] = ()) -> Relations:
+        """Relations of every event with ``since < seq <= position.head``, at least (more may be known).
+
+        ``page``, dense messages just read from the store, is folded in without reading it again."""
         entry = self._rooms.get(room)
         if entry is None or entry.epoch != position.epoch:
             entry = self._rooms[room] = _RoomIndex(position.epoch)
@@ -56,6 +59,13 @@ class RelationIndex:
         self._rooms.move_to_end(room)
         low = max(since + 1, position.first)
         async with entry.lock:
+            if page and page[0].seq <= low <= page[-1].seq and (entry.high < entry.low or entry.high < low):
+                entry.relations = Relations(keep_edits=False)  # start over from the page (a gap otherwise)
+                self._fold(entry, page, low)
+                entry.low, entry.high = low, page[-1].seq
+            elif page and page[0].seq <= entry.high + 1 <= page[-1].seq and entry.low <= entry.high:
+                self._fold(entry, page, entry.high + 1)
+                entry.high = page[-1].seq
             if entry.high < entry.low:
                 await self._scan(room, entry, low, position.head)
                 entry.low, entry.high = low, max(position.head, low - 1)
@@ -72,7 +82,7 @@ class RelationIndex:
         """The page with deleted messages as tombstones: what every read path serves."""
         if not page.messages:
             return page
-        relations = await self.relations(room, page.messages[0].seq, page.position)
+        relations = await self.relations(room, page.messages[0].seq, page.position, page.messages)
         if not relations.deletes:
             return page
         return Page([redact(m, relations) for m in page.messages], page.position)
@@ -81,6 +91,12 @@ class RelationIndex:
         position = await self.store.position(message.room)
         relations = await self.relations(message.room, message.seq, position)
         return redact(message, relations)
+
+    @staticmethod
+    def _fold(entry: _RoomIndex, page: Sequence[Message], low: int) -> None:
+        for message in page:
+            if message.seq >= low and message.kind in RELATION_KINDS:
+                entry.relations.add(message)
 
     async def _scan(self, room: str, entry: _RoomIndex, low: int, high: int) -> None:
         after = low - 1
