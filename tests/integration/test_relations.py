@@ -294,3 +294,44 @@ async def test_tombstones_agree_with_a_full_fold_for_any_order_of_reads(embedded
         else:
             result = await node.service.history("bob", "r", before=rng.randrange(1, len(stored) + 2), limit=50)
         assert result.page.messages == [expected[m.seq] for m in result.page.messages]
+
+
+async def test_the_sdk_edits_deletes_reacts_and_folds_what_it_missed(node: Node) -> None:
+    from roost.client import RequestFailed, Timeline, connect
+
+    await make_room(node, "alice", "r", "bob")
+    async with connect(node.ws_url, node.tokens.issue("alice")) as alice:
+        keep = await alice.send("r", "helo")
+        drop = await alice.send("r", "never mind")
+        edited = await alice.edit("r", keep.seq, "hello", cmid="e-1")
+        assert edited.seq == drop.seq + 1 and not edited.duplicate
+        assert (await alice.edit("r", keep.seq, "hello", cmid="e-1")).duplicate
+        assert (await alice.react("r", keep.seq, "🎉")).seq == edited.seq + 1
+        deleted = await alice.delete("r", drop.seq)
+        assert (await alice.delete("r", drop.seq)).seq == deleted.seq
+        try:
+            await alice.edit("r", drop.seq, "back?")
+        except RequestFailed as exc:
+            assert exc.code == Code.CONFLICT
+        else:
+            raise AssertionError("an edit of a deleted message must fail")
+    async with connect(node.ws_url, node.tokens.issue("bob")) as bob:  # bob was offline for all of it
+        await bob.subscribe("r", after=0)
+        timeline = Timeline()
+
+        async def read_until(seq: int) -> None:
+            last = 0
+            while last < seq:
+                item = await bob.receive(timeout_s=10)
+                assert isinstance(item, Message)
+                timeline.add(item)
+                last = item.seq
+
+        await read_until(deleted.seq)
+        await bob.react("r", keep.seq, "🎉")
+        await read_until(deleted.seq + 1)
+    shown = [f for f in timeline.view() if f.kind != "join"]
+    assert [(f.body, f.edited, f.deleted, f.counts) for f in shown] == [
+        ("hello", True, False, {"🎉": 2}),
+        ("", False, True, {}),
+    ]
