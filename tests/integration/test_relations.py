@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from roost.config import Settings
 from roost.node import Node
 from roost.protocol.codes import Code
 from roost.protocol.errors import NotFound
@@ -335,3 +336,46 @@ async def test_the_sdk_edits_deletes_reacts_and_folds_what_it_missed(node: Node)
         ("hello", True, False, {"🎉": 2}),
         ("", False, True, {}),
     ]
+
+
+async def test_edits_deletes_and_reactions_share_the_send_rate_limit(embedded_settings: Settings) -> None:
+    from roost.node import serve
+
+    from ..conftest import with_limits
+
+    async with serve(with_limits(embedded_settings, sends_per_s=0.01, send_burst=4)) as node:
+        await make_room(node, "alice", "r")
+        sent = await node.service.send("alice", "r", "a1", "one")  # token 1 of 4
+        alice = await Raw.open(node, "alice")
+        target = sent.message.seq
+        frames = [
+            {"type": "edit", "room": "r", "target": target, "body": "two", "cmid": "e1", "id": "1"},
+            {"type": "react", "room": "r", "target": target, "emoji": "👍", "id": "2"},
+            {"type": "delete", "room": "r", "target": target, "id": "3"},
+        ]
+        for frame in frames:
+            assert (await alice.request(frame))["type"] == "ack"
+        head = (await node.backends.store.position("r")).head
+        limited = await alice.request({**frames[1], "remove": True, "id": "4"})
+        assert limited["type"] == "error" and limited["code"] == Code.RATE_LIMITED and limited["retry_after_s"] > 0
+        assert (await node.backends.store.position("r")).head == head
+        await alice.close()
+
+
+async def test_a_trimmed_target_is_unknown(node: Node) -> None:
+    await make_room(node, "alice", "r")
+    old = await node.service.send("alice", "r", "a1", "old")
+    for i in range(3):
+        await node.service.send("alice", "r", f"n{i}", f"new {i}")
+    await node.backends.store.trim("r", 2)
+    alice = await Raw.open(node, "alice")
+    reply = await alice.request(
+        {"type": "edit", "room": "r", "target": old.message.seq, "body": "x", "cmid": "e", "id": "1"}
+    )
+    assert reply["type"] == "error" and reply["code"] == Code.UNKNOWN_ROOM and "no longer kept" in reply["reason"]
+    head = (await node.backends.store.position("r")).head
+    ok = await alice.request({"type": "delete", "room": "r", "target": head, "id": "2"})
+    assert ok["type"] == "ack"
+    result = await node.service.history("alice", "r", after=0)
+    assert [m.kind for m in result.page.messages] == ["text", "deleted", "delete"]
+    await alice.close()
