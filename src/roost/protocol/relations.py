@@ -50,7 +50,6 @@ __all__ = [
     "fold",
     "react_cmid",
     "redact",
-    "relation_target",
 ]
 
 KIND_EDIT: Final = "edit"
@@ -101,14 +100,9 @@ def decode_content(message: Message) -> _Content | None:
         return None
     try:
         content: _Content = decoder.decode(message.body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeError):
         return None
     return content
-
-
-def relation_target(message: Message) -> int | None:
-    content = decode_content(message)
-    return None if content is None else content.target
 
 
 def react_cmid(kind: str, target: int, emoji: str, generation: int) -> str:
