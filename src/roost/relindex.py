@@ -99,14 +99,15 @@ class RelationIndex:
                 entry.relations.add(message)
 
     async def _scan(self, room: str, entry: _RoomIndex, low: int, high: int) -> None:
+        """Fold the relation events of seqs ``low..high``: all of them or, if a read fails, none (so a
+        retry never counts one twice)."""
+        found: list[Message] = []
         after = low - 1
         while after < high:
             page = await self.store.read(room, after, _SCAN_PAGE)
             if not page.messages:
-                return
-            for message in page.messages:
-                if message.seq > high:
-                    return
-                if message.seq >= low and message.kind in RELATION_KINDS:
-                    entry.relations.add(message)
+                break
+            found += [m for m in page.messages if low <= m.seq <= high and m.kind in RELATION_KINDS]
             after = page.messages[-1].seq
+        for message in found:
+            entry.relations.add(message)
