@@ -14,6 +14,9 @@ Where the contract is enforced:
   Directory's generic per-room attributes, so they are the same on every backend. Every membership
   change is also a message in the room's sequence (``join``, ``leave``, ``invite``, ``kick``, ``ban``,
   ``unban``, ``role``), so a member who was offline converges by reading the room.
+* Relations (edit, delete, react; see ``protocol/relations.py``): their rules are here, and every
+  read path (``history``, ``catchup``, a re-published duplicate) serves deleted messages as
+  tombstones, through one ``RelationIndex``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,19 @@ from .ports import Appended, Bus, Directory, Store
 from .protocol import frames
 from .protocol.codes import Code
 from .protocol.errors import AuthError, Conflict, NotFound, ProtocolError, RoostError
+from .protocol.relations import (
+    KIND_DELETE,
+    KIND_EDIT,
+    KIND_REACT,
+    KIND_UNREACT,
+    MAX_EMOJI_BYTES,
+    DeleteContent,
+    EditContent,
+    ReactContent,
+    Relations,
+    encode_content,
+    react_cmid,
+)
 from .protocol.types import (
     KIND_BAN,
     KIND_INVITE,
@@ -46,6 +62,7 @@ from .protocol.types import (
     valid_user,
 )
 from .ratelimit import RateLimiter
+from .relindex import RelationIndex
 
 __all__ = ["MAX_SEQ", "ROOM_KINDS", "ChatService", "HistoryResult", "RoomInfo", "dm_room"]
 
@@ -119,6 +136,7 @@ class ChatService:
         self.limits = limits
         self.sends = RateLimiter(limits.sends_per_s, limits.send_burst, "sends")
         self.typings = RateLimiter(limits.typing_per_s, limits.typing_per_s * 2, "typing signals")
+        self.relations = RelationIndex(store)
 
     # ---- rooms ------------------------------------------------------------------------------
 
@@ -281,15 +299,98 @@ class ChatService:
     # ---- messages ---------------------------------------------------------------------------
 
     async def send(self, user: str, room: str, cmid: str, body: str) -> Appended:
-        if not valid_cmid(cmid):
-            raise ProtocolError("cmid must be 1-64 printable ASCII characters", Code.BAD_FRAME)
-        if len(body.encode()) > self.limits.max_body_bytes:
-            raise ProtocolError(f"body over {self.limits.max_body_bytes} bytes", Code.TOO_LARGE)
-        if not body.strip():
-            raise ProtocolError("body is empty", Code.BAD_FRAME)
+        self._check_text(cmid, body)
         self.sends.check(user)  # per user, over every connection and HTTP alike
         await self.check_member(user, room)
-        appended = await self.store.append(Draft(room, user, cmid, body, KIND_TEXT))
+        return await self._append(Draft(room, user, cmid, body, KIND_TEXT))
+
+    # ---- relations: edits, deletions, reactions -----------------------------------------------
+
+    async def edit(self, user: str, room: str, target: int, body: str, cmid: str) -> Appended:
+        """Store ``kind: edit`` replacing the text of ``target``. Only its sender may; not once deleted."""
+        self._check_text(cmid, body)
+        self.sends.check(user)
+        await self.check_member(user, room)
+        original, relations = await self._target(room, target)
+        if original.sender != user:
+            raise AuthError(f"only {original.sender} may edit message {target}", Code.FORBIDDEN)
+        self._refuse_deleted(relations, target)
+        return await self._append(Draft(room, user, cmid, encode_content(EditContent(target, body)), KIND_EDIT))
+
+    async def delete(
+        self, user: str, room: str, target: int, cmid: str | None = None, *, moderator: bool = False
+    ) -> Appended:
+        """Store ``kind: delete`` of ``target``: its sender, the room's moderators, or a caller that has
+        authorized the request itself (``moderator=True``: an admin API; membership is then not checked).
+
+        Without ``cmid`` the key is ``~delete-<target>``: a retry is answered with the first delete."""
+        cmid = f"~delete-{target}" if cmid is None else cmid
+        self._check_cmid(cmid)
+        self.sends.check(user)
+        if moderator:
+            await self._require_room(room)
+        else:
+            await self.check_member(user, room)
+        original, relations = await self._target(room, target)
+        if original.sender != user and not moderator and not await self._can_moderate(user, room):
+            raise AuthError(f"only {original.sender} or a moderator may delete message {target}", Code.FORBIDDEN)
+        existing = relations.deleted(target)
+        if existing is not None and (existing.sender, existing.cmid) != (user, cmid):
+            raise Conflict(f"message {target} is already deleted")
+        return await self._append(Draft(room, user, cmid, encode_content(DeleteContent(target)), KIND_DELETE))
+
+    async def react(self, user: str, room: str, target: int, emoji: str, *, remove: bool = False) -> Appended:
+        """Store ``kind: react`` (or ``unreact`` with ``remove``) of ``emoji`` on ``target``.
+
+        One reaction per (user, target, emoji): the cmid is derived (``react_cmid``), so a retry or a
+        double click, even on two nodes at once, is one stored event answered as a duplicate."""
+        if not emoji.strip() or len(emoji.encode()) > MAX_EMOJI_BYTES or any(_control(c) for c in emoji):
+            raise ProtocolError(f"emoji must be 1-{MAX_EMOJI_BYTES} bytes of visible text", Code.BAD_FRAME)
+        self.sends.check(user)
+        await self.check_member(user, room)
+        _, relations = await self._target(room, target)
+        self._refuse_deleted(relations, target)
+        on, unreacts = relations.reaction(target, user, emoji)
+        if not remove:
+            kind, generation = KIND_REACT, unreacts  # when ``on``, this key exists: the store says duplicate
+        elif on:
+            kind, generation = KIND_UNREACT, unreacts
+        elif unreacts:
+            kind, generation = KIND_UNREACT, unreacts - 1  # removed already: answered with that unreact
+        else:
+            raise NotFound(f"{user} has no {emoji} on message {target}")
+        cmid = react_cmid(kind, target, emoji, generation)
+        return await self._append(Draft(room, user, cmid, encode_content(ReactContent(target, emoji)), kind))
+
+    async def _can_moderate(self, user: str, room: str) -> bool:
+        """May ``user`` delete others' messages in ``room``? Its owner and admins may."""
+        meta = await self.directory.room_attrs(room, NS_META)
+        return _RANK[await self._role(room, user, meta)] >= _RANK[ADMIN]
+
+    async def _target(self, room: str, target: int) -> tuple[Message, Relations]:
+        """The stored text message ``target`` of ``room`` and the relations known up to the head."""
+        if not 1 <= target <= MAX_SEQ:
+            raise ProtocolError(f"target must be between 1 and {MAX_SEQ}", Code.BAD_FRAME)
+        page = await self.store.read(room, target - 1, 1)
+        if not page.messages or page.messages[0].seq != target:
+            gone = " (no longer kept)" if target < page.position.first else ""
+            raise NotFound(f"no message {target} in {room!r}{gone}")
+        original = page.messages[0]
+        if original.kind != KIND_TEXT:
+            raise ProtocolError(f"message {target} is a {original.kind!r} event, not a text message", Code.BAD_FRAME)
+        return original, await self.relations.relations(room, target, page.position)
+
+    @staticmethod
+    def _refuse_deleted(relations: Relations, target: int) -> None:
+        if relations.deleted(target) is not None:
+            raise Conflict(f"message {target} is deleted")
+
+    async def _append(self, draft: Draft) -> Appended:
+        """Persist, then publish. A duplicate is re-published (healing a crash between the two), as a
+        tombstone if it was deleted since."""
+        appended = await self.store.append(draft)
+        if appended.duplicate:
+            appended = msgspec.structs.replace(appended, message=await self.relations.redact_one(appended.message))
         if not appended.published:
             await self.publish(appended.message)
         return appended
@@ -308,18 +409,23 @@ class ChatService:
         if after is not None and before is not None:
             raise ProtocolError("give after or before, not both", Code.BAD_FRAME)
         if before is not None:
-            page = await self.store.read_before(room, before, limit)
+            page = await self.relations.redact_page(room, await self.store.read_before(room, before, limit))
             oldest = page.messages[0].seq if page.messages else before
             return HistoryResult(page, has_more=oldest > page.position.first)
         if after is None:
-            page = await self.store.read_before(room, MAX_SEQ, limit)
+            page = await self.relations.redact_page(room, await self.store.read_before(room, MAX_SEQ, limit))
             oldest = page.messages[0].seq if page.messages else page.position.head + 1
             return HistoryResult(page, has_more=oldest > page.position.first)
         if after < 0:
             raise ProtocolError("after must be >= 0", Code.BAD_FRAME)
-        page = await self.store.read(room, after, limit)
+        page = await self.catchup(room, after, limit)
         newest = page.messages[-1].seq if page.messages else after
         return HistoryResult(page, has_more=newest < page.position.head)
+
+    async def catchup(self, room: str, after: int, limit: int) -> Page:
+        """A store page with tombstones applied: what a subscription's catch-up delivers (membership is
+        checked by the subscribe)."""
+        return await self.relations.redact_page(room, await self.store.read(room, after, limit))
 
     async def seq_before_time(self, user: str, room: str, ts_ms: int) -> int:
         await self.check_member(user, room)
@@ -408,6 +514,18 @@ class ChatService:
         if not appended.published:
             await self.publish(appended.message)
 
+    def _check_text(self, cmid: str, body: str) -> None:
+        self._check_cmid(cmid)
+        if len(body.encode()) > self.limits.max_body_bytes:
+            raise ProtocolError(f"body over {self.limits.max_body_bytes} bytes", Code.TOO_LARGE)
+        if not body.strip():
+            raise ProtocolError("body is empty", Code.BAD_FRAME)
+
+    @staticmethod
+    def _check_cmid(cmid: str) -> None:
+        if not valid_cmid(cmid):
+            raise ProtocolError("cmid must be 1-64 printable ASCII characters", Code.BAD_FRAME)
+
     async def _require_room(self, room: str) -> None:
         self._check_room_name(room)
         if not await self.directory.room_exists(room):
@@ -417,3 +535,8 @@ class ChatService:
     def _check_room_name(room: str) -> None:
         if not valid_room(room):
             raise ProtocolError("room names are 1-128 characters of A-Z a-z 0-9 _ . : @ -", Code.BAD_FRAME)
+
+
+def _control(char: str) -> bool:
+    """C0/C1 control characters (newlines, escapes): not part of any emoji."""
+    return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0

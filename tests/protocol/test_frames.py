@@ -59,6 +59,9 @@ CLIENT_TAGS = {
     frames.Ban: "ban",
     frames.Unban: "unban",
     frames.Role: "role",
+    frames.Edit: "edit",
+    frames.Delete: "delete",
+    frames.React: "react",
 }
 
 CLIENT_FRAMES: list[ClientFrame] = [
@@ -89,6 +92,11 @@ CLIENT_FRAMES: list[ClientFrame] = [
     frames.Ban("room-1", "bob", id="b1"),
     frames.Unban("room-1", "bob", id="n1"),
     frames.Role("room-1", "bob", "admin", id="o1"),
+    frames.Edit("room-1", 7, "new text \U0001f600", "e-1", id="e1"),
+    frames.Delete("room-1", 7, id="d1"),
+    frames.Delete("room-1", 7, cmid="d-1"),
+    frames.React("room-1", 7, "\U0001f44d", id="x1"),
+    frames.React("room-1", 7, "\U0001f44d", remove=True),
 ]
 
 MESSAGE = Message(room="room-1", seq=7, cmid="cmid-1", sender="alice", body="hi\nthere", ts=1_700_000_000_000)
@@ -153,6 +161,24 @@ def test_decode_fills_defaults() -> None:
     assert decode_client(b'{"type":"history","room":"r"}') == History("r", after=None, before=None, limit=50)
     assert decode_client(b'{"type":"subscribe","room":"r"}') == Subscribe("r")
     assert decode_client(b'{"type":"ping"}') == Ping()
+    assert decode_client(b'{"type":"delete","room":"r","target":3}') == frames.Delete("r", 3, cmid=None)
+    assert decode_client(b'{"type":"react","room":"r","target":3,"emoji":"x"}') == frames.React("r", 3, "x", False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"type":"edit","room":"r","target":3,"body":"no cmid"}',
+        b'{"type":"edit","room":"r","target":"3","body":"b","cmid":"c"}',
+        b'{"type":"delete","room":"r"}',
+        b'{"type":"delete","room":"r","target":1.5}',
+        b'{"type":"react","room":"r","target":3}',
+        b'{"type":"react","room":"r","target":3,"emoji":"x","remove":"yes"}',
+    ],
+    ids=repr,
+)
+def test_relation_frames_with_missing_or_mistyped_fields_are_bad_frames(data: bytes) -> None:
+    bad_frame(data)
 
 
 def test_unknown_fields_are_ignored() -> None:
@@ -176,6 +202,9 @@ CLIENT_FRAME_STRATEGY: st.SearchStrategy[ClientFrame] = st.one_of(
     st.builds(Ping, id=st_id),
     st.builds(Typing, room=st_text),
     st.builds(frames.Read, room=st_text, seq=st.integers(0, 2**53), id=st_id),
+    st.builds(frames.Edit, room=st_text, target=st.integers(0, 2**53), body=st.text(), cmid=st_text, id=st_id),
+    st.builds(frames.Delete, room=st_text, target=st.integers(0, 2**53), cmid=st.none() | st_text, id=st_id),
+    st.builds(frames.React, room=st_text, target=st.integers(0, 2**53), emoji=st_text, remove=st.booleans(), id=st_id),
 )
 
 

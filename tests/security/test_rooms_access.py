@@ -84,6 +84,7 @@ async def test_the_admin_api_needs_an_administrator(embedded_settings: Settings)
             ("GET", "/api/admin/rooms/lobby", None),
             ("POST", "/api/admin/rooms/lobby/bans", {"user": "bob"}),
             ("DELETE", "/api/admin/rooms/lobby/bans/bob", None),
+            ("DELETE", "/api/admin/rooms/lobby/messages/1", None),
         ):
             status, reply = await call(node, method, path, alice, body)
             assert status == 403 and reply["error"]["code"] == Code.FORBIDDEN, reply
@@ -123,3 +124,24 @@ async def test_the_admin_api_needs_an_administrator(embedded_settings: Settings)
         assert status == 200 and reply["banned"] is False
         status, _ = await call(node, "POST", "/api/rooms/lobby/join", node.tokens.issue("bob"))
         assert status == 200
+
+
+async def test_an_administrator_removes_a_message_as_a_tombstone(embedded_settings: Settings) -> None:
+    async with serve(replace(embedded_settings, admins=("root",))) as node:
+        await node.service.create_room("alice", "lobby")
+        await node.service.join("bob", "lobby")
+        spam = (await node.service.send("bob", "lobby", "s1", "buy now")).message
+        admin = node.tokens.issue("ops", roles=["admin"])
+        status, reply = await call(node, "DELETE", f"/api/admin/rooms/lobby/messages/{spam.seq}", admin)
+        assert status == 200, reply
+        delete = (await node.backends.store.read("lobby", spam.seq, 1)).messages[0]
+        assert delete.kind == "delete" and delete.sender == "ops"
+        # Every read path now serves the message as a tombstone.
+        status, page = await call(node, "GET", "/api/rooms/lobby/messages?after=0", node.tokens.issue("alice"))
+        served = {m["seq"]: m for m in page["messages"]}
+        assert served[spam.seq]["kind"] == "deleted" and served[spam.seq]["body"] == ""
+        # A retry is answered with the same delete; a message that does not exist is 4404.
+        status, again = await call(node, "DELETE", f"/api/admin/rooms/lobby/messages/{spam.seq}", admin)
+        assert status == 200 and again["duplicate"] is True and again["message"]["seq"] == delete.seq
+        status, reply = await call(node, "DELETE", "/api/admin/rooms/lobby/messages/999", admin)
+        assert status == 404 and reply["error"]["code"] == Code.UNKNOWN_ROOM

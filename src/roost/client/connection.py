@@ -11,6 +11,9 @@ What it guarantees to the application:
 * Reconnects back off exponentially with jitter and rotate over the given URLs.
 * If a room cannot be continued (history trimmed past the cursor, room recreated), a ``Resynced``
   event is yielded and the room is followed again from the oldest message the server still has.
+* Edits, deletions and reactions arrive as messages of their own kinds (``edit``, ``delete``,
+  ``react``, ``unreact``); ``fold``/``Timeline`` (``roost.protocol.relations``) turn them into what an
+  app shows.
 """
 
 from __future__ import annotations
@@ -254,6 +257,30 @@ class Client:
         self._transmit(out)
         return await asyncio.shield(out.future)
 
+    async def edit(self, room: str, target: int, body: str, cmid: str | None = None) -> Sent:
+        """Replace the text of my message ``target``; returns after the durable ack of the ``edit`` event.
+
+        Unlike ``send`` this is not kept in an outbox: on ``ConnectionLost`` call it again with the same
+        ``cmid`` (the server answers a stored edit as a duplicate)."""
+        cmid = cmid or uuid.uuid4().hex
+        return await self._relation(frames.Edit(room=room, target=target, body=body, cmid=cmid, id=self._next_id()))
+
+    async def delete(self, room: str, target: int, cmid: str | None = None) -> Sent:
+        """Delete message ``target`` (mine, or any in a room I moderate). Safe to retry: without ``cmid``
+        the server derives the key from the target, so a repeat is answered as a duplicate."""
+        return await self._relation(frames.Delete(room=room, target=target, cmid=cmid, id=self._next_id()))
+
+    async def react(self, room: str, target: int, emoji: str, *, remove: bool = False) -> Sent:
+        """Put ``emoji`` on message ``target`` (or take it back with ``remove``). Safe to retry: one
+        reaction per user, target and emoji; a repeat is answered with the earlier event."""
+        frame = frames.React(room=room, target=target, emoji=emoji, remove=remove, id=self._next_id())
+        return await self._relation(frame)
+
+    async def _relation(self, frame: frames.Edit | frames.Delete | frames.React) -> Sent:
+        reply = await self._request(frame)
+        assert isinstance(reply, frames.Ack)
+        return Sent(reply.room, reply.cmid, reply.seq, reply.ts, reply.dup)
+
     async def history(
         self, room: str, *, after: int | None = None, before: int | None = None, limit: int = 50
     ) -> frames.HistoryPage:
@@ -364,6 +391,11 @@ class Client:
         if isinstance(frame, Message):
             self._on_message(frame)
         elif isinstance(frame, frames.Ack):
+            request = self._pending.pop(frame.ref, None) if frame.ref is not None else None
+            if request is not None:  # an edit, delete or react (sends are matched by cmid)
+                if not request.done():
+                    request.set_result(frame)
+                return
             out = self._outbox.pop(frame.cmid, None)
             if out is not None and not out.future.done():
                 out.future.set_result(Sent(frame.room, frame.cmid, frame.seq, frame.ts, frame.dup))

@@ -1,4 +1,5 @@
-"""HTTP API: health, development login, rooms, membership, history, multi-room sync and send; admin.
+"""HTTP API: health, development login, rooms, membership, history, multi-room sync, send, edit, delete and
+react; admin.
 
 Errors are JSON ``{"error": {"code": 44xx, "reason": "..."}}`` with the HTTP status given by the
 code's last three digits. Every route but ``/healthz``, ``/`` and ``/api/login`` needs
@@ -15,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from ..auth import TokenAuthority
+from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, ProtocolError, RoostError
@@ -47,6 +49,15 @@ class _RoleChange(msgspec.Struct):
 class _NewMessage(msgspec.Struct):
     cmid: str
     body: str
+
+
+class _EditRequest(msgspec.Struct):
+    cmid: str
+    body: str
+
+
+class _Reaction(msgspec.Struct):
+    emoji: str
 
 
 class _ReadMark(msgspec.Struct):
@@ -95,6 +106,20 @@ def _int_param(request: web.Request, name: str) -> int | None:
     return value
 
 
+def _seq_param(request: web.Request) -> int:
+    """The ``{seq}`` of a message path; the service checks its range."""
+    try:
+        return int(request.match_info["seq"])
+    except ValueError:
+        raise ProtocolError("the message seq must be an integer", Code.BAD_FRAME) from None
+
+
+def _appended(appended: Appended, created: int = 201) -> web.Response:
+    """``{"message", "duplicate"}``, as for a send: ``created`` when stored now, 200 for a retry."""
+    payload = {"message": appended.message, "duplicate": appended.duplicate}
+    return _respond(payload, status=200 if appended.duplicate else created)
+
+
 async def _body(request: web.Request, kind: type[Any]) -> Any:
     raw = await request.read()
     try:
@@ -133,6 +158,10 @@ class HttpApi:
             web.post("/api/rooms/{room}/leave", self.leave),
             web.get("/api/rooms/{room}/messages", self.history),
             web.post("/api/rooms/{room}/messages", self.send),
+            web.post("/api/rooms/{room}/messages/{seq}/edit", self.edit),
+            web.delete("/api/rooms/{room}/messages/{seq}", self.delete),
+            web.post("/api/rooms/{room}/messages/{seq}/reactions", self.react),
+            web.delete("/api/rooms/{room}/messages/{seq}/reactions/{emoji}", self.unreact),
             web.post("/api/sync", self.sync),
             web.post("/api/rooms/{room}/read", self.mark_read),
             web.get("/api/rooms/{room}/receipts", self.receipts),
@@ -147,6 +176,7 @@ class HttpApi:
             web.get("/api/admin/rooms/{room}", self.admin_room),
             web.post("/api/admin/rooms/{room}/bans", self.admin_ban),
             web.delete("/api/admin/rooms/{room}/bans/{user}", self.admin_unban),
+            web.delete("/api/admin/rooms/{room}/messages/{seq}", self.admin_delete),
         ]
 
     @web.middleware
@@ -264,6 +294,12 @@ class HttpApi:
         await self.service.unban(admin, room, user, as_admin=True)
         return _respond({"room": room, "user": user, "banned": False})
 
+    async def admin_delete(self, request: web.Request) -> web.Response:
+        """Remove a message as a server administrator: a sequenced ``delete`` by the admin (a tombstone)."""
+        admin = self.admin_of(request)
+        room, target = request.match_info["room"], _seq_param(request)
+        return _appended(await self.service.delete(admin, room, target, moderator=True), created=200)
+
     async def join(self, request: web.Request) -> web.Response:
         user = self.user_of(request)
         room = request.match_info["room"]
@@ -300,6 +336,30 @@ class HttpApi:
         message: Message = appended.message
         payload = {"message": message, "duplicate": appended.duplicate}
         return _respond(payload, status=200 if appended.duplicate else 201)
+
+    async def edit(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        room, target = request.match_info["room"], _seq_param(request)
+        body: _EditRequest = await _body(request, _EditRequest)
+        return _appended(await self.service.edit(user, room, target, body.body, body.cmid))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """``DELETE`` answers 200 whether it stored the delete now or answers a retry (``duplicate``)."""
+        user = self.user_of(request)
+        room, target = request.match_info["room"], _seq_param(request)
+        cmid = request.query.get("cmid") or None
+        return _appended(await self.service.delete(user, room, target, cmid), created=200)
+
+    async def react(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        room, target = request.match_info["room"], _seq_param(request)
+        body: _Reaction = await _body(request, _Reaction)
+        return _appended(await self.service.react(user, room, target, body.emoji))
+
+    async def unreact(self, request: web.Request) -> web.Response:
+        user = self.user_of(request)
+        room, target, emoji = request.match_info["room"], _seq_param(request), request.match_info["emoji"]
+        return _appended(await self.service.react(user, room, target, emoji, remove=True), created=200)
 
     async def mark_read(self, request: web.Request) -> web.Response:
         user = self.user_of(request)

@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol
 
 from ..config import Limits
 from ..hub import Hub, Wire
+from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import ProtocolError, RateLimited, RoostError
@@ -117,8 +118,8 @@ class Session:
         await self._slots.acquire()
         # Sends (and pings) pipeline behind the last control frame; a control frame waits for
         # everything before it. The client's program order holds where it matters.
-        if isinstance(frame, frames.Send):
-            # One connection's sends are stored in the order sent: each waits for the one before.
+        if isinstance(frame, frames.Send | frames.Edit | frames.Delete | frames.React):
+            # One connection's writes are stored in the order sent: each waits for the one before.
             before = [t for t in (self._last_control, self._last_send) if t is not None]
             task = asyncio.create_task(self._handle(frame, before))
             self._last_send = task
@@ -162,6 +163,12 @@ class Session:
                 appended = await self.service.send(user, room, cmid, body)
                 m = appended.message
                 self._push(frames.encode(frames.Ack(ref, room, cmid, m.seq, m.ts, appended.duplicate)))
+            case frames.Edit(room=room, target=target, body=body, cmid=cmid, id=ref):
+                self._ack(ref, await self.service.edit(user, room, target, body, cmid))
+            case frames.Delete(room=room, target=target, cmid=cmid, id=ref):
+                self._ack(ref, await self.service.delete(user, room, target, cmid))
+            case frames.React(room=room, target=target, emoji=emoji, remove=remove, id=ref):
+                self._ack(ref, await self.service.react(user, room, target, emoji, remove=remove))
             case frames.Subscribe(room=room, after=after, epoch=epoch, id=ref):
                 await self._subscribe(room, after, epoch, ref)
             case frames.Unsubscribe(room=room, id=ref):
@@ -208,6 +215,10 @@ class Session:
                 self._push(frames.encode(frames.Pong(ref)))
             case frames.Auth():
                 raise ProtocolError("already authenticated", Code.BAD_FRAME)
+
+    def _ack(self, ref: str | None, appended: Appended) -> None:
+        m = appended.message
+        self._push(frames.encode(frames.Ack(ref, m.room, m.cmid, m.seq, m.ts, appended.duplicate)))
 
     # ---- following rooms --------------------------------------------------------------------
 
@@ -296,7 +307,7 @@ class Session:
             if follow.sync.state.value in ("resync", "closed"):
                 return
             try:
-                page = await self.service.store.read(room, fetch.after, fetch.limit)
+                page = await self.service.catchup(room, fetch.after, fetch.limit)
             except RoostError as exc:
                 log.warning("catch-up read of %s failed: %s", room, exc.reason)
                 await asyncio.sleep(delay)

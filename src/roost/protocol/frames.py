@@ -26,7 +26,9 @@ __all__ = [
     "Ban",
     "ClientFrame",
     "Create",
+    "Delete",
     "Dm",
+    "Edit",
     "Error",
     "History",
     "HistoryPage",
@@ -39,6 +41,7 @@ __all__ = [
     "Ping",
     "Pong",
     "PresenceEvent",
+    "React",
     "Read",
     "Receipt",
     "Role",
@@ -156,6 +159,37 @@ class Send(_Frame, tag="send", frozen=True):
     id: str | None = None
 
 
+class Edit(_Frame, tag="edit", frozen=True):
+    """Replace the text of my message ``target``: stored as a ``kind: edit`` message with its own seq."""
+
+    room: str
+    target: int
+    body: str
+    cmid: str
+    id: str | None = None
+
+
+class Delete(_Frame, tag="delete", frozen=True):
+    """Delete message ``target`` (mine, or any as a moderator): stored as a ``kind: delete`` message.
+
+    Without ``cmid`` the key is derived from the target, so a retry is answered as a duplicate."""
+
+    room: str
+    target: int
+    cmid: str | None = None
+    id: str | None = None
+
+
+class React(_Frame, tag="react", frozen=True):
+    """Add (or with ``remove``, take back) my ``emoji`` on message ``target``: a ``react``/``unreact`` message."""
+
+    room: str
+    target: int
+    emoji: str
+    remove: bool = False
+    id: str | None = None
+
+
 class History(_Frame, tag="history", frozen=True):
     """Read a room: ``after`` a seq (ascending) or ``before`` a seq (the newest page below it)."""
 
@@ -190,6 +224,9 @@ ClientFrame = (
     | Subscribe
     | Unsubscribe
     | Send
+    | Edit
+    | Delete
+    | React
     | History
     | Ping
     | Typing

@@ -1,7 +1,7 @@
 // The Roost chat page (index.html). All names, rooms and messages reach the DOM through textContent
 // (or append() of plain strings), never as markup; the page's Content-Security-Policy allows no inline
 // script. Protocol logic lives in /roost.js.
-import { RoostClient, tokenSubject } from "/roost.js";
+import { RELATION_KINDS, Relations, RoostClient, tokenSubject } from "/roost.js";
 
 const WS_PATH = document.querySelector('meta[name="roost-websocket"]')?.content || "/ws";
 const PAGE = 50;
@@ -435,7 +435,7 @@ function view(room) {
   if (!v) {
     v = {
       room, msgs: new Map(), lo: null, hi: null, fresh: false, hasOlder: false, loading: null, loadingOlder: false,
-      early: [], gen: 0, saveTimer: 0,
+      early: [], gen: 0, saveTimer: 0, rel: new Relations(),
     };
     S.views.set(room, v);
   }
@@ -444,6 +444,7 @@ function view(room) {
 
 function clearView(v) {
   v.msgs.clear();
+  v.rel = new Relations();
   v.lo = v.hi = null;
   if (v.room === S.open) for (const li of messagesEl.querySelectorAll("li[data-seq]")) li.remove();
 }
@@ -516,7 +517,7 @@ function openRoom(room) {
   const read = S.reads[room];
   const latest = latestSeq(room);
   S.markerSeq = read !== undefined && latest > read ? read : null;
-  const sorted = [...v.msgs.values()].sort((a, b) => a.seq - b.seq);
+  const sorted = [...v.msgs.values()].filter((m) => !RELATION_KINDS.has(m.kind)).sort((a, b) => a.seq - b.seq);
   messagesEl.append(...sorted.map(renderMessage));
   if (S.markerSeq !== null) insertByKey(h("li", { class: "unread-marker", role: "separator", dataset: { key: S.markerSeq + 0.5 }, text: "New messages" }));
   for (const entry of S.client.outbox) if (entry.room === room) addPending(entry, false);
@@ -626,6 +627,12 @@ function addMessages(v, list) {
     v.msgs.set(m.seq, m);
     v.lo = v.lo === null ? m.seq : Math.min(v.lo, m.seq);
     v.hi = v.hi === null ? m.seq : Math.max(v.hi, m.seq);
+    if (RELATION_KINDS.has(m.kind)) {
+      // An edit, delete or reaction is not a line of its own: it changes the line of its target.
+      const target = v.rel.add(m);
+      if (open && target !== null && v.msgs.has(target)) rerender(v.msgs.get(target));
+      continue;
+    }
     if (!open) continue;
     insertByKey(renderMessage(m));
     if (m.sender === S.session.user) pendingEl.querySelector(`li[data-cmid="${CSS.escape(m.cmid)}"]`)?.remove();
@@ -670,21 +677,94 @@ function eventText(m) {
 }
 
 function renderMessage(m) {
-  if (m.kind !== "text") {
+  if (m.kind !== "text" && m.kind !== "deleted") {
     const what = eventText(m);
     return h("li", { class: "event", dataset: { seq: m.seq, key: m.seq, kind: m.kind, sender: m.sender } },
       h("span", { class: "who", text: m.sender }), ` ${what}`);
   }
   const t = timeOf(m.ts);
   const mine = m.sender === S.session.user;
-  return h("li", {
-    class: mine ? "msg mine" : "msg",
-    dataset: { seq: m.seq, key: m.seq, cmid: m.cmid, sender: m.sender, state: "sent" },
+  const state = S.views.get(m.room)?.rel.state(m) ?? new Relations().state(m);
+  const li = h("li", {
+    class: `${mine ? "msg mine" : "msg"}${state.deleted ? " deleted" : ""}`,
+    dataset: { seq: m.seq, key: m.seq, cmid: m.cmid, sender: m.sender, state: "sent", edited: state.edited, deleted: state.deleted },
   },
   h("span", { class: "who", text: m.sender }),
   h("time", { class: "time", datetime: new Date(m.ts).toISOString(), title: t.full, text: t.short }),
-  h("span", { class: "status", text: `#${m.seq}` }),
-  h("div", { class: "body", text: m.body }));
+  h("span", { class: "status", text: state.edited ? `(edited) #${m.seq}` : `#${m.seq}` }),
+  h("div", { class: "body", text: state.deleted ? "message deleted" : state.body }));
+  if (state.deleted) return li;
+  if (state.reactions.length) {
+    li.append(h("div", { class: "reactions" }, ...state.reactions.map(([emoji, users]) => {
+      const minePressed = users.includes(S.session.user);
+      return h("button", {
+        type: "button", class: "reaction", "aria-pressed": String(minePressed), title: users.join(", "),
+        dataset: { emoji }, text: `${emoji} ${users.length}`,
+        onclick: () => react(m, emoji, minePressed),
+      });
+    })));
+  }
+  const tools = h("div", { class: "tools" });
+  if (!state.reactions.some(([emoji, users]) => emoji === QUICK_REACTION && users.includes(S.session.user))) {
+    tools.append(h("button", { type: "button", class: "react", "aria-label": `React ${QUICK_REACTION}`, text: `+${QUICK_REACTION}`,
+      onclick: () => react(m, QUICK_REACTION, false) }));
+  }
+  if (mine) {
+    tools.append(
+      h("button", { type: "button", class: "edit", text: "Edit", onclick: () => startEdit(li, m, state.body) }),
+      h("button", { type: "button", class: "delete", text: "Delete", onclick: (event) => confirmDelete(event.currentTarget, m) }));
+  }
+  li.append(tools);
+  return li;
+}
+
+const QUICK_REACTION = "👍";
+
+/** Draw the line of stored message `m` again (an edit, deletion or reaction of it arrived). */
+function rerender(m) {
+  if (m.room !== S.open) return;
+  const old = messagesEl.querySelector(`li[data-seq="${m.seq}"]`);
+  if (old && !old.querySelector(".editor")) old.replaceWith(renderMessage(m));
+  renderSeen();
+}
+
+function react(m, emoji, remove) {
+  S.client.react(m.room, m.seq, emoji, { remove }).catch((error) => showBanner(`Could not react: ${error.message}`));
+}
+
+function confirmDelete(button, m) {
+  if (button.dataset.armed) {
+    S.client.delete(m.room, m.seq).catch((error) => showBanner(`Could not delete: ${error.message}`));
+    return;
+  }
+  button.dataset.armed = "1";
+  button.textContent = "Delete?";
+  setTimeout(() => { delete button.dataset.armed; button.textContent = "Delete"; }, 4000);
+}
+
+/** Edit in place: the body becomes a text box; Enter (or Save) stores an edit, Escape cancels. */
+function startEdit(li, m, text) {
+  const input = h("textarea", { class: "editor", rows: 2, "aria-label": "Edit message" });
+  input.value = text;
+  const done = () => rerenderLine(li, m);
+  const save = () => {
+    const body = input.value;
+    if (!body.trim() || body === text) { done(); return; }
+    S.client.edit(m.room, m.seq, body).then(done, (error) => { showBanner(`Could not edit: ${error.message}`); done(); });
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); save(); }
+    if (event.key === "Escape") done();
+  });
+  li.querySelector(".body").replaceChildren(input);
+  li.querySelector(".tools").replaceChildren(
+    h("button", { type: "button", class: "save", text: "Save", onclick: save }),
+    h("button", { type: "button", class: "cancel", text: "Cancel", onclick: done }));
+  input.focus();
+}
+
+function rerenderLine(li, m) {
+  if (li.isConnected) li.replaceWith(renderMessage(m));
 }
 
 function addPending(entry, scroll, failed = null) {

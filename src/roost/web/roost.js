@@ -101,6 +101,73 @@ const SERVER_FRAMES = {
   msg: MESSAGE_FIELDS,
 };
 
+// ---- relation events (edits, deletions, reactions) -------------------------------------------
+
+export const RELATION_KINDS = Object.freeze(new Set(["edit", "delete", "react", "unreact"]));
+
+/** The content `{target, body?, emoji?}` of a relation event, or null (another kind, a bad body). */
+export function relationOf(m) {
+  if (!RELATION_KINDS.has(m.kind)) return null;
+  let content;
+  try { content = JSON.parse(m.body); } catch { return null; }
+  return isObject(content) && Number.isSafeInteger(content.target) ? content : null;
+}
+
+/**
+ * The fold of a room's relation events, as roost.protocol.relations.Timeline: the latest edit by the
+ * target's own sender wins, a deletion is final, and per (user, emoji) the latest react/unreact wins.
+ * Events may be added in any order, each seq once (repeats are ignored).
+ */
+export class Relations {
+  constructor() {
+    this.edits = new Map();     // target -> Map(sender -> {seq, body})
+    this.deletes = new Map();   // target -> seq
+    this.reactions = new Map(); // target -> Map(user + "\u0000" + emoji -> {seq, on, user, emoji})
+    this.seen = new Set();
+  }
+
+  /** Fold one relation event; returns its target seq, or null if it is not one (or seen before). */
+  add(m) {
+    const c = relationOf(m);
+    if (!c || this.seen.has(m.seq)) return null;
+    this.seen.add(m.seq);
+    const t = c.target;
+    if (m.kind === "delete") {
+      this.deletes.set(t, Math.min(m.seq, this.deletes.get(t) ?? Infinity));
+    } else if (m.kind === "edit" && typeof c.body === "string") {
+      if (!this.edits.has(t)) this.edits.set(t, new Map());
+      const known = this.edits.get(t).get(m.sender);
+      if (!known || m.seq > known.seq) this.edits.get(t).set(m.sender, { seq: m.seq, body: c.body });
+    } else if (typeof c.emoji === "string") {
+      if (!this.reactions.has(t)) this.reactions.set(t, new Map());
+      const key = `${m.sender}\u0000${c.emoji}`;
+      const known = this.reactions.get(t).get(key);
+      if (!known || m.seq > known.seq) {
+        this.reactions.get(t).set(key, { seq: m.seq, on: m.kind === "react", user: m.sender, emoji: c.emoji });
+      }
+    }
+    return t;
+  }
+
+  /** What to show for stored message `m`: `{body, edited, deleted, reactions: [[emoji, [users]]]}`. */
+  state(m) {
+    if (m.kind === "deleted" || (m.kind === "text" && this.deletes.has(m.seq))) {
+      return { body: "", edited: false, deleted: true, reactions: [] };
+    }
+    const edit = this.edits.get(m.seq)?.get(m.sender);
+    const edited = m.kind === "text" && edit !== undefined && edit.body !== "";
+    const users = new Map();
+    for (const r of this.reactions.get(m.seq)?.values() ?? []) {
+      if (!r.on) continue;
+      if (!users.has(r.emoji)) users.set(r.emoji, []);
+      users.get(r.emoji).push(r.user);
+    }
+    const reactions = [...users.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([emoji, list]) => [emoji, list.sort()]);
+    return { body: edited ? edit.body : m.body, edited, deleted: false, reactions };
+  }
+}
+
 /** The frame types this client knows (unknown ones are ignored, as the protocol asks). */
 export const SERVER_FRAME_TYPES = Object.freeze(Object.keys(SERVER_FRAMES));
 
@@ -566,6 +633,28 @@ export class RoostClient extends EventTarget {
     return this._request({ type: "read", room, seq });
   }
 
+  // ---- edits, deletions, reactions ------------------------------------------------------------
+  // Stored as relation events (protocol section 18); they come back to every follower as `message`
+  // events of kind edit/delete/react/unreact, which `Relations` folds. Not kept in the outbox: on
+  // ConnectionLost call again (an edit with the same cmid; delete and react are keyed by the server).
+
+  /** Replace the text of my message `target`. Resolves with the `ack` frame. */
+  edit(room, target, body, { cmid = null } = {}) {
+    return this._request({ type: "edit", room, target, body, cmid: cmid ?? this.newCmid() });
+  }
+
+  /** Delete message `target` (mine, or any in a room I moderate). */
+  delete(room, target) {
+    return this._request({ type: "delete", room, target });
+  }
+
+  /** Put `emoji` on message `target`, or take it back with `remove`. */
+  react(room, target, emoji, { remove = false } = {}) {
+    const frame = { type: "react", room, target, emoji };
+    if (remove) frame.remove = true;
+    return this._request(frame);
+  }
+
   // ---- sending --------------------------------------------------------------------------------
 
   newCmid() {
@@ -1028,6 +1117,12 @@ export class RoostClient extends EventTarget {
   }
 
   _onAck(frame) {
+    const waiter = frame.ref ? this._pending.get(frame.ref) : undefined;
+    if (waiter) { // an edit, delete or react (sends are matched by cmid)
+      this._pending.delete(frame.ref);
+      waiter.resolve(frame);
+      return;
+    }
     const entry = this._outbox.get(frame.cmid);
     if (!entry || entry.room !== frame.room) return;
     this._complete(entry, { room: frame.room, cmid: frame.cmid, seq: frame.seq, ts: frame.ts, dup: frame.dup });
