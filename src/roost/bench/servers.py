@@ -36,6 +36,12 @@ TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
         Target("roost", "roost", "roost", note="Roost, embedded default (SQLite WAL + in-process bus), durable acks"),
+        Target(
+            "roost-baseline",
+            "roost",
+            "roost",
+            note="Roost from another checkout (ROOST_BENCH_BASELINE_SRC=<its src folder>), for before/after",
+        ),
         Target("bare-aiohttp", "bare", "bare-aiohttp", note="bare broadcast on aiohttp (Roost's stack): no storage"),
         Target("bare-picows", "bare", "bare-picows", note="bare broadcast on picows (fastest maintained stack)"),
         Target("socketio-node", "socketio", "socketio-node", note="Node socket.io 4 + redis-streams-adapter + CSR"),
@@ -108,6 +114,11 @@ class Server:
 
     async def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.target.name == "roost-baseline":
+            baseline = os.environ.get("ROOST_BENCH_BASELINE_SRC")
+            if not baseline:
+                raise RuntimeError("roost-baseline needs ROOST_BENCH_BASELINE_SRC=<src folder of the other checkout>")
+            env["PYTHONPATH"] = baseline
         for p in self.procs:
             p.spawn(env)
         for p in self.procs:
