@@ -228,7 +228,7 @@ def _fits(scenario: str, target: Target) -> bool:
         return target.shape == "roost"
     if scenario == "scale":
         return target.shape == "roost" and target.store is not None
-    return True
+    return target.store is None
 
 
 def _brief(step: dict[str, Any]) -> str:
