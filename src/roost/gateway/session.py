@@ -4,8 +4,9 @@
   arrival order. A control frame waits for everything before it; a send waits for the send before
   it, so one connection's messages are stored in the order sent (group commit batches across
   connections).
-* Everything for the client goes through ``_push`` into one bounded outbox; a writer task packs what
-  is queued into one WebSocket frame (objects separated by ``\\n``). A client that lets the outbox
+* Everything for the client goes through ``_push`` into one bounded outbox, flushed at the end of
+  the loop iteration straight to the socket, packed into few WebSocket frames (objects separated by
+  ``\\n``); only a backlog the socket cannot take gets a writer task. A client that lets the outbox
   overflow is closed with 4508 (slow consumer) and repairs from the store when it comes back.
 * Live messages arrive from the hub as already-encoded bytes and are forwarded unchanged.
 """
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT: Final = 64
 _PACK_FRAMES: Final = 256
 _PACK_BYTES: Final = 256 * 1024
-"""Catch-up messages packed into one WebSocket frame, at most (objects, bytes)."""
+"""Objects packed into one WebSocket frame, at most (count, bytes): far under any client's frame limit."""
 
 
 class Transport(Protocol):
@@ -92,6 +93,7 @@ class Session:
         self._paced_frames = 0
         self._paced_bytes = 0
         self._writer: asyncio.Task[None] | None = None
+        self._flush_soon = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
@@ -263,21 +265,11 @@ class Session:
         for action in follow.sync.take_actions():
             if isinstance(action, Deliver):
                 # Paced: the next page is only read once the outbox has drained (see _fetch).
-                # Packed: a page goes out in a few large frames, not one write per message.
-                chunk: list[bytes] = []
-                size = 0
                 for wire in action.items:
-                    chunk.append(wire.data)
-                    size += len(wire.data)
+                    self._push(wire.data, paced=True)
                     if wire.left == self.user:
-                        self._push(b"\n".join(chunk), paced=True)
                         self._lost_membership(room)
                         return
-                    if len(chunk) >= _PACK_FRAMES or size >= _PACK_BYTES:
-                        self._push(b"\n".join(chunk), paced=True)
-                        chunk, size = [], 0
-                if chunk:
-                    self._push(b"\n".join(chunk), paced=True)
             elif isinstance(action, Fetch):
                 follow.fetching = asyncio.create_task(self._fetch(room, follow, action))
             elif isinstance(action, Accepted):
@@ -365,16 +357,16 @@ class Session:
     # ---- output -----------------------------------------------------------------------------
 
     def _push(self, data: bytes, paced: bool = False) -> None:
-        """Send ``data`` to the client: straight to the socket when nothing is queued and it has room,
-        else through the outbox. Unpaced (live) traffic that overflows the outbox closes it."""
+        """Queue ``data`` for the client; it leaves in ``_flush`` at the end of this loop iteration,
+        packed with whatever else arrived in the meantime. Unpaced (live) traffic that overflows the
+        outbox closes the connection."""
         if self.closed:
             return
-        if self._writer is None and self.transport.try_write(data):
-            return  # the common case: no queue, no task switch
         self._outbox.append(data)
         self._outbox_bytes += len(data)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_loop())
+        if self._writer is None and not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
         if paced:
             self._paced_frames += 1
             self._paced_bytes += len(data)
@@ -385,8 +377,38 @@ class Session:
         ):
             self._spawn(self.close(Code.SLOW_CONSUMER, "slow consumer: outgoing queue is full"))
 
+    def _batch(self) -> tuple[int, int]:
+        """How many queued objects go into the next frame (at least one), and their size."""
+        count = size = 0
+        for data in self._outbox:
+            if count and (count >= _PACK_FRAMES or size + len(data) > _PACK_BYTES):
+                break
+            count += 1
+            size += len(data)
+        return count, size
+
+    def _flush(self) -> None:
+        """Hand what is queued to the socket, packed, without a task; a backlog goes to the writer.
+
+        Run with ``call_soon``, so everything pushed in the same loop iteration (a group commit's
+        worth of messages under load) shares one frame and one system call: the busier the server,
+        the fewer writes per message."""
+        self._flush_soon = False
+        if self.closed or self._writer is not None:
+            return
+        while self._outbox:
+            count, size = self._batch()
+            batch = self._outbox[:count]
+            if not self.transport.try_write(batch[0] if count == 1 else b"\n".join(batch)):
+                self._writer = asyncio.create_task(self._write_loop())
+                return
+            del self._outbox[:count]
+            self._outbox_bytes -= size
+        self._paced_frames = self._paced_bytes = 0
+        self._wake_drain_waiters()
+
     async def _until_drained(self) -> None:
-        if self._writer is None or self.closed:
+        if (self._writer is None and not self._outbox) or self.closed:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._drain_waiters.append(waiter)
@@ -406,8 +428,9 @@ class Session:
         """Send what is queued, packed up to 256 objects per WebSocket frame, until nothing is left."""
         try:
             while self._outbox:
-                batch, self._outbox = self._outbox[:_PACK_FRAMES], self._outbox[_PACK_FRAMES:]
-                size = sum(map(len, batch))
+                count, size = self._batch()
+                batch = self._outbox[:count]
+                del self._outbox[:count]
                 self._outbox_bytes -= size
                 await self.transport.send(batch[0] if len(batch) == 1 else b"\n".join(batch))
         except asyncio.CancelledError:
