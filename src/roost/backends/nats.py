@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -59,6 +60,8 @@ class _Stored(msgspec.Struct, frozen=True, array_like=True):
 
 _stored: Final = msgspec.json.Decoder(_Stored)
 _encode: Final = msgspec.json.Encoder().encode
+_CACHE_MESSAGES: Final = 50_000
+"""Recently read messages a node keeps (about 20 MB of 200-byte messages): a reconnect storm's working set."""
 
 
 def parse_nats_url(url: str) -> tuple[list[str], dict[str, str]]:
@@ -126,6 +129,8 @@ class JetStreamStore:
         self.replicas = replicas
         self.keep = keep
         self.duplicate_window_s = duplicate_window_s
+        self._cache: OrderedDict[tuple[str, str, int], Message] = OrderedDict()
+        self._inflight: dict[tuple[str, str, int], asyncio.Future[Message]] = {}
         self._rooms_kv: KeyValue | None = None
         self._members_kv: KeyValue | None = None
         self._idem_kv: KeyValue | None = None
@@ -197,7 +202,7 @@ class JetStreamStore:
                 self._subject(room), payload, stream=self._stream(room), headers={"Nats-Msg-Id": key}
             )
             if ack.duplicate:
-                stored = await self._get(room, ack.seq)
+                stored = await self._fetch_one(room, ack.seq)
                 if _digest(stored.body, stored.kind) != digest:
                     raise Conflict(f"client message id {draft.cmid!r} was used for another message")
                 await self.idem_kv.put(key, f"{ack.seq}:{stored.ts}:{digest}".encode())
@@ -221,7 +226,40 @@ class JetStreamStore:
         message = Message(draft.room, int(seq), draft.cmid, draft.sender, draft.body, int(ts), draft.kind)
         return Appended(message, duplicate=True)
 
-    async def _get(self, room: str, seq: int) -> Message:
+    async def _get(self, room: str, epoch: str, seq: int) -> Message:
+        """One stored message, through the node's cache of recent reads.
+
+        JetStream answers one message per request, so a catch-up of N messages is N requests. When
+        many clients of one room come back at once they read the same range: the cache (and the
+        in-flight map, so concurrent readers of one seq share one request) makes that one request per
+        message instead of one per message per client. A stored message never changes; the key holds
+        the stream's epoch, so a room deleted and created again never serves the old one."""
+        key = (room, epoch, seq)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            message = await self._fetch_one(room, seq)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here: a failure nobody else waited for is not "unretrieved"
+            raise
+        finally:
+            del self._inflight[key]
+        future.set_result(message)
+        self._cache[key] = message
+        if len(self._cache) > _CACHE_MESSAGES:
+            self._cache.popitem(last=False)
+        return message
+
+    async def _fetch_one(self, room: str, seq: int) -> Message:
         raw = await self.js.get_msg(self._stream(room), seq)
         assert raw.data is not None
         stored = _stored.decode(raw.data)
@@ -231,20 +269,20 @@ class JetStreamStore:
         position = await self.position(room)
         start = max(after + 1, position.first)
         stop = min(position.head, after + limit)
-        return Page(await self._get_range(room, start, stop), position)
+        return Page(await self._get_range(room, position.epoch, start, stop), position)
 
     async def read_before(self, room: str, before: int, limit: int) -> Page:
         position = await self.position(room)
         stop = min(before - 1, position.head)
         start = max(position.first, stop - limit + 1)
-        return Page(await self._get_range(room, start, stop), position)
+        return Page(await self._get_range(room, position.epoch, start, stop), position)
 
-    async def _get_range(self, room: str, start: int, stop: int) -> list[Message]:
+    async def _get_range(self, room: str, epoch: str, start: int, stop: int) -> list[Message]:
         if stop < start:
             return []
         async with _translate():
             results = await asyncio.gather(
-                *(self._get(room, seq) for seq in range(start, stop + 1)), return_exceptions=True
+                *(self._get(room, epoch, seq) for seq in range(start, stop + 1)), return_exceptions=True
             )
         messages: list[Message] = []
         for result in results:
@@ -276,7 +314,7 @@ class JetStreamStore:
         async with _translate():
             while lo <= hi:
                 mid = (lo + hi) // 2
-                message = await self._get(room, mid)
+                message = await self._get(room, position.epoch, mid)
                 if message.ts < ts_ms:
                     best, lo = mid, mid + 1
                 else:

@@ -300,8 +300,8 @@ class Session:
                 return
             try:
                 page = await self.service.catchup(room, fetch.after, fetch.limit)
-            except RoostError as exc:
-                log.warning("catch-up read of %s failed: %s", room, exc.reason)
+            except Exception as exc:  # whatever the engine raised: retry, never leave the room stuck
+                log.warning("catch-up read of %s failed: %s", room, getattr(exc, "reason", repr(exc)))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
