@@ -129,6 +129,7 @@ class JetStreamStore:
         self.replicas = replicas
         self.keep = keep
         self.duplicate_window_s = duplicate_window_s
+        self._bucket_names: dict[int, str] = {}
         self._cache: OrderedDict[tuple[str, str, int], Message] = OrderedDict()
         self._inflight: dict[tuple[str, str, int], asyncio.Future[Message]] = {}
         self._rooms_kv: KeyValue | None = None
@@ -148,9 +149,11 @@ class JetStreamStore:
     async def _bucket(self, name: str) -> KeyValue:
         bucket = f"{self.prefix}_{name}".replace(".", "_")
         try:
-            return await self.js.key_value(bucket)
+            kv = await self.js.key_value(bucket)
         except (NotFoundError, NatsError):
-            return await self.js.create_key_value(bucket=bucket, replicas=self.replicas, storage=StorageType.FILE)
+            kv = await self.js.create_key_value(bucket=bucket, replicas=self.replicas, storage=StorageType.FILE)
+        self._bucket_names[id(kv)] = bucket
+        return kv
 
     async def aclose(self) -> None:
         self._closed = True
@@ -486,21 +489,26 @@ class JetStreamStore:
     async def _values(self, kv: KeyValue, pattern: str) -> list[str]:
         """The values of the live keys matching ``pattern`` (a subject wildcard such as ``u.<user>.*``).
 
-        A KV watch filtered on the pattern: JetStream applies the filter (NATS 2.9 too). nats-py's
-        ``keys(filters=...)`` is not usable here: it matches its filters as plain substrings on the client,
-        so a wildcard pattern matched nothing (``rooms_of`` and ``all_rooms`` came back empty)."""
-        out: list[str] = []
+        Read-your-writes, also on a cluster: the keys come from the stream leader's subject index
+        (stream info with a subject filter) and each value from a leader ``get``. A KV watch is not
+        enough there: its consumer may read a replica that has not applied the latest write yet, so a
+        ban, a join or a read position just stored could be missing from the list (seen on the 3-node
+        test cluster). nats-py's ``keys(filters=...)`` matches filters as plain substrings on the
+        client, so it cannot list a wildcard either."""
+        bucket = self._bucket_names[id(kv)]
+        prefix = f"$KV.{bucket}."
         async with _translate(), asyncio.timeout(10):
-            watcher = await kv.watch(pattern, ignore_deletes=True)
-            try:
-                async for entry in watcher:
-                    if entry is None:  # the initial values are all delivered
-                        break
-                    if entry.value:
-                        out.append(entry.value.decode())
-            finally:
-                with contextlib.suppress(Exception):
-                    await watcher.stop()  # type: ignore[no-untyped-call]
+            info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=prefix + pattern)
+            keys = [subject.removeprefix(prefix) for subject in (info.state.subjects or {})]
+            entries = await asyncio.gather(*(kv.get(key) for key in keys), return_exceptions=True)
+        out: list[str] = []
+        for entry in entries:
+            if isinstance(entry, KeyNotFoundError):
+                continue  # deleted or purged: its marker still counts as a subject
+            if isinstance(entry, BaseException):
+                raise Unavailable(f"nats: {entry!r}") from entry
+            if entry.value:
+                out.append(entry.value.decode())
         return sorted(out)
 
 
