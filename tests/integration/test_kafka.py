@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from roost.auth import TokenAuthority
 from roost.backends.kafka import KafkaStore
-from roost.client import Client, Sent, connect
+from roost.client import Sent, connect
 from roost.protocol.errors import Conflict, Unavailable
 from roost.protocol.types import KIND_JOIN, Draft, Message
 
@@ -44,6 +44,7 @@ from ..backends import NATS, REDIS, Backend, cleanup
 from ..kafka_infra import KAFKA, Noida, Tansu, delete_topic
 from .procs import ServerProcess
 from .test_crash import read_all
+from .test_multinode import stream
 
 pytestmark = pytest.mark.slow
 
@@ -94,46 +95,6 @@ def nodes_over(base: Path, count: int, store: str, bus: str) -> list[ServerProce
     return nodes
 
 
-async def stream(
-    room: str,
-    senders: dict[str, tuple[Client, int]],
-    receivers: list[Client],
-    chaos: asyncio.Task[None] | None = None,
-    acks: list[Sent] | None = None,
-    timeout: float = 60.0,
-    tag: str = "",
-) -> tuple[list[Sent], list[list[Message]]]:
-    """Every sender sends its count (8 in flight each) while every receiver collects all texts."""
-    total = sum(count for _, count in senders.values())
-    acks = [] if acks is None else acks
-    received: list[list[Message]] = [[] for _ in receivers]
-
-    async def send_all(name: str, client: Client, count: int) -> None:
-        window = asyncio.Semaphore(8)
-
-        async def one(i: int) -> None:
-            async with window:
-                acks.append(await client.send(room, f"{tag}{name} {i}", cmid=f"{tag}{name}-{i}"))
-
-        await asyncio.gather(*(one(i) for i in range(count)))
-
-    async def receive(client: Client, out: list[Message]) -> None:
-        async for item in client:
-            if isinstance(item, Message) and item.kind == "text":
-                out.append(item)
-                if len(out) == total:
-                    return
-
-    jobs = [send_all(name, c, n) for name, (c, n) in senders.items()]
-    jobs += [receive(client, out) for client, out in zip(receivers, received, strict=True)]
-    try:
-        await asyncio.wait_for(asyncio.gather(*jobs, *([chaos] if chaos else [])), timeout)
-    except TimeoutError:
-        got = [len(r) for r in received]
-        raise AssertionError(f"timed out: {len(acks)}/{total} acked, receivers got {got}") from None
-    return acks, received
-
-
 async def check_exact(
     node: ServerProcess, token: str, room: str, acks: list[Sent], received: list[list[Message]], total: int
 ) -> list[dict]:  # type: ignore[type-arg]
@@ -166,9 +127,8 @@ async def test_kill_9_of_a_node_over_one_topic_loses_nothing_and_repeats_nothing
     try:
         await asyncio.gather(a.start(), b.start())
         alice_tok, bob_tok, carol_tok = (issue_token(u) for u in ("alice", "bob", "carol"))
-        acks: list[Sent] = []
 
-        async def kill_a() -> None:
+        async def kill_a(acks: list[Sent]) -> None:
             while len(acks) < 100:
                 await asyncio.sleep(0.005)
             a.kill()
@@ -187,8 +147,7 @@ async def test_kill_9_of_a_node_over_one_topic_loses_nothing_and_repeats_nothing
                 "r",
                 {"alice": (alice, 200), "carol": (carol, 100)},
                 [bob, carol],
-                chaos=asyncio.ensure_future(kill_a()),
-                acks=acks,
+                chaos=kill_a,
             )
             assert alice.reconnects >= 1 and bob.reconnects >= 1
         stored = await check_exact(b, carol_tok, "r", acks, received, 300)
