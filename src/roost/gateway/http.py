@@ -239,27 +239,22 @@ class HttpApi:
         return _respond({"room": room, "kind": info.kind, "members": _room_json(info)["members"]})
 
     async def invite(self, request: web.Request) -> web.Response:
-        user, room = self.user_of(request), request.match_info["room"]
-        body: _UserRef = await _body(request, _UserRef)
-        await self.service.invite(user, room, body.user)
-        return _respond({"room": room, "user": body.user})
+        return await self._moderate(request, self.service.invite)
 
     async def kick(self, request: web.Request) -> web.Response:
-        user, room = self.user_of(request), request.match_info["room"]
-        body: _UserRef = await _body(request, _UserRef)
-        await self.service.kick(user, room, body.user)
-        return _respond({"room": room, "user": body.user})
+        return await self._moderate(request, self.service.kick)
 
     async def ban(self, request: web.Request) -> web.Response:
-        user, room = self.user_of(request), request.match_info["room"]
-        body: _UserRef = await _body(request, _UserRef)
-        await self.service.ban(user, room, body.user)
-        return _respond({"room": room, "user": body.user})
+        return await self._moderate(request, self.service.ban)
 
     async def unban(self, request: web.Request) -> web.Response:
+        return await self._moderate(request, self.service.unban)
+
+    async def _moderate(self, request: web.Request, action: Callable[[str, str, str], Awaitable[None]]) -> web.Response:
+        """``POST /api/rooms/{room}/<action>`` with ``{"user": ...}``: the service checks the roles."""
         user, room = self.user_of(request), request.match_info["room"]
         body: _UserRef = await _body(request, _UserRef)
-        await self.service.unban(user, room, body.user)
+        await action(user, room, body.user)
         return _respond({"room": room, "user": body.user})
 
     async def role(self, request: web.Request) -> web.Response:
