@@ -148,7 +148,7 @@ def connect_redis(url: str) -> aioredis.Redis | RedisCluster:
     if url.startswith("redis+cluster://"):
         return RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"), max_connections=MAX_CONNECTIONS)
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=10)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() disconnects its connections
 
 
 def _gate_for(client: aioredis.Redis | RedisCluster) -> asyncio.Semaphore | None:

@@ -12,7 +12,7 @@ Rules:
 
 from __future__ import annotations
 
-from typing import Final, cast
+from typing import Final
 
 import msgspec
 
@@ -345,8 +345,8 @@ ServerFrame = (
     | Message
 )
 
-_client_decoder: Final = msgspec.json.Decoder(ClientFrame)
-_server_decoder: Final = msgspec.json.Decoder(ServerFrame)
+_client_decoder: Final[msgspec.json.Decoder[ClientFrame]] = msgspec.json.Decoder(ClientFrame)
+_server_decoder: Final[msgspec.json.Decoder[ServerFrame]] = msgspec.json.Decoder(ServerFrame)
 _encoder: Final = msgspec.json.Encoder()
 
 encode: Final = _encoder.encode
@@ -356,7 +356,7 @@ encode: Final = _encoder.encode
 def decode_client(data: bytes | str) -> ClientFrame:
     """Decode one client frame, or raise ``ProtocolError(BAD_FRAME)`` saying what is wrong."""
     try:
-        return cast(ClientFrame, _client_decoder.decode(data))
+        return _client_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise ProtocolError(f"invalid frame: {exc}", Code.BAD_FRAME) from None
     except msgspec.DecodeError as exc:
@@ -386,7 +386,7 @@ def peek_ref(data: bytes | str) -> tuple[str | None, str | None]:
 
 def decode_server(data: bytes | str) -> ServerFrame:
     try:
-        return cast(ServerFrame, _server_decoder.decode(data))
+        return _server_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise ProtocolError(f"invalid server frame: {exc}", Code.BAD_FRAME) from None
 
