@@ -78,6 +78,7 @@ def main(argv: list[str]) -> int:
                 f"check-lock: warning: {name} was compiled for Python {python_of(lock)}, this is Python {running}",
                 file=sys.stderr,
             )
+    print(f"check-lock: {', '.join(str(lock.relative_to(ROOT)) for lock in LOCKS)} match pyproject.toml")
     return 0
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from .auth import TokenAuthority, load_or_create_secret
 from .config import Settings
+from .protocol.errors import Unavailable, UsageError
 
 __all__ = ["main"]
 
@@ -26,6 +28,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roost", description="A chat server that never loses a message.")
+    parser.add_argument("--version", action="version", version=f"roost {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run a server node (embedded SQLite + in-process bus by default)")
@@ -51,7 +54,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[u for u in (_env("ADMINS") or "").split(",") if u],
         help="a user who is a server administrator (the admin HTTP API), whatever the token says (repeatable)",
     )
-    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    serve.add_argument(
+        "--log-level", default=_env("LOG_LEVEL", "INFO"), type=_log_level, help="DEBUG, INFO, WARNING, ERROR"
+    )
+    serve.add_argument(
+        "--insecure-dev-login",
+        action="store_true",
+        default=(_env("INSECURE_DEV_LOGIN") or "").lower() in ("1", "true", "yes"),
+        help="allow the development login (anyone signs in as anyone) on a non-loopback --host",
+    )
 
     chaos = sub.add_parser("chaos", help="run clients against real nodes with faults, then check the history")
     chaos.add_argument("--backend", choices=["embedded", "redis", "nats", "pg-redis"], default="embedded")
@@ -86,6 +97,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("roost")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+        return "unknown"
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
+    return level
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 async def _serve(settings: Settings) -> None:
     # The SQLite writer thread and the event loop share the GIL. With the default 5 ms switch
     # interval a busy loop holds a commit back for up to 5 ms per handoff; 0.5 ms cut the send->ack
@@ -94,19 +130,34 @@ async def _serve(settings: Settings) -> None:
     from .node import serve
 
     stop = asyncio.Event()
+    started = False
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if started:
+            stop.set()  # a clean stop: drain, close connections with 4509
+        elif main is not None:
+            main.cancel()  # still waiting for an engine that does not answer: give up now
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with serve(settings) as node:
-        logging.getLogger("roost").info(
-            "roost serving on %s (store: %s, bus: %s, data: %s)",
-            node.url,
-            settings.store or "sqlite",
-            settings.bus or (settings.store if (settings.store or "").startswith(("redis", "nats")) else "local"),
-            settings.data_dir,
-        )
-        print(f"roost: listening on {node.url}", flush=True)
-        await stop.wait()
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        async with serve(settings) as node:
+            started = True
+            logging.getLogger("roost").info(
+                "roost serving on %s (store: %s, bus: %s, data: %s)",
+                node.url,
+                settings.store or "sqlite",
+                settings.bus or (settings.store if (settings.store or "").startswith(("redis", "nats")) else "local"),
+                settings.data_dir,
+            )
+            print(f"roost: listening on {node.url}", flush=True)
+            await stop.wait()
+    except asyncio.CancelledError:
+        if started:
+            raise
+        logging.getLogger("roost").warning("roost: stopped by a signal while starting")
 
 
 async def _until_signalled(coro: Coroutine[Any, Any, T]) -> T:
@@ -185,10 +236,29 @@ def _run(coro: object) -> None:
         asyncio.run(coro)  # type: ignore[arg-type]
 
 
+def _fail(status: int, message: str) -> NoReturn:
+    """One line, no traceback: a mistake in how the server was started is not a crash."""
+    print(f"roost: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        dev_login = args.secret is None and args.jwt_public_key is None and args.jwks is None
+        if dev_login and not _loopback(args.host):
+            if not args.insecure_dev_login:
+                _fail(
+                    2,
+                    f"--host {args.host} is not a loopback address and no --secret, --jwt-public-key or --jwks is"
+                    " set, so the development login would let anyone sign in as anyone: set one of them, or pass"
+                    " --insecure-dev-login to allow it anyway",
+                )
+            logging.getLogger("roost").warning(
+                "INSECURE: the development login is open on %s (--insecure-dev-login): anyone can sign in as anyone",
+                args.host,
+            )
         settings = Settings(
             host=args.host,
             port=args.port,
@@ -200,11 +270,16 @@ def main(argv: list[str] | None = None) -> None:
             jwks_file=args.jwks,
             issuer=args.issuer or None,
             audience=args.audience,
-            dev_login=args.secret is None and args.jwt_public_key is None and args.jwks is None,
+            dev_login=dev_login,
             allowed_origins=tuple(args.allow_origin),
             admins=tuple(args.admin),
         )
-        _run(_serve(settings))
+        try:
+            _run(_serve(settings))
+        except (UsageError, Unavailable) as exc:
+            _fail(1, exc.args[0] if exc.args else str(exc))
+        except OSError as exc:  # the port is taken, the address is not ours, the data dir is not writable
+            _fail(1, f"cannot start on {args.host}:{args.port} with data in {args.data_dir}: {exc}")
     elif args.command == "chaos":
         sys.exit(_chaos(args))
     elif args.command == "bench":

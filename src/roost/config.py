@@ -30,6 +30,12 @@ class Limits:
     """Per node: one more is refused with 4429."""
     max_rooms_per_user: int = 1000
     """Rooms one user may be a member of; creating, joining or opening a direct conversation beyond it: 4422."""
+    probe_interval_s: float = 1.0
+    """How often readiness writes to the store and round-trips a message through the bus (``/readyz``)."""
+    probe_timeout_s: float = 1.5
+    """A probe with no answer in this time fails (a blackholed broker answers nothing)."""
+    unready_grace_s: float = 3.0
+    """Not ready for this long: the node closes its clients with 4504 so they fail over to another node."""
 
 
 @dataclass(frozen=True, slots=True)

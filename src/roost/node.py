@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from .auth import TokenAuthority, load_jwks, load_or_create_secret
 from .backends import Backends, open_backends
 from .config import Settings
+from .gateway.health import health_routes
 from .gateway.http import HttpApi
 from .gateway.websocket import WebSocketEndpoint
 from .hub import Hub
+from .readiness import Readiness
 from .service import ChatService
 
 __all__ = ["Node", "serve"]
@@ -32,6 +36,7 @@ class Node:
     hub: Hub
     tokens: TokenAuthority
     websocket: WebSocketEndpoint
+    readiness: Readiness
     runner: web.AppRunner
     port: int
 
@@ -75,6 +80,13 @@ def make_authority(settings: Settings) -> TokenAuthority:
     return TokenAuthority(secret, public_key=public_key, jwks=jwks, issuer=settings.issuer, audience=settings.audience)
 
 
+def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` in the background, keeping a reference until it ends (asyncio holds tasks weakly)."""
+    task = asyncio.ensure_future(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Node]:
     """Run a node until the block exits. ``port=0`` picks a free port (see ``node.port``)."""
@@ -86,10 +98,21 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
         backends.bus, backends.store, head_check_s=limits.head_check_s, presence_interval_s=limits.presence_interval_s
     )
     await hub.start()
-    websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins)
+    shedding: set[asyncio.Task[None]] = set()
+    readiness = Readiness(
+        backends.directory,
+        backends.bus,
+        interval_s=limits.probe_interval_s,
+        timeout_s=limits.probe_timeout_s,
+        grace_s=limits.unready_grace_s,
+        on_shed=lambda reason: _spawn(shedding, websocket.shed(reason)),
+    )
+    websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins, readiness)
+    await readiness.start()
     api = HttpApi(service, tokens, settings.dev_login, settings.admins)
     app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
     app.add_routes(api.routes())
+    app.add_routes(health_routes(readiness))
     app.add_routes([web.get("/ws", websocket.handle), web.get("/", _index)])
     app.add_routes([web.get(f"/{name}", _web_file) for name in _WEB_FILES])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -99,10 +122,12 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=4096)
     await site.start()
     port = int(runner.addresses[0][1]) if settings.port == 0 else settings.port
-    node = Node(settings, backends, service, hub, tokens, websocket, runner, port)
+    node = Node(settings, backends, service, hub, tokens, websocket, readiness, runner, port)
     try:
         yield node
     finally:
+        readiness.drain()
+        await readiness.aclose()
         await websocket.aclose()
         await runner.cleanup()
         await hub.aclose()

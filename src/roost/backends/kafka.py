@@ -59,6 +59,7 @@ from aiokafka.partitioner import murmur2
 from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
+from .boundary import engine_boundary
 
 __all__ = ["KafkaStore", "parse_kafka_url"]
 
@@ -156,10 +157,8 @@ async def _stop_quietly(client: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def _translate() -> AsyncIterator[None]:
-    try:
+    async with engine_boundary("kafka"):
         yield
-    except (KafkaError, OSError) as exc:
-        raise Unavailable(f"kafka: {exc!r}") from exc
 
 
 @dataclass(slots=True)

@@ -42,6 +42,7 @@ from nats.js.kv import KeyValue
 from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
+from .boundary import engine_boundary
 
 __all__ = ["JetStreamStore", "NatsBus", "parse_nats_url"]
 
@@ -73,13 +74,20 @@ def parse_nats_url(url: str) -> tuple[list[str], dict[str, str]]:
 
 
 async def connect_nats(servers: list[str], on_reset: Callable[[], None] | None = None) -> NatsClient:
+    errors = 0  # since the last (re)connect: the first is logged, the rest are counted
+
     async def reconnected() -> None:
-        log.warning("nats reconnected")
+        nonlocal errors
+        log.warning("nats reconnected (%d errors while disconnected)", errors)
+        errors = 0
         if on_reset is not None:
             on_reset()
 
     async def error(exc: Exception) -> None:
-        log.warning("nats error: %s", exc)
+        nonlocal errors
+        errors += 1
+        if errors == 1:
+            log.warning("nats error: %s (further errors are counted until it reconnects)", exc)
         if on_reset is not None and "slow consumer" in str(exc).lower():
             on_reset()
 
@@ -89,6 +97,10 @@ async def connect_nats(servers: list[str], on_reset: Callable[[], None] | None =
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.2,
             connect_timeout=5,
+            # A connection that silently stops answering (a partition) is found within ~6 s, not after
+            # nats-py's default of 2 x 120 s; readiness (roost.readiness) notices sooner still.
+            ping_interval=2,
+            max_outstanding_pings=2,
             reconnected_cb=reconnected,
             error_cb=error,
             pending_size=64 * 1024 * 1024,
@@ -99,10 +111,8 @@ async def connect_nats(servers: list[str], on_reset: Callable[[], None] | None =
 
 @contextlib.asynccontextmanager
 async def _translate() -> AsyncIterator[None]:
-    try:
+    async with engine_boundary("nats"):
         yield
-    except (NatsError, OSError) as exc:
-        raise Unavailable(f"nats: {exc!r}") from exc
 
 
 def token(name: str) -> str:

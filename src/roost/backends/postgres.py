@@ -26,6 +26,7 @@ import asyncpg
 from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
+from .boundary import engine_boundary
 
 __all__ = ["PostgresStore"]
 
@@ -96,10 +97,8 @@ def _now_ms() -> int:
 
 @contextlib.asynccontextmanager
 async def _translate() -> AsyncIterator[None]:
-    try:
+    async with engine_boundary("postgres"):
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        raise Unavailable(f"postgres: {exc}") from exc
 
 
 class PostgresStore:

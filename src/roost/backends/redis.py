@@ -48,6 +48,7 @@ from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredEr
 from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
+from .boundary import engine_boundary
 
 __all__ = ["RedisBus", "RedisStore", "parse_redis_url"]
 
@@ -161,14 +162,12 @@ async def _translate(store: RedisStore | None = None, gate: asyncio.Semaphore | 
         if store._closed:
             raise Unavailable("store is closed")
         gate = store._gate
-    try:
+    async with engine_boundary("redis"):
         if gate is None:
             yield
         else:
             async with gate:
                 yield
-    except (RedisError, RedisClusterException, OSError) as exc:
-        raise Unavailable(f"redis: {exc!r}") from exc
 
 
 def _digest(body: str, kind: str) -> str:

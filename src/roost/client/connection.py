@@ -97,18 +97,23 @@ class Client:
         max_backoff_s: float = 5.0,
         heartbeat_s: float = 15.0,
         connect_timeout_s: float = 5.0,
+        start_timeout_s: float | None = 10.0,
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("at least one URL is needed")
         self.token = token
         self.user: str | None = None
+        self.url: str | None = None
+        """The URL of the live connection (None between connections): which node the client is on."""
         self.connected = asyncio.Event()
         self.reconnects = 0
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
         self._heartbeat_s = heartbeat_s
         self._connect_timeout_s = connect_timeout_s
+        self._start_timeout_s = start_timeout_s
+        self._last_error: BaseException | None = None
         self._rooms: dict[str, _Room] = {}
         self._initial_cursors = dict(cursors or {})
         self._outbox: dict[str, _Outgoing] = {}
@@ -134,16 +139,31 @@ class Client:
         await self.aclose()
 
     async def start(self, wait: bool = True) -> None:
-        """Start connecting in the background; with ``wait``, return once the first connection is up."""
+        """Start connecting in the background; with ``wait``, return once the first connection is up.
+
+        Waiting gives up after ``start_timeout_s`` (None: never) with ``ConnectionLost`` naming the URLs
+        and the last failure, and a failed start closes the client (no session is left open)."""
         if self._runner is None:
             self._http = aiohttp.ClientSession()
             self._runner = asyncio.create_task(self._run(), name="roost-client")
-        if wait:
-            waiter = asyncio.create_task(self.connected.wait())
-            done, _ = await asyncio.wait({waiter, self._runner}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done:
-                waiter.cancel()
-                self._runner.result()
+        if not wait:
+            return
+        waiter = asyncio.create_task(self.connected.wait())
+        done, _ = await asyncio.wait(
+            {waiter, self._runner}, timeout=self._start_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if waiter in done:
+            return
+        waiter.cancel()
+        if self._runner in done:
+            await self.aclose()
+            self._runner.result()  # raises what ended it (4401/4403 during authentication)
+        await self.aclose()
+        last = self._last_error
+        cause = "no attempt finished" if last is None else f"{type(last).__name__}: {last}"
+        raise ConnectionLost(
+            f"could not connect to {', '.join(self.urls)} within {self._start_timeout_s:g} s (last error: {cause})"
+        )
 
     async def aclose(self) -> None:
         if self._closed:
@@ -320,16 +340,22 @@ class Client:
             url = self.urls[attempt % len(self.urls)]
             try:
                 await self._connection(url)
-                delays = backoff(self._initial_backoff_s, 2.0, self._max_backoff_s)
             except RequestFailed as exc:
                 if exc.code in (Code.UNAUTHORIZED, Code.FORBIDDEN):
                     self._fatal = exc
                     raise
+                self._last_error = exc
                 log.debug("connection to %s ended: %s", url, exc)
             except (aiohttp.ClientError, OSError, TimeoutError, ConnectionLost) as exc:
+                self._last_error = exc
                 log.debug("connection to %s failed: %s", url, exc)
             finally:
+                if self.connected.is_set():
+                    # It was authenticated and live: a later drop starts from the shortest delay again
+                    # (and, with the attempt count moving on, at the next URL: fail-over on 4504).
+                    delays = backoff(self._initial_backoff_s, 2.0, self._max_backoff_s)
                 self.connected.clear()
+                self.url = None
                 self._ws = None
                 self._fail_pending(ConnectionLost("connection lost"))
             self.reconnects += 1
@@ -354,6 +380,7 @@ class Client:
             if not isinstance(welcome, frames.Welcome):
                 raise ConnectionLost("expected a welcome frame")
             self.user = welcome.user
+            self.url = url
             self._ws = ws
             for room, entry in self._rooms.items():
                 entry.subscribed.clear()

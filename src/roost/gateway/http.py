@@ -2,9 +2,9 @@
 react; admin.
 
 Errors are JSON ``{"error": {"code": 44xx, "reason": "..."}}`` with the HTTP status given by the
-code's last three digits. Every route but ``/healthz``, ``/`` and ``/api/login`` needs
-``Authorization: Bearer <token>``. Routes under ``/api/admin/`` need a server administrator: a token
-with ``"roles": ["admin"]``, or a user named by ``--admin``; anyone else gets 4403.
+code's last three digits. Every route but ``/healthz``, ``/`` and ``/api/login`` (and the probes in
+gateway/health.py) needs ``Authorization: Bearer <token>``. Routes under ``/api/admin/`` need a server
+administrator: a token with ``"roles": ["admin"]``, or a user named by ``--admin``; anyone else gets 4403.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from ..hub import Hub
 from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, ProtocolError, RoostError
+from ..readiness import Readiness
 from ..service import ChatService
 from .session import Session
 
@@ -76,8 +77,10 @@ class WebSocketEndpoint:
         tokens: TokenAuthority,
         limits: Limits,
         allowed_origins: tuple[str, ...] = (),
+        readiness: Readiness | None = None,
     ) -> None:
         self.service = service
+        self.readiness = readiness
         self.hub = hub
         self.tokens = tokens
         self.limits = limits
@@ -103,6 +106,11 @@ class WebSocketEndpoint:
             reason = f"origin {request.headers.get('Origin')!r} is not allowed"
             body = frames.encode(frames.Error(code=int(Code.FORBIDDEN), reason=reason))
             return web.Response(status=403, body=body, content_type="application/json")
+        if self.readiness is not None and not self.readiness.ready:
+            # Before the upgrade: a client with other URLs moves on at once, and nothing is half-open.
+            reason = "this node cannot reach its store or bus: connect to another node"
+            body = frames.encode(frames.Error(code=int(Code.NODE_UNREADY), reason=reason))
+            return web.Response(status=503, body=body, content_type="application/json")
         ws = web.WebSocketResponse(
             heartbeat=self.limits.heartbeat_s,
             max_msg_size=self.limits.max_frame_bytes * 4,
@@ -170,6 +178,13 @@ class WebSocketEndpoint:
             raise AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED)
         user, exp = self.tokens.verify(frame.token)
         return user, exp, frame.id
+
+    async def shed(self, reason: str) -> None:
+        """Close every connection with 4504, all at once: each client fails over to another node."""
+        sessions = list(self.sessions)
+        message = f"node cut off from its engines ({reason})"[:120]
+        await asyncio.gather(*(s.close(Code.NODE_UNREADY, message) for s in sessions), return_exceptions=True)
+        log.warning("shed %d connections with %d", len(sessions), int(Code.NODE_UNREADY))
 
     async def aclose(self) -> None:
         for session in list(self.sessions):

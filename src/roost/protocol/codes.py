@@ -43,6 +43,9 @@ class Code(IntEnum):
     """A bug in the server; the request may or may not have taken effect (retry sends with the same id)."""
     UNAVAILABLE = 4503
     """The store or the bus is unreachable; nothing was stored. Retry with backoff."""
+    NODE_UNREADY = 4504
+    """This node cannot reach its store or bus (not ready for longer than its grace period), or it is not
+    ready yet: reconnect to another URL in your list and resume from the cursors."""
     SLOW_CONSUMER = 4508
     """The connection could not keep up with its rooms and was closed; reconnect and resume."""
     GOING_AWAY = 4509

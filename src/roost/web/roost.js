@@ -30,6 +30,7 @@ export const Code = Object.freeze({
   RATE_LIMITED: 4429,
   INTERNAL: 4500,
   UNAVAILABLE: 4503,
+  NODE_UNREADY: 4504,
   SLOW_CONSUMER: 4508,
   GOING_AWAY: 4509,
 });

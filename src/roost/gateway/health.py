@@ -1,0 +1,30 @@
+"""Health endpoints for load balancers and orchestrators.
+
+``/livez`` (and ``/healthz``, its older name): the process answers; restart it only if this fails.
+``/readyz``: this node can take traffic now (docs/operations.md); route clients only to nodes where it
+answers 200. The body names every check and why it fails.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+from aiohttp import web
+
+from ..readiness import Readiness
+
+__all__ = ["health_routes"]
+
+_json: Final = msgspec.json.Encoder()
+
+
+def health_routes(readiness: Readiness) -> list[web.RouteDef]:
+    async def livez(request: web.Request) -> web.Response:
+        return web.Response(body=_json.encode({"status": "ok"}), content_type="application/json")
+
+    async def readyz(request: web.Request) -> web.Response:
+        status = 200 if readiness.ready else 503
+        return web.Response(body=_json.encode(readiness.json()), status=status, content_type="application/json")
+
+    return [web.get("/livez", livez), web.get("/readyz", readyz)]

@@ -1,0 +1,112 @@
+"""``roost`` on the command line: its version, and one clear line (no traceback) for each mistake in how
+a server is started, including an unsafe one."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+
+def roost(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "roost", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_version() -> None:
+    result = roost("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"roost {version('roost')}\n"
+
+
+def test_the_development_login_is_refused_on_a_public_address(tmp_path: Path) -> None:
+    result = roost("serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("roost: error: --host 0.0.0.0 is not a loopback address")
+    assert "--insecure-dev-login" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (("--store", "foo://x"), 1, "roost: error: unsupported store URL 'foo://x'\n"),
+        (("--log-level", "LOUD"), 2, "roost serve: error: argument --log-level: 'LOUD' is not a log level"),
+    ],
+    ids=["store-scheme", "log-level"],
+)
+def test_a_mistake_is_one_line(tmp_path: Path, args: tuple[str, ...], status: int, message: str) -> None:
+    result = roost("serve", "--port", "0", "--data-dir", str(tmp_path), *args)
+    assert result.returncode == status
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(message.rstrip("\n"))
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = roost("serve", "--port", str(port), "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"roost: error: cannot start on 127.0.0.1:{port}")
+    assert "address already in use" in result.stderr
+
+
+async def test_insecure_dev_login_starts_and_says_so(tmp_path: Path) -> None:
+    from .integration.procs import ServerProcess
+
+    (tmp_path / "data").mkdir()
+    node = ServerProcess(tmp_path / "data", None, "--host", "0.0.0.0", "--insecure-dev-login")
+    await node.start()
+    try:
+        log = node.log.read_text()
+        assert "WARNING roost INSECURE: the development login is open on 0.0.0.0" in log
+    finally:
+        node.stop()
+
+
+def test_sigterm_is_honoured_while_the_broker_is_unreachable_at_startup(tmp_path: Path) -> None:
+    """Nothing listens where the NATS store should be: the node keeps trying, logs the failure once (not
+    every 200 ms), and SIGTERM still stops it at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "roost",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(tmp_path),
+                "--store",
+                f"nats://127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        time.sleep(3.0)
+        assert proc.poll() is None, log.read_text()
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = log.read_text().splitlines()
+    assert sum("nats error" in line for line in lines) <= 1, lines
+    assert any("stopped by a signal while starting" in line for line in lines), lines
