@@ -3,6 +3,7 @@ a server is started, including an unsafe one."""
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -67,7 +68,9 @@ async def test_insecure_dev_login_starts_and_says_so(tmp_path: Path) -> None:
     await node.start()
     try:
         log = node.log.read_text()
-        assert "WARNING roost INSECURE: the development login is open on 0.0.0.0" in log
+        assert re.search(r"WARNING roost \[[0-9a-f]{8}\] INSECURE: the development login is open on 0\.0\.0\.0", log), (
+            log
+        )
     finally:
         node.stop()
 
@@ -110,3 +113,21 @@ def test_sigterm_is_honoured_while_the_broker_is_unreachable_at_startup(tmp_path
     lines = log.read_text().splitlines()
     assert sum("nats error" in line for line in lines) <= 1, lines
     assert any("stopped by a signal while starting" in line for line in lines), lines
+
+
+async def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
+    import json
+
+    from .integration.procs import ServerProcess
+
+    (tmp_path / "data").mkdir()
+    node = ServerProcess(tmp_path / "data", None, "--log-format", "json")
+    await node.start()
+    node.stop()
+    lines = [line for line in node.log.read_text().splitlines() if not line.startswith("roost: listening on")]
+    events = [json.loads(line) for line in lines]
+    assert all(set(e) >= {"ts", "level", "logger", "node", "msg"} for e in events)
+    messages = [e["msg"] for e in events]
+    assert any(m.startswith(f"roost {version('roost')} serving on") for m in messages), messages
+    assert messages[-1] == "roost: stopped"
+    assert len({e["node"] for e in events}) == 1

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 
 from .auth import TokenAuthority, load_or_create_secret
 from .config import Settings
+from .logs import configure as configure_logs
 from .protocol.errors import Unavailable, UsageError
 
 __all__ = ["main"]
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "INFO"), type=_log_level, help="DEBUG, INFO, WARNING, ERROR"
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=_env("LOG_FORMAT", "text"),
+        help="one line per event: readable text, or one JSON object (ts, level, logger, node, msg, exc)",
     )
     serve.add_argument(
         "--insecure-dev-login",
@@ -146,7 +153,8 @@ async def _serve(settings: Settings) -> None:
         async with serve(settings) as node:
             started = True
             logging.getLogger("roost").info(
-                "roost serving on %s (store: %s, bus: %s, data: %s)",
+                "roost %s serving on %s (store: %s, bus: %s, data: %s)",
+                _version(),
                 node.url,
                 settings.store or "sqlite",
                 settings.bus or (settings.store if (settings.store or "").startswith(("redis", "nats")) else "local"),
@@ -154,6 +162,8 @@ async def _serve(settings: Settings) -> None:
             )
             print(f"roost: listening on {node.url}", flush=True)
             await stop.wait()
+            logging.getLogger("roost").info("roost: stopping (signal): draining, closing connections with 4509")
+        logging.getLogger("roost").info("roost: stopped")
     except asyncio.CancelledError:
         if started:
             raise
@@ -245,7 +255,7 @@ def _fail(status: int, message: str) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        configure_logs(args.log_level, args.log_format)
         dev_login = args.secret is None and args.jwt_public_key is None and args.jwks is None
         if dev_login and not _loopback(args.host):
             if not args.insecure_dev_login:

@@ -18,6 +18,7 @@ from typing import Final, Protocol
 
 import msgspec
 
+from .metrics import Tally
 from .ports import Bus, Store, Subscription
 from .presence import Presence
 from .protocol.errors import RoostError
@@ -72,7 +73,15 @@ class _Room:
 
 
 class Hub:
-    def __init__(self, bus: Bus, store: Store, head_check_s: float = 10.0, presence_interval_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        store: Store,
+        head_check_s: float = 10.0,
+        presence_interval_s: float = 10.0,
+        tally: Tally | None = None,
+    ) -> None:
+        self.tally = tally
         self.bus = bus
         self.store = store
         self.head_check_s = head_check_s
@@ -166,6 +175,8 @@ class Hub:
                 listener.on_ephemeral(room, data)
 
     def _on_reset(self) -> None:
+        if self.tally is not None:
+            self.tally.bus_resets += 1
         for room, entry in list(self._rooms.items()):
             for listener in tuple(entry.listeners):
                 listener.on_dropped(room)

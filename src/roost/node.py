@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .auth import TokenAuthority, load_jwks, load_or_create_secret
 from .backends import Backends, open_backends
+from .backends.boundary import FAILURES
 from .config import Settings
-from .gateway.health import health_routes
+from .gateway.health import health_routes, metrics_endpoint
 from .gateway.http import HttpApi
 from .gateway.websocket import WebSocketEndpoint
 from .hub import Hub
+from .metrics import NodeMetrics, counted_by_label
 from .readiness import Readiness
 from .service import ChatService
 
@@ -80,6 +83,32 @@ def make_authority(settings: Settings) -> TokenAuthority:
     return TokenAuthority(secret, public_key=public_key, jwks=jwks, issuer=settings.issuer, audience=settings.audience)
 
 
+def _export_node_state(
+    metrics: NodeMetrics, settings: Settings, websocket: WebSocketEndpoint, readiness: Readiness
+) -> None:
+    """Gauges read at scrape time: nothing is counted on the paths they describe."""
+
+    def state() -> Iterator[Metric]:
+        yield GaugeMetricFamily("roost_connections", "Open WebSocket connections.", len(websocket.sessions))
+        yield GaugeMetricFamily("roost_ready", "1 when /readyz answers 200.", 1 if readiness.ready else 0)
+        checks = GaugeMetricFamily("roost_readiness_check", "1 when the check's last probe passed.", labels=["check"])
+        for name, check in readiness.checks.items():
+            checks.add_metric([name], 1 if check.ok else 0)
+        yield checks
+
+    metrics.gauge(state)
+    metrics.gauge(
+        counted_by_label(
+            "roost_engine_errors",
+            "Failures of a store or bus driver, answered 4503, by engine and exception class (per process).",
+            ["engine", "cause"],
+            FAILURES,
+        )
+    )
+    if settings.store in (None, "", "sqlite") or (settings.store or "").startswith("sqlite:"):
+        metrics.wal_size((settings.store or "").removeprefix("sqlite://") or settings.data_dir)
+
+
 def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
     """Run ``coro`` in the background, keeping a reference until it ends (asyncio holds tasks weakly)."""
     task = asyncio.ensure_future(coro)
@@ -93,9 +122,14 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     limits = settings.limits
     backends = await open_backends(settings.store, settings.bus, settings.data_dir)
     tokens = make_authority(settings)
-    service = ChatService(backends.store, backends.directory, backends.bus, limits)
+    metrics = NodeMetrics()
+    service = ChatService(backends.store, backends.directory, backends.bus, limits, metrics)
     hub = Hub(
-        backends.bus, backends.store, head_check_s=limits.head_check_s, presence_interval_s=limits.presence_interval_s
+        backends.bus,
+        backends.store,
+        head_check_s=limits.head_check_s,
+        presence_interval_s=limits.presence_interval_s,
+        tally=metrics.tally,
     )
     await hub.start()
     shedding: set[asyncio.Task[None]] = set()
@@ -113,6 +147,8 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
     app.add_routes(api.routes())
     app.add_routes(health_routes(readiness))
+    app.add_routes([web.get("/metrics", metrics_endpoint(metrics))])
+    _export_node_state(metrics, settings, websocket, readiness)
     app.add_routes([web.get("/ws", websocket.handle), web.get("/", _index)])
     app.add_routes([web.get(f"/{name}", _web_file) for name in _WEB_FILES])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

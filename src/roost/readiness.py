@@ -25,7 +25,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from .logs import NODE_ID
 from .ports import Bus, Directory, Subscription
+from .protocol.errors import NotFound
 
 __all__ = ["Check", "Readiness"]
 
@@ -64,7 +66,7 @@ class Readiness:
         self.timeout_s = timeout_s
         self.grace_s = grace_s
         self.on_shed = on_shed
-        self.node_id = secrets.token_hex(4)
+        self.node_id = NODE_ID
         self.checks = {"store": Check(), "bus": Check()}
         self.draining = False
         self.shed = False
@@ -134,7 +136,10 @@ class Readiness:
 
     async def _probe_store(self) -> None:
         # Milliseconds keep rising, so every probe really writes (positions are only ever raised).
-        await self.directory.mark_read(PROBE_ROOM, f"_node-{self.node_id}", time.time_ns() // 1_000_000)
+        # The Kafka store keeps positions only for rooms it has: its NotFound comes after a round trip
+        # to the broker (its fence), which is what this check needs to know.
+        with contextlib.suppress(NotFound):
+            await self.directory.mark_read(PROBE_ROOM, f"_node-{self.node_id}", time.time_ns() // 1_000_000)
 
     async def _probe_bus(self) -> None:
         if self._subscription is None:

@@ -21,6 +21,7 @@ Where the contract is enforced:
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Final
@@ -28,6 +29,7 @@ from typing import Final
 import msgspec
 
 from .config import Limits
+from .metrics import NodeMetrics
 from .ports import Appended, Bus, Directory, Store
 from .protocol import frames
 from .protocol.codes import Code
@@ -129,7 +131,10 @@ class HistoryResult:
 
 
 class ChatService:
-    def __init__(self, store: Store, directory: Directory, bus: Bus, limits: Limits) -> None:
+    def __init__(
+        self, store: Store, directory: Directory, bus: Bus, limits: Limits, metrics: NodeMetrics | None = None
+    ) -> None:
+        self.metrics = metrics or NodeMetrics()
         self.store = store
         self.directory = directory
         self.bus = bus
@@ -388,7 +393,10 @@ class ChatService:
     async def _append(self, draft: Draft) -> Appended:
         """Persist, then publish. A duplicate is re-published (healing a crash between the two), as a
         tombstone if it was deleted since."""
+        started = time.perf_counter()
         appended = await self.store.append(draft)
+        self.metrics.append_seconds.observe(time.perf_counter() - started)
+        (self.metrics.appended_again if appended.duplicate else self.metrics.appended_new).inc()
         if appended.duplicate:
             appended = msgspec.structs.replace(appended, message=await self.relations.redact_one(appended.message))
         if not appended.published:

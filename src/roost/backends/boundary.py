@@ -10,16 +10,22 @@ do the ones that mean a bug in Roost (``UsageError``, ``AssertionError``).
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Final
 
 from ..protocol.errors import RoostError, Unavailable, UsageError
 
-__all__ = ["engine_boundary", "unavailable"]
+__all__ = ["FAILURES", "engine_boundary", "unavailable"]
 
 _OURS = (RoostError, UsageError, AssertionError)
 
+FAILURES: Final[Counter[tuple[str, str]]] = Counter()
+"""(engine, exception class) -> how many failures crossed the boundary in this process (``/metrics``)."""
+
 
 def unavailable(engine: str, exc: BaseException) -> Unavailable:
+    FAILURES[engine, type(exc).__name__] += 1
     return Unavailable(f"{engine}: {type(exc).__name__}: {exc}"[:300])
 
 

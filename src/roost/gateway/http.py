@@ -16,6 +16,8 @@ import msgspec
 from aiohttp import web
 
 from ..auth import TokenAuthority
+from ..gateway.session import SERVER_ERRORS
+from ..metrics import code_label
 from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
@@ -184,6 +186,9 @@ class HttpApi:
         try:
             return await handler(request)
         except RoostError as exc:
+            self.service.metrics.errors.labels(code_label(int(exc.code)), "http").inc()
+            if exc.code >= Code.INTERNAL:
+                SERVER_ERRORS.warning(str(int(exc.code)), "answered %d over HTTP: %s", int(exc.code), exc.reason)
             return error_response(exc)
 
     def user_of(self, request: web.Request) -> str:

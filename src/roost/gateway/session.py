@@ -16,11 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
 from ..config import Limits
 from ..hub import Hub, Wire
+from ..logs import Throttled
+from ..metrics import code_label
 from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
@@ -32,6 +35,8 @@ from ..service import MAX_SEQ, ChatService
 __all__ = ["Session", "Transport"]
 
 log = logging.getLogger(__name__)
+SERVER_ERRORS: Final = Throttled(logging.getLogger("roost.errors"))
+"""4500 and 4503 answers, each with its cause, at most one line per code per 10 s (with a count)."""
 
 MAX_IN_FLIGHT: Final = 64
 _PACK_FRAMES: Final = 256
@@ -77,6 +82,8 @@ class Session:
         session_id: str,
     ) -> None:
         self.service = service
+        self._metrics = service.metrics
+        self._tally = service.metrics.tally
         self.hub = hub
         self.transport = transport
         self.limits = limits
@@ -162,9 +169,11 @@ class Session:
         user = self.user
         match frame:
             case frames.Send(room=room, cmid=cmid, body=body, id=ref):
+                started = time.perf_counter()
                 appended = await self.service.send(user, room, cmid, body)
                 m = appended.message
                 self._push(frames.encode(frames.Ack(ref, room, cmid, m.seq, m.ts, appended.duplicate)))
+                self._metrics.send_ack_seconds.observe(time.perf_counter() - started)
             case frames.Edit(room=room, target=target, body=body, cmid=cmid, id=ref):
                 self._ack(ref, await self.service.edit(user, room, target, body, cmid))
             case frames.Delete(room=room, target=target, cmid=cmid, id=ref):
@@ -306,6 +315,8 @@ class Session:
                 delay = min(delay * 2, 2.0)
                 continue
             wires = [Wire(m.seq, frames.encode(m), m.sender if m.kind in REMOVING_KINDS else "") for m in page.messages]
+            self._tally.catchup_pages += 1
+            self._tally.catchup_messages += len(wires)
             follow.fetching = None
             follow.sync.page(wires, page.position)
             self._run(room, follow)
@@ -318,6 +329,7 @@ class Session:
         if follow is None:
             return
         if follow.sync.live(wire):
+            self._tally.delivered += 1
             self._push(wire.data)
             if wire.left and wire.left == self.user:
                 self._lost_membership(room)
@@ -420,6 +432,9 @@ class Session:
         task.add_done_callback(self._background.discard)
 
     def _error(self, exc: RoostError, *, ref: str | None = None, room: str | None = None) -> None:
+        self._metrics.errors.labels(code_label(int(exc.code)), "websocket").inc()
+        if exc.code >= Code.INTERNAL:
+            SERVER_ERRORS.warning(str(int(exc.code)), "answered %d: %s", int(exc.code), exc.reason)
         retry = exc.retry_after_s if isinstance(exc, RateLimited) else None
         error = frames.Error(code=int(exc.code), reason=exc.reason, ref=ref, room=room, retry_after_s=retry)
         self._push(frames.encode(error))

@@ -14,6 +14,7 @@ from aiohttp import WSMsgType, web
 from ..auth import TokenAuthority
 from ..config import Limits
 from ..hub import Hub
+from ..metrics import code_label
 from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, ProtocolError, RoostError
@@ -102,11 +103,14 @@ class WebSocketEndpoint:
         return origin == own or (forwarded is not None and origin == f"{forwarded}://{request.host}")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        handshakes = self.service.metrics.handshakes
         if not self._origin_allowed(request):
+            handshakes.labels("refused_origin").inc()
             reason = f"origin {request.headers.get('Origin')!r} is not allowed"
             body = frames.encode(frames.Error(code=int(Code.FORBIDDEN), reason=reason))
             return web.Response(status=403, body=body, content_type="application/json")
         if self.readiness is not None and not self.readiness.ready:
+            handshakes.labels("refused_not_ready").inc()
             # Before the upgrade: a client with other URLs moves on at once, and nothing is half-open.
             reason = "this node cannot reach its store or bus: connect to another node"
             body = frames.encode(frames.Error(code=int(Code.NODE_UNREADY), reason=reason))
@@ -121,14 +125,17 @@ class WebSocketEndpoint:
         try:
             user, expires_at, auth_ref = await self._authenticate(ws, request)
         except RoostError as exc:
+            handshakes.labels("refused_auth").inc()
             await ws.send_frame(frames.encode(frames.Error(code=int(exc.code), reason=exc.reason)), WSMsgType.TEXT)
             await ws.close(code=int(exc.code), message=exc.reason.encode()[:120])
             return ws
         if self._per_user.get(user, 0) >= self.limits.max_connections_per_user:
+            handshakes.labels("refused_limit").inc()
             reason = f"over {self.limits.max_connections_per_user} connections for {user}"
             await ws.send_frame(frames.encode(frames.Error(code=int(Code.RATE_LIMITED), reason=reason)), WSMsgType.TEXT)
             await ws.close(code=int(Code.RATE_LIMITED), message=b"too many connections")
             return ws
+        handshakes.labels("accepted").inc()
         session = Session(self.service, self.hub, transport, self.limits, user, secrets.token_hex(8))
         self.sessions.add(session)
         self._per_user[user] = self._per_user.get(user, 0) + 1
@@ -157,6 +164,8 @@ class WebSocketEndpoint:
             else:
                 self._per_user.pop(user, None)
             await session.release()
+            code = session.close_code if session.close_code is not None else ws.close_code
+            self.service.metrics.closes.labels(code_label(code)).inc()
         return ws
 
     async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[str, float, str | None]:

@@ -1,0 +1,149 @@
+"""Prometheus metrics of one node, served at ``/metrics`` (docs/operations.md lists them all).
+
+Cost is the rule here: the fan-out path (one message to thousands of sockets) only adds 1 to a plain
+int (``Tally``); a collector turns those ints into counters when Prometheus scrapes. Per-request work
+(a send, an error, a close) uses prometheus-client's counters and histograms, whose cost does not
+multiply by the number of receivers. Labels are bounded sets only: codes, engines, check names and
+exception class names, never room or user ids.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Final, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .protocol.codes import Code
+
+__all__ = ["NodeMetrics", "Tally", "code_label", "counted_by_label"]
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # a `_created` series per counter doubles what is scraped and tells nobody anything
+
+_LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_KNOWN_CODES: Final = frozenset({1000, 1001, 1002, 1003, 1006, 1007, 1008, 1009, 1011} | {int(c) for c in Code})
+
+
+def code_label(code: int | None) -> str:
+    """A close or error code as a label value; anything a peer could invent becomes "other"."""
+    if code is None:
+        return "none"
+    return str(code) if code in _KNOWN_CODES else "other"
+
+
+class Tally:
+    """Plain ints for the hot paths; read at scrape time."""
+
+    __slots__ = ("bus_resets", "catchup_messages", "catchup_pages", "delivered")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        """Live messages handed to a connection (one per receiver), and catch-up messages."""
+        self.catchup_pages = 0
+        self.catchup_messages = 0
+        self.bus_resets = 0
+
+
+class NodeMetrics:
+    def __init__(self, engine: str = "embedded") -> None:
+        self.engine = engine
+        self.registry = CollectorRegistry()
+        self.tally = Tally()
+        self.appended = Counter(
+            "roost_messages_appended",
+            "Appends that reached the store, by whether the store found them to be a retry (duplicate).",
+            ["duplicate"],
+            registry=self.registry,
+        )
+        self.append_seconds = Histogram(
+            "roost_store_append_seconds",
+            "Time for the store to make one message durable (Store.append).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.send_ack_seconds = Histogram(
+            "roost_send_ack_seconds",
+            "From a send frame's dispatch to its ack being queued for the client (store, then publish).",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.handshakes = Counter(
+            "roost_handshakes",
+            "WebSocket connection attempts, by outcome.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.closes = Counter(
+            "roost_connection_closes",
+            "WebSocket connections that ended, by close code (4508: slow consumer, 4504: shed, 4509: going away).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "roost_request_errors",
+            "Requests answered with an error, by code (4429: rate limited, 4503: store or bus unavailable).",
+            ["code", "transport"],
+            registry=self.registry,
+        )
+        # Children bound once: ``labels()`` on every append would cost a lookup and a lock each time.
+        self.appended_new = self.appended.labels("false")
+        self.appended_again = self.appended.labels("true")
+        self._gauges: list[Callable[[], Iterator[Metric]]] = []
+        self.registry.register(_TallyCollector(self))
+
+    def gauge(self, source: Callable[[], Iterator[Metric]]) -> None:
+        """Add metrics computed at scrape time (connections, readiness, WAL size)."""
+        self._gauges.append(source)
+
+    def wal_size(self, data_dir: str) -> None:
+        """Export the embedded store's WAL size: a WAL that keeps growing means checkpoints cannot run."""
+        wal = Path(data_dir) / "roost.sqlite3-wal"
+
+        def source() -> Iterator[Metric]:
+            size = os.path.getsize(wal) if wal.exists() else 0
+            yield GaugeMetricFamily("roost_sqlite_wal_bytes", "Size of the embedded store's write-ahead log.", size)
+
+        self.gauge(source)
+
+
+K = TypeVar("K", bound=tuple[str, ...])
+
+
+def counted_by_label(
+    name: str, documentation: str, labels: list[str], counts: Mapping[K, int]
+) -> Callable[[], Iterator[Metric]]:
+    """A counter family read from a mapping of label values to counts, for ``NodeMetrics.gauge``."""
+
+    def source() -> Iterator[Metric]:
+        family = CounterMetricFamily(name, documentation, labels=labels)
+        for values, count in sorted(counts.items()):
+            family.add_metric(list(values), count)
+        yield family
+
+    return source
+
+
+class _TallyCollector(Collector):
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        tally = self.metrics.tally
+        yield CounterMetricFamily(
+            "roost_messages_delivered", "Messages handed to connections (each receiver counts).", tally.delivered
+        )
+        yield CounterMetricFamily(
+            "roost_catchup_pages", "Pages read from the store to catch a connection up.", tally.catchup_pages
+        )
+        yield CounterMetricFamily(
+            "roost_catchup_messages", "Messages read from the store to catch a connection up.", tally.catchup_messages
+        )
+        yield CounterMetricFamily(
+            "roost_bus_resets", "Times the bus reported it may have lost messages (a reconnect).", tally.bus_resets
+        )
+        for source in self.metrics._gauges:
+            yield from source()
