@@ -142,6 +142,9 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
         on_shed=lambda reason: _spawn(shedding, websocket.shed(reason)),
     )
     websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins, readiness)
+    readiness.warnings = await backends.store.durability_warnings()
+    for warning in readiness.warnings:
+        log.warning("UNSAFE for the no-loss promise: %s", warning)
     await readiness.start()
     api = HttpApi(service, tokens, settings.dev_login, settings.admins)
     app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)

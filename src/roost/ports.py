@@ -60,6 +60,11 @@ class Store(Protocol):
         """The highest seq stored before ``ts_ms`` (approximate: clocks of nodes differ)."""
         ...
 
+    async def durability_warnings(self) -> list[str]:
+        """What the store can see of its engine's settings that breaks the no-loss promise (logged at
+        startup and shown in ``/readyz``); empty when nothing is known to be unsafe."""
+        ...
+
     async def trim(self, room: str, keep_last: int) -> int:
         """Retention: keep the newest ``keep_last`` messages (idempotency keys are kept); return how many went."""
         ...

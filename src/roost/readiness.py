@@ -68,6 +68,8 @@ class Readiness:
         self.on_shed = on_shed
         self.node_id = NODE_ID
         self.checks = {"store": Check(), "bus": Check()}
+        self.warnings: list[str] = []
+        """Unsafe engine settings found at startup (``Store.durability_warnings``): shown, not failing."""
         self.draining = False
         self.shed = False
         """True from shedding until the node is ready again: new connections are refused meanwhile."""
@@ -90,6 +92,7 @@ class Readiness:
             "draining": self.draining,
             "shedding": self.shed,
             "checks": {name: check.json(now) for name, check in self.checks.items()},
+            "warnings": self.warnings,
         }
 
     async def start(self) -> None:

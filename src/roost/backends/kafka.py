@@ -320,6 +320,10 @@ class KafkaStore:
             with contextlib.suppress(Exception):
                 await admin.close()
 
+    async def durability_warnings(self) -> list[str]:
+        """Nothing this store can see about its own durability settings is unsafe (docs/backends.md)."""
+        return []
+
     async def aclose(self) -> None:
         if self._closed:
             return

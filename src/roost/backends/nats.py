@@ -165,6 +165,10 @@ class JetStreamStore:
         self._bucket_names[id(kv)] = bucket
         return kv
 
+    async def durability_warnings(self) -> list[str]:
+        """Nothing this store can see about its own durability settings is unsafe (docs/backends.md)."""
+        return []
+
     async def aclose(self) -> None:
         self._closed = True
         with contextlib.suppress(Exception):

@@ -134,6 +134,10 @@ class PostgresStore:
             raise Unavailable("store is closed")
         return self._pool
 
+    async def durability_warnings(self) -> list[str]:
+        """Nothing this store can see about its own durability settings is unsafe (docs/backends.md)."""
+        return []
+
     async def aclose(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None

@@ -221,6 +221,26 @@ class RedisStore:
             keys = self._keys[room] = _Keys(self.prefix, room)
         return keys
 
+    async def durability_warnings(self) -> list[str]:
+        """The no-loss promise needs ``appendonly yes`` with ``appendfsync always`` (docs/backends.md)."""
+        try:
+            async with _translate(self):
+                config = await self.client.config_get("append*")
+        except Unavailable as exc:  # CONFIG may be disabled (managed Redis): say so, do not guess
+            return [f"redis: cannot read the persistence settings ({exc.reason}): check appendonly/appendfsync"]
+        values = {_text(k): _text(v) for k, v in config.items()} if isinstance(config, dict) else {}
+        if values.get("appendonly") != "yes":
+            return [
+                "redis: appendonly is not 'yes': an acked message lives only in memory and a Redis restart"
+                " loses it (docs/backends.md)"
+            ]
+        if values.get("appendfsync") != "always":
+            return [
+                f"redis: appendfsync is {values.get('appendfsync')!r}, not 'always': a crash of the Redis host"
+                " can lose up to a second of acked messages (docs/backends.md)"
+            ]
+        return []
+
     async def aclose(self) -> None:
         self._closed = True
         await self.client.aclose()

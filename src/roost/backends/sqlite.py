@@ -161,6 +161,10 @@ class SqliteStore:
         self._writer.start()
         return self
 
+    async def durability_warnings(self) -> list[str]:
+        """Nothing this store can see about its own durability settings is unsafe (docs/backends.md)."""
+        return []
+
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-__all__ = ["backoff"]
+__all__ = ["backoff", "retry_delay"]
 
 
 def backoff(
@@ -17,3 +17,20 @@ def backoff(
     while True:
         yield rng.uniform(delay / 2, delay)
         delay = min(max_s, delay * factor)
+
+
+def retry_delay(
+    retry_after_s: float | None,
+    failures: int,
+    rng: random.Random | None = None,
+    initial_s: float = 0.25,
+    max_s: float = 5.0,
+) -> float:
+    """How long to wait before sending a refused request again (the ``failures``-th refusal in a row, from 1).
+
+    The server's ``retry_after_s`` (4429) is a floor. Without one (4500, 4503: the store or bus is in
+    trouble) the wait doubles with each refusal, from ``initial_s`` to ``max_s``, drawn in [d/2, d]: a
+    fleet of clients facing a full disk does not hammer it twice a second each (docs/protocol.md 11)."""
+    rng = rng or random.Random()
+    d = min(max_s, initial_s * 2 ** max(0, failures - 1))
+    return max(retry_after_s or 0.0, rng.uniform(d / 2, d))

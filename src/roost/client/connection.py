@@ -33,7 +33,7 @@ from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.sync import Deliver, Fetch, Resync, RoomSync
 from ..protocol.types import Message, Position
-from .backoff import backoff
+from .backoff import backoff, retry_delay
 from .errors import ClientClosed, ConnectionLost, RequestFailed
 
 __all__ = ["Client", "Cursor", "Resynced", "Sent", "connect"]
@@ -75,6 +75,8 @@ class _Outgoing:
     body: str
     future: asyncio.Future[Sent]
     not_before: float = 0.0
+    refusals: int = 0
+    """Retryable refusals in a row (4429, 4500, 4503): each waits longer (``retry_delay``)."""
 
 
 @dataclass
@@ -539,7 +541,8 @@ class Client:
             return
         code = Code(frame.code)
         if code.retryable:
-            delay = frame.retry_after_s or 0.5
+            out.refusals += 1
+            delay = retry_delay(frame.retry_after_s, out.refusals)
             out.not_before = asyncio.get_running_loop().time() + delay
             asyncio.get_running_loop().call_later(delay, self._transmit, out)
             return

@@ -1,0 +1,67 @@
+"""A Redis store whose server does not write an fsynced AOF breaks the no-loss promise: the node says so
+at startup (one WARNING line each) and in ``/readyz``'s ``warnings``, and still serves (it is the
+operator's call). With ``appendonly yes`` + ``appendfsync always`` it says nothing."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from roost.config import Settings
+from roost.node import serve
+
+from ..backends import REDIS, _clean_redis
+from ..clusters import RedisServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def readyz_warnings(url: str) -> list[str]:
+    async with aiohttp.ClientSession() as http, http.get(url + "/readyz") as resp:
+        body = await resp.json()
+    warnings: list[str] = body["warnings"]
+    return warnings
+
+
+async def test_a_redis_without_aof_is_named_unsafe(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ns = "d" + uuid.uuid4().hex[:10]
+    settings = Settings(port=0, data_dir=str(tmp_path), store=f"{REDIS}?prefix={ns}")
+    try:
+        with caplog.at_level(logging.WARNING, logger="roost.node"):
+            async with serve(settings) as node:
+                warnings = await readyz_warnings(node.url)
+        # The machine's shared Redis keeps nothing on disk.
+        assert warnings == [
+            "redis: appendonly is not 'yes': an acked message lives only in memory and a Redis restart loses it"
+            " (docs/backends.md)"
+        ]
+        assert [r.getMessage() for r in caplog.records if "UNSAFE" in r.getMessage()] == [
+            f"UNSAFE for the no-loss promise: {warnings[0]}"
+        ]
+    finally:
+        await _clean_redis(REDIS, ns)
+
+
+@pytest.mark.parametrize(("fsync", "warned"), [("always", False), ("everysec", True)])
+async def test_a_redis_with_an_fsynced_aof_is_not(tmp_path: Path, fsync: str, warned: bool) -> None:
+    redis = RedisServer(tmp_path / "redis", free_port(), appendfsync=fsync)
+    redis.start()
+    try:
+        settings = Settings(port=0, data_dir=str(tmp_path / "data"), store=redis.url)
+        async with serve(settings) as node:
+            warnings = await readyz_warnings(node.url)
+        if warned:
+            assert len(warnings) == 1 and "appendfsync is 'everysec', not 'always'" in warnings[0]
+        else:
+            assert warnings == []
+    finally:
+        redis.kill()
