@@ -37,9 +37,24 @@ def test_the_development_login_is_refused_on_a_public_address(tmp_path: Path) ->
     ("args", "status", "message"),
     [
         (("--store", "foo://x"), 1, "roost: error: unsupported store URL 'foo://x'\n"),
-        (("--log-level", "LOUD"), 2, "roost serve: error: argument --log-level: 'LOUD' is not a log level"),
+        (("--log-level", "LOUD"), 2, "roost: error: --log-level: log_level = 'LOUD' is not one of DEBUG, INFO,"),
+        (
+            ("--store", "redis://127.0.0.1:6379/0?prefx=a"),
+            1,
+            "roost: error: unknown redis URL option 'prefx' (Roost's: keep, prefix; passed to the driver: db,",
+        ),
+        (
+            ("--store", "nats://127.0.0.1:4222?prefix=a&replica=3"),
+            1,
+            "roost: error: unknown nats URL option 'replica' (Roost's: keep, prefix, replicas)",
+        ),
+        (
+            ("--store", "kafka://127.0.0.1:9/t?partitons=3", "--bus", "redis://127.0.0.1:6379/0"),
+            1,
+            "roost: error: unknown kafka URL option 'partitons' (Roost's: fetch_wait_ms, partitions, prefix,",
+        ),
     ],
-    ids=["store-scheme", "log-level"],
+    ids=["store-scheme", "log-level", "redis-option", "nats-option", "kafka-option"],
 )
 def test_a_mistake_is_one_line(tmp_path: Path, args: tuple[str, ...], status: int, message: str) -> None:
     result = roost("serve", "--port", "0", "--data-dir", str(tmp_path), *args)

@@ -1,10 +1,14 @@
-"""``roost``: serve, token. Flags override ``ROOST_*`` environment variables, which override defaults."""
+"""``roost``: serve, config, token, chaos, bench.
+
+For ``serve`` and ``config show`` flags override ``ROOST_*`` variables, which override a ``--config`` TOML
+file, which overrides the defaults (config_sources.py holds the one table of settings)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -14,7 +18,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from .auth import TokenAuthority, load_or_create_secret
-from .config import Settings
+from .config import Limits, Settings
+from .config_sources import OPTIONS, ConfigError, environment, limit_fields, reference, resolve
 from .logs import configure as configure_logs
 from .protocol.errors import Unavailable, UsageError
 
@@ -33,43 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run a server node (embedded SQLite + in-process bus by default)")
-    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(_env("PORT", "8080") or 8080))
-    serve.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
-    serve.add_argument("--store", default=_env("STORE"), help="store URL (default: SQLite in --data-dir)")
-    serve.add_argument("--bus", default=_env("BUS"), help="bus URL (default: in-process)")
-    serve.add_argument("--secret", default=_env("SECRET"), help="HS256 token secret (default: generated)")
-    serve.add_argument("--jwt-public-key", default=_env("JWT_PUBLIC_KEY"), help="PEM file: accept RS256/ES256 tokens")
-    serve.add_argument("--jwks", default=_env("JWKS"), help="JWKS file: accept tokens signed by its keys (by kid)")
-    serve.add_argument("--issuer", default=_env("ISSUER", "roost"), help="required iss claim ('' for none)")
-    serve.add_argument("--audience", default=_env("AUDIENCE"), help="required aud claim")
-    serve.add_argument(
-        "--allow-origin",
-        action="append",
-        default=[o for o in (_env("ALLOWED_ORIGINS") or "").split(",") if o],
-        help="an Origin allowed to open WebSockets besides the server's own (repeatable)",
-    )
-    serve.add_argument(
-        "--admin",
-        action="append",
-        default=[u for u in (_env("ADMINS") or "").split(",") if u],
-        help="a user who is a server administrator (the admin HTTP API), whatever the token says (repeatable)",
-    )
-    serve.add_argument(
-        "--log-level", default=_env("LOG_LEVEL", "INFO"), type=_log_level, help="DEBUG, INFO, WARNING, ERROR"
-    )
-    serve.add_argument(
-        "--log-format",
-        choices=["text", "json"],
-        default=_env("LOG_FORMAT", "text"),
-        help="one line per event: readable text, or one JSON object (ts, level, logger, node, msg, exc)",
-    )
-    serve.add_argument(
-        "--insecure-dev-login",
-        action="store_true",
-        default=(_env("INSECURE_DEV_LOGIN") or "").lower() in ("1", "true", "yes"),
-        help="allow the development login (anyone signs in as anyone) on a non-loopback --host",
-    )
+    _add_setting_flags(serve)
+
+    config = sub.add_parser("config", help="check a configuration file, or show the effective settings")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate FILE: one line per mistake, exit status 2 if any")
+    check.add_argument("file")
+    config_sub.add_parser("reference", help="every setting as a Markdown table (docs/operations.md)")
+    show = config_sub.add_parser("show", help="the effective settings (file, ROOST_* env, flags), secrets redacted")
+    _add_setting_flags(show)
 
     chaos = sub.add_parser("chaos", help="run clients against real nodes with faults, then check the history")
     chaos.add_argument("--backend", choices=["embedded", "redis", "nats", "pg-redis"], default="embedded")
@@ -104,6 +81,80 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting of config_sources.OPTIONS; None when not given, so the lower sources show through."""
+    parser.add_argument("--config", default=None, help="TOML file of settings (env: ROOST_CONFIG)")
+    for option in OPTIONS:
+        help_text = f"{option.help} (env: {option.env})"
+        if option.kind is bool:
+            parser.add_argument(option.flag, action="store_true", default=None, help=help_text)
+        elif option.kind is list:
+            parser.add_argument(option.flag, action="append", default=None, help=help_text + " (repeatable)")
+        else:
+            parser.add_argument(option.flag, default=None, help=help_text)
+    parser.add_argument(
+        "--limit", action="append", default=[], metavar="NAME=VALUE", help="a limit (docs/operations.md; repeatable)"
+    )
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any], dict[str, str]]:
+    """Resolve file < env < flags into Settings; a mistake ends the process with one line each (status 2)."""
+    env = environment()
+    file = args.config or env.get("ROOST_CONFIG")
+    flags = {o.name: getattr(args, o.name) for o in OPTIONS}
+    try:
+        values, limits, source = resolve(file, env, flags, args.limit)
+    except ConfigError as exc:
+        for mistake in exc.mistakes:
+            print(f"roost: error: {mistake}", file=sys.stderr)
+        sys.exit(2)
+    keyed = values["secret"] is not None or values["jwt_public_key"] is not None or values["jwks"] is not None
+    settings = Settings(
+        host=values["host"],
+        port=values["port"],
+        data_dir=values["data_dir"],
+        store=values["store"],
+        bus=values["bus"],
+        secret=values["secret"],
+        public_key_file=values["jwt_public_key"],
+        jwks_file=values["jwks"],
+        issuer=values["issuer"] or None,
+        audience=values["audience"],
+        dev_login=not keyed,
+        allowed_origins=tuple(values["allow_origin"]),
+        admins=tuple(values["admin"]),
+        limits=Limits(**limits),
+    )
+    return settings, values, source
+
+
+def _show(values: dict[str, Any], settings: Settings, source: dict[str, str]) -> str:
+    """TOML a node could be started with, secrets redacted, each line saying where its value came from."""
+    lines = []
+    for option in OPTIONS:
+        value = values[option.name]
+        if value is None:
+            lines.append(f"# {option.name} = (not set)")
+            continue
+        line = f"{option.name} = {_toml('***' if option.secret else value)}"
+        lines.append(f"{line:<50} # {source[option.name]}")
+    lines += ["", "[limits]"]
+    for field in limit_fields():
+        line = f"{field.name} = {_toml(getattr(settings.limits, field.name))}"
+        lines.append(f"{line:<50} # {source['limits.' + field.name]}")
+    return "\n".join(lines)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -111,13 +162,6 @@ def _version() -> str:
         return version("roost")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
         return "unknown"
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
-    return level
 
 
 def _loopback(host: str) -> bool:
@@ -254,42 +298,43 @@ def _fail(status: int, message: str) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "config":
+        if args.config_command == "check":
+            try:
+                resolve(args.file, {}, {})
+            except ConfigError as exc:
+                for mistake in exc.mistakes:
+                    print(f"roost: error: {mistake}", file=sys.stderr)
+                sys.exit(2)
+            print(f"roost: {args.file} is valid")
+            return
+        if args.config_command == "reference":
+            print(reference())
+            return
+        settings, values, source = _settings(args)
+        print(_show(values, settings, source))
+        return
     if args.command == "serve":
-        configure_logs(args.log_level, args.log_format)
-        dev_login = args.secret is None and args.jwt_public_key is None and args.jwks is None
-        if dev_login and not _loopback(args.host):
-            if not args.insecure_dev_login:
+        settings, values, _ = _settings(args)
+        configure_logs(values["log_level"], values["log_format"])
+        if settings.dev_login and not _loopback(settings.host):
+            if not values["insecure_dev_login"]:
                 _fail(
                     2,
-                    f"--host {args.host} is not a loopback address and no --secret, --jwt-public-key or --jwks is"
-                    " set, so the development login would let anyone sign in as anyone: set one of them, or pass"
-                    " --insecure-dev-login to allow it anyway",
+                    f"--host {settings.host} is not a loopback address and no --secret, --jwt-public-key or --jwks"
+                    " is set, so the development login would let anyone sign in as anyone: set one of them, or"
+                    " pass --insecure-dev-login to allow it anyway",
                 )
             logging.getLogger("roost").warning(
                 "INSECURE: the development login is open on %s (--insecure-dev-login): anyone can sign in as anyone",
-                args.host,
+                settings.host,
             )
-        settings = Settings(
-            host=args.host,
-            port=args.port,
-            data_dir=args.data_dir,
-            store=args.store,
-            bus=args.bus,
-            secret=args.secret,
-            public_key_file=args.jwt_public_key,
-            jwks_file=args.jwks,
-            issuer=args.issuer or None,
-            audience=args.audience,
-            dev_login=dev_login,
-            allowed_origins=tuple(args.allow_origin),
-            admins=tuple(args.admin),
-        )
         try:
             _run(_serve(settings))
         except (UsageError, Unavailable) as exc:
             _fail(1, exc.args[0] if exc.args else str(exc))
         except OSError as exc:  # the port is taken, the address is not ours, the data dir is not writable
-            _fail(1, f"cannot start on {args.host}:{args.port} with data in {args.data_dir}: {exc}")
+            _fail(1, f"cannot start on {settings.host}:{settings.port} with data in {settings.data_dir}: {exc}")
     elif args.command == "chaos":
         sys.exit(_chaos(args))
     elif args.command == "bench":

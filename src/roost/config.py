@@ -10,14 +10,21 @@ __all__ = ["Limits", "Settings"]
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_body_bytes: int = 16 * 1024
+    """A message body over this many bytes (UTF-8) is refused with 4413."""
     max_frame_bytes: int = 64 * 1024
+    """A client frame over this many bytes is refused with 4413."""
     max_history_page: int = 500
+    """The most messages one history request returns."""
     catchup_page: int = 500
+    """Messages per store read when a subscription catches up."""
     outbox_frames: int = 4096
     """Frames queued for one connection before it is closed as a slow consumer (4508)."""
     outbox_bytes: int = 4 * 1024 * 1024
+    """Bytes queued for one connection before it is closed as a slow consumer (4508)."""
     auth_timeout_s: float = 10.0
+    """A connection that has not authenticated by then is closed with 4408."""
     heartbeat_s: float = 20.0
+    """The server pings each connection this often; no pong in time closes it."""
     presence_interval_s: float = 10.0
     """Each node re-announces its users this often; other nodes forget them after three intervals."""
     head_check_s: float = 10.0
@@ -25,13 +32,15 @@ class Limits:
     sends_per_s: float = 200.0
     """Messages per second per user (over all the user's connections and HTTP), as a token bucket."""
     send_burst: int = 400
+    """The token bucket's size: how many sends may come at once before 4429."""
     typing_per_s: float = 2.0
+    """Typing signals per second per user (bursts of twice that)."""
     max_connections_per_user: int = 32
     """Per node: one more is refused with 4429."""
     max_rooms_per_user: int = 1000
     """Rooms one user may be a member of; creating, joining or opening a direct conversation beyond it: 4422."""
     probe_interval_s: float = 1.0
-    """How often readiness writes to the store and round-trips a message through the bus (``/readyz``)."""
+    """How often readiness writes to the store and round-trips a message through the bus (/readyz)."""
     probe_timeout_s: float = 1.5
     """A probe with no answer in this time fails (a blackholed broker answers nothing)."""
     unready_grace_s: float = 3.0

@@ -48,7 +48,7 @@ from array import array
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -60,6 +60,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .options import url_options
 
 __all__ = ["KafkaStore", "parse_kafka_url"]
 
@@ -126,7 +127,7 @@ def parse_kafka_url(url: str) -> tuple[str, str, dict[str, str]]:
     parts = urlsplit(url)
     if parts.scheme != "kafka" or not parts.netloc:
         raise UsageError(f"not a kafka:// URL with brokers: {url!r}")
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    options = url_options(url, "kafka", ("prefix", "partitions", "replicas", "fetch_wait_ms", "verify_s", "readers"))
     topic = unquote(parts.path.strip("/")) or options.get("prefix", "roost")
     return parts.netloc, topic, options
 

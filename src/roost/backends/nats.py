@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import msgspec
 import nats
@@ -43,6 +43,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .options import url_options
 
 __all__ = ["JetStreamStore", "NatsBus", "parse_nats_url"]
 
@@ -68,7 +69,7 @@ _CACHE_MESSAGES: Final = 50_000
 def parse_nats_url(url: str) -> tuple[list[str], dict[str, str]]:
     """``nats://h1:4222,h2:4222?prefix=x&replicas=3&keep=N`` -> server URLs and roost options."""
     parts = urlsplit(url)
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    options = url_options(url, "nats", ("prefix", "replicas", "keep"))
     servers = [f"nats://{host}" for host in parts.netloc.split(",") if host]
     return servers, options
 

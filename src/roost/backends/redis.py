@@ -36,11 +36,12 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
@@ -49,6 +50,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .options import url_options
 
 __all__ = ["RedisBus", "RedisStore", "parse_redis_url"]
 
@@ -130,7 +132,7 @@ _SEQ_MARK: Final = b',"seq":0,'
 def parse_redis_url(url: str) -> tuple[str, dict[str, str]]:
     """Split roost options (``prefix``, ``keep``) off a redis URL; ``redis+cluster://`` means a cluster."""
     parts = urlsplit(url)
-    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    options = url_options(url, "redis", ("prefix", "keep"), URL_QUERY_ARGUMENT_PARSERS)
     ours: dict[str, str] = {k: options.pop(k) for k in ("prefix", "keep") if k in options}
     query = "&".join(f"{k}={v}" for k, v in options.items())
     return parts._replace(query=query).geturl(), ours
