@@ -235,3 +235,31 @@ def test_operations_doc_states_the_code_defaults() -> None:
         "unready_grace_s": LIMITS.unready_grace_s,
     }
     assert f"({SHED_BOUND_S:g} s)" in doc and f"({MOVE_BOUND_S:g} s from the fault)" in doc
+
+
+async def test_a_503_says_how_long_to_wait_at_least(tmp_path: Path) -> None:
+    """With the store cut off, a send over HTTP is 503 with ``Retry-After: 1`` and ``retry_after_s`` 1."""
+    ns = "f" + uuid.uuid4().hex[:10]
+    target = urlsplit(REDIS)
+    proxy = await TcpProxy(target.port or 6379, target.hostname or "127.0.0.1").start()
+    (tmp_path / "data").mkdir()
+    node = ServerProcess(tmp_path / "data", None, "--store", f"redis://{proxy.host}:{proxy.port}/0?prefix={ns}")
+    await node.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(node.url + "/api/login", json={"name": "alice"}) as resp:
+                headers = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+            async with http.post(node.url + "/api/rooms", json={"room": "r"}, headers=headers) as resp:
+                assert resp.status == 201, await resp.text()
+            proxy.cut()
+            body = {"cmid": "c1", "body": "hello"}
+            async with http.post(node.url + "/api/rooms/r/messages", json=body, headers=headers) as resp:
+                assert resp.status == 503
+                assert resp.headers["Retry-After"] == "1"
+                error = (await resp.json())["error"]
+        assert error["code"] == 4503 and error["retry_after_s"] == 1.0 and error["reason"].startswith("redis: ")
+    finally:
+        proxy.heal()
+        node.stop()
+        await proxy.aclose()
+        await _clean_redis(REDIS, ns)

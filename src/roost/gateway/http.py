@@ -9,6 +9,7 @@ administrator: a token with ``"roles": ["admin"]``, or a user named by ``--admin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -21,7 +22,7 @@ from ..metrics import code_label
 from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
-from ..protocol.errors import AuthError, ProtocolError, RoostError
+from ..protocol.errors import AuthError, ProtocolError, RoostError, retry_after
 from ..protocol.types import Message
 from ..service import ChatService, HistoryResult, RoomInfo
 
@@ -80,7 +81,14 @@ def _respond(payload: Any, status: int = 200) -> web.Response:
 
 def error_response(exc: RoostError) -> web.Response:
     status = int(exc.code) - 4000
-    return _respond({"error": {"code": int(exc.code), "reason": exc.reason}}, status=status)
+    error: dict[str, Any] = {"code": int(exc.code), "reason": exc.reason}
+    wait = retry_after(exc)
+    if wait is None:
+        return _respond({"error": error}, status=status)
+    error["retry_after_s"] = wait
+    response = _respond({"error": error}, status=status)
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
 
 
 def _history_json(room: str, result: HistoryResult) -> dict[str, Any]:

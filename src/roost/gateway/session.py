@@ -27,7 +27,7 @@ from ..metrics import code_label
 from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
-from ..protocol.errors import ProtocolError, RateLimited, RoostError
+from ..protocol.errors import ProtocolError, RoostError, retry_after
 from ..protocol.sync import Accepted, CaughtUp, Deliver, Fetch, Resync, RoomSync
 from ..protocol.types import REMOVING_KINDS, Position
 from ..service import MAX_SEQ, ChatService
@@ -435,8 +435,7 @@ class Session:
         self._metrics.errors.labels(code_label(int(exc.code)), "websocket").inc()
         if exc.code >= Code.INTERNAL:
             SERVER_ERRORS.warning(str(int(exc.code)), "answered %d: %s", int(exc.code), exc.reason)
-        retry = exc.retry_after_s if isinstance(exc, RateLimited) else None
-        error = frames.Error(code=int(exc.code), reason=exc.reason, ref=ref, room=room, retry_after_s=retry)
+        error = frames.Error(code=int(exc.code), reason=exc.reason, ref=ref, room=room, retry_after_s=retry_after(exc))
         self._push(frames.encode(error))
 
     async def _write_loop(self) -> None:

@@ -76,5 +76,18 @@ class Unavailable(RoostError):
     default_code = Code.UNAVAILABLE
 
 
+UNAVAILABLE_RETRY_AFTER_S = 1.0
+"""What a 4503 says to wait at least: the engine is down or overloaded, and clients back off from there."""
+
+
+def retry_after(exc: RoostError) -> float | None:
+    """The ``retry_after_s`` an error carries: 4429's from its bucket, 4503's floor, else none."""
+    if isinstance(exc, RateLimited):
+        return exc.retry_after_s
+    if exc.code is Code.UNAVAILABLE:
+        return UNAVAILABLE_RETRY_AFTER_S
+    return None
+
+
 class UsageError(Exception):
     """Roost called an API in a state where it is not allowed: a bug in Roost, not in the peer."""
