@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import logging
 import os
 import queue
 import secrets
@@ -86,6 +87,8 @@ CREATE TABLE IF NOT EXISTS trimmed_ids (
 ) WITHOUT ROWID;
 """
 
+log = logging.getLogger(__name__)
+
 _MAX_BATCH: Final = 512
 _STOP: Final = object()
 R = TypeVar("R")
@@ -134,6 +137,9 @@ class SqliteStore:
         self._attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._undo: list[Callable[[], None]] = []
         self._closed = False
+        self._full_since: float | None = None
+        """Writer thread: when the disk filled up (None while there is room); see ``_disk_full``."""
+        self._refused_full = 0
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -223,8 +229,43 @@ class SqliteStore:
             failure = Unavailable(f"sqlite write failed: {exc}")
             for op in batch:
                 op.outcome = failure
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                self._disk_full(len(batch))
+        else:
+            if self._full_since is not None:
+                self._room_again(conn)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve, batch)
+
+    def _disk_full(self, refused: int) -> None:
+        """Writer thread. One line when the disk fills; the refusals are counted, not logged each."""
+        if self._full_since is None:
+            self._full_since = time.monotonic()
+            log.warning(
+                "sqlite: the disk under %s is full: writes are refused (4503) until space returns", self.data_dir
+            )
+        self._refused_full += refused
+
+    def _room_again(self, conn: sqlite3.Connection) -> None:
+        """Writer thread, after the first commit that fit again: fold the WAL, which grew while nothing could
+        be checkpointed, back into the database and truncate it, so the space it held is free again."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        before = wal.stat().st_size if wal.exists() else 0
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # readers in the way, or still no room: the next commit tries again
+            log.warning("sqlite: writes resumed, but the WAL checkpoint failed: %s", exc)
+            return
+        after = wal.stat().st_size if wal.exists() else 0
+        log.warning(
+            "sqlite: writes resumed after %.1f s of a full disk (%d writes refused); WAL folded from %d to %d bytes",
+            time.monotonic() - (self._full_since or time.monotonic()),
+            self._refused_full,
+            before,
+            after,
+        )
+        self._full_since = None
+        self._refused_full = 0
 
     async def _write(self, apply: Callable[[sqlite3.Connection], R]) -> R:
         if self._closed or self._loop is None:
