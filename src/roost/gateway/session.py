@@ -103,6 +103,9 @@ class Session:
         self._flush_soon = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._refs: dict[asyncio.Task[None], tuple[str | None, str | None]] = {}
+        """Each in-flight frame's (id, room): a shutdown that cannot wait for it still answers it."""
+        self._draining = False
         self._background: set[asyncio.Task[None]] = set()
         self._last_control: asyncio.Task[None] | None = None
         self._last_send: asyncio.Task[None] | None = None
@@ -118,6 +121,9 @@ class Session:
         if size > self.limits.max_frame_bytes:
             self._error(ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE))
             return
+        if self._draining:
+            self._refuse_draining(data)
+            return
         try:
             frame = frames.decode_client(data)
         except ProtocolError as exc:
@@ -125,6 +131,10 @@ class Session:
             self._error(exc, ref=ref, room=room)
             return
         await self._slots.acquire()
+        if self._draining:  # the shutdown began while this frame waited for a slot
+            self._slots.release()
+            self._refuse_draining(data)
+            return
         # Sends (and pings) pipeline behind the last control frame; a control frame waits for
         # everything before it. The client's program order holds where it matters.
         if isinstance(frame, frames.Send | frames.Edit | frames.Delete | frames.React):
@@ -139,13 +149,19 @@ class Session:
             task = asyncio.create_task(self._handle(frame, list(self._tasks)))
             self._last_control = task
         self._tasks.add(task)
+        self._refs[task] = (getattr(frame, "id", None), getattr(frame, "room", None))
         task.add_done_callback(self._task_done)
+
+    def _refuse_draining(self, data: str | bytes) -> None:
+        ref, room = frames.peek_ref(data)
+        self._error(RoostError("server shutting down: send it to another node", Code.GOING_AWAY), ref=ref, room=room)
 
     async def receive_invalid(self, reason: str) -> None:
         self._error(ProtocolError(reason, Code.BAD_FRAME))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._refs.pop(task, None)
         if self._last_control is task:
             self._last_control = None
         if self._last_send is task:
@@ -479,6 +495,24 @@ class Session:
         except Exception as exc:
             log.debug("close of %s failed: %s", self.session_id, exc)
         await self.release()
+
+    async def drain(self, within_s: float) -> None:
+        """Shutdown: refuse new frames with 4509, give what is in flight ``within_s`` to finish (its ack),
+        answer what did not with 4509 (retryable: the client sends it again, the same cmid, elsewhere),
+        hand every answer to the socket, then close with 4509. Nothing asked goes unanswered."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        self._draining = True
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=within_s)
+            for task in late:
+                ref, room = self._refs.get(task, (None, None))
+                task.cancel()
+                error = RoostError("server shutting down before this finished: send it again", Code.GOING_AWAY)
+                self._error(error, ref=ref, room=room)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._until_drained(), max(0.05, deadline - asyncio.get_running_loop().time()))
+        await self.close(Code.GOING_AWAY, "server shutting down")
 
     async def expire(self) -> None:
         """The token ran out: say so, then close with 4401."""

@@ -112,8 +112,11 @@ class WebSocketEndpoint:
         if self.readiness is not None and not self.readiness.ready:
             handshakes.labels("refused_not_ready").inc()
             # Before the upgrade: a client with other URLs moves on at once, and nothing is half-open.
-            reason = "this node cannot reach its store or bus: connect to another node"
-            body = frames.encode(frames.Error(code=int(Code.NODE_UNREADY), reason=reason))
+            if self.readiness.draining:
+                refusal, reason = Code.GOING_AWAY, "this node is shutting down: connect to another node"
+            else:
+                refusal, reason = Code.NODE_UNREADY, "this node cannot reach its store or bus: connect to another node"
+            body = frames.encode(frames.Error(code=int(refusal), reason=reason))
             return web.Response(status=503, body=body, content_type="application/json")
         ws = web.WebSocketResponse(
             heartbeat=self.limits.heartbeat_s,
@@ -195,6 +198,12 @@ class WebSocketEndpoint:
         await asyncio.gather(*(s.close(Code.NODE_UNREADY, message) for s in sessions), return_exceptions=True)
         log.warning("shed %d connections with %d", len(sessions), int(Code.NODE_UNREADY))
 
-    async def aclose(self) -> None:
-        for session in list(self.sessions):
-            await session.close(Code.GOING_AWAY, "server shutting down")
+    async def aclose(self, within_s: float = 1.5) -> None:
+        """Shutdown: every connection answers what it was asked (``Session.drain``), all at once, and the
+        whole takes about ``within_s`` (a client that does not answer the close frame is not waited for)."""
+        sessions = list(self.sessions)
+        drains = asyncio.gather(*(s.drain(within_s) for s in sessions), return_exceptions=True)
+        try:
+            await asyncio.wait_for(drains, within_s + 0.5)
+        except TimeoutError:
+            log.warning("shutdown: %d connections did not close in time", sum(not s.closed for s in sessions))
