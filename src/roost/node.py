@@ -25,6 +25,7 @@ from .hub import Hub
 from .metrics import NodeMetrics, counted_by_label
 from .readiness import Readiness
 from .service import ChatService
+from .startup import StartingSite, open_with_retry
 
 __all__ = ["Node", "serve"]
 
@@ -120,7 +121,14 @@ def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> N
 async def serve(settings: Settings) -> AsyncIterator[Node]:
     """Run a node until the block exits. ``port=0`` picks a free port (see ``node.port``)."""
     limits = settings.limits
-    backends = await open_backends(settings.store, settings.bus, settings.data_dir)
+    starting = StartingSite(settings.host, settings.port)
+    port = await starting.start()
+    try:
+        backends = await open_with_retry(
+            lambda: open_backends(settings.store, settings.bus, settings.data_dir), starting
+        )
+    finally:
+        await starting.aclose()
     tokens = make_authority(settings)
     metrics = NodeMetrics()
     service = ChatService(backends.store, backends.directory, backends.bus, limits, metrics)
@@ -158,9 +166,8 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     await runner.setup()
     # A deep accept queue: after a restart every client reconnects at once, and SYNs dropped by a
     # full queue are retried by the kernel only after 1, 3, 7, 15 s (measured: `roost bench`, storm).
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True, backlog=4096)
+    site = web.TCPSite(runner, settings.host, port, reuse_address=True, backlog=4096)
     await site.start()
-    port = int(runner.addresses[0][1]) if settings.port == 0 else settings.port
     node = Node(settings, backends, service, hub, tokens, websocket, readiness, runner, port)
     try:
         yield node

@@ -92,6 +92,9 @@ async def connect_nats(servers: list[str], on_reset: Callable[[], None] | None =
         if on_reset is not None and "slow consumer" in str(exc).lower():
             on_reset()
 
+    # nats-py retries an unreachable server forever when reconnects are unlimited, even on the first
+    # connect: check that one answers at all, so a start without NATS is an error the node can retry.
+    await _one_answers(servers)
     try:
         return await nats.connect(
             servers=servers,
@@ -108,6 +111,22 @@ async def connect_nats(servers: list[str], on_reset: Callable[[], None] | None =
         )
     except (NatsError, OSError) as exc:
         raise Unavailable(f"nats: {exc}") from exc
+
+
+async def _one_answers(servers: list[str], within_s: float = 2.0) -> None:
+    causes = []
+    for server in servers:
+        parts = urlsplit(server)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port or 4222), within_s)
+        except (OSError, TimeoutError) as exc:
+            causes.append(f"{parts.hostname}:{parts.port or 4222}: {exc or type(exc).__name__}")
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+    raise Unavailable(f"nats: no server answers ({'; '.join(causes)})")
 
 
 @contextlib.asynccontextmanager
