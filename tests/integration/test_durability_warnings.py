@@ -15,8 +15,8 @@ import pytest
 from roost.config import Settings
 from roost.node import serve
 
-from ..backends import REDIS, _clean_redis
-from ..clusters import RedisServer
+from ..backends import NATS, REDIS, _clean_nats, _clean_redis
+from ..clusters import NatsCluster, RedisServer
 
 
 def free_port() -> int:
@@ -65,3 +65,29 @@ async def test_a_redis_with_an_fsynced_aof_is_not(tmp_path: Path, fsync: str, wa
             assert warnings == []
     finally:
         redis.kill()
+
+
+@pytest.mark.parametrize(("replicas", "warned"), [(1, True), (3, False)])
+async def test_a_nats_store_with_fewer_replicas_than_its_cluster_can_give(
+    tmp_path: Path, replicas: int, warned: bool, nats_cluster: NatsCluster
+) -> None:
+    ns = "d" + uuid.uuid4().hex[:10]
+    url = f"nats://{nats_cluster.servers}?prefix={ns}&replicas={replicas}"
+    try:
+        async with serve(Settings(port=0, data_dir=str(tmp_path), store=url)) as node:
+            warnings = await readyz_warnings(node.url)
+        if warned:
+            assert len(warnings) == 1 and "1 replica(s) on a cluster of 3 servers" in warnings[0], warnings
+        else:
+            assert warnings == []
+    finally:
+        await _clean_nats(f"nats://{nats_cluster.servers}", ns)
+
+
+async def test_a_single_nats_server_is_not_warned_about(tmp_path: Path) -> None:
+    ns = "d" + uuid.uuid4().hex[:10]
+    try:
+        async with serve(Settings(port=0, data_dir=str(tmp_path), store=f"{NATS}?prefix={ns}")) as node:
+            assert await readyz_warnings(node.url) == []
+    finally:
+        await _clean_nats(NATS, ns)

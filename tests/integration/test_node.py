@@ -91,10 +91,11 @@ async def test_the_chat_page_is_served_and_renders_text_not_html(node: Node) -> 
 
 
 async def test_a_second_server_cannot_open_the_same_data_directory(embedded_settings: Settings) -> None:
-    from roost.protocol.errors import Unavailable
+    """A mistake, not an outage: the second node stops at once instead of waiting for the engines."""
+    from roost.protocol.errors import UsageError
 
     async with serve(embedded_settings):
-        with pytest.raises(Unavailable):
+        with pytest.raises(UsageError, match="is in use by another process"):
             async with serve(embedded_settings):
                 pass
 

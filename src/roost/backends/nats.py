@@ -186,8 +186,18 @@ class JetStreamStore:
         return kv
 
     async def durability_warnings(self) -> list[str]:
-        """Nothing this store can see about its own durability settings is unsafe (docs/backends.md)."""
-        return []
+        """Streams with fewer replicas than the cluster can give lose acked messages with one server's disk.
+
+        The cluster's size is what the client knows of it: the servers it was given and those the
+        cluster announced (nats-py's server pool)."""
+        servers = len({(u.hostname, u.port) for u in self.nc.servers})
+        wanted = min(servers, 3)
+        if self.replicas >= wanted:
+            return []
+        return [
+            f"nats: streams have {self.replicas} replica(s) on a cluster of {servers} servers: losing one server's"
+            f" disk loses acked messages; add ?replicas={wanted} to the store URL (docs/backends.md)"
+        ]
 
     async def aclose(self) -> None:
         self._closed = True

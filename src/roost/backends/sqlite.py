@@ -151,7 +151,8 @@ class SqliteStore:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise Unavailable(f"data directory {self.data_dir} is in use by another process") from None
+            # Not retried: another node owns this directory until it stops (a mistake to fix, not to wait out).
+            raise UsageError(f"data directory {self.data_dir} is in use by another process") from None
         self._lock_fd = fd
         conn = _connect(self.path)
         conn.executescript(_SCHEMA)

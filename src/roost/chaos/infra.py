@@ -87,16 +87,20 @@ class Process:
 
 
 async def wait_healthy(process: Process, url: str, within_s: float = 15.0) -> None:
-    """Until ``GET url/healthz`` answers 200; fail early, with the log's tail, if the process died."""
+    """Until ``GET url/readyz`` answers 200 (the node serves, not just listens); fail early, with the log's
+    tail, if the process died. A Roost from before ``/readyz`` (a benchmark baseline) is asked ``/healthz``."""
     deadline = time.monotonic() + within_s
+    probe = "/readyz"
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             if not process.running:
                 raise RuntimeError(f"{process.name} exited: {process.log.read_text()[-2000:]}")
             try:
-                async with http.get(url + "/healthz") as resp:
+                async with http.get(url + probe) as resp:
                     if resp.status == 200:
                         return
+                    if resp.status == 404:
+                        probe = "/healthz"
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.05)
