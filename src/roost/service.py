@@ -396,7 +396,10 @@ class ChatService:
         started = time.perf_counter()
         appended = await self.store.append(draft)
         self.metrics.append_seconds.observe(time.perf_counter() - started)
-        (self.metrics.appended_again if appended.duplicate else self.metrics.appended_new).inc()
+        if appended.duplicate:
+            self.metrics.tally.appended_again += 1
+        else:
+            self.metrics.tally.appended_new += 1
         if appended.duplicate:
             appended = msgspec.structs.replace(appended, message=await self.relations.redact_one(appended.message))
         if not appended.published:

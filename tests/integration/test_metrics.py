@@ -101,3 +101,15 @@ async def test_the_operations_doc_lists_exactly_the_metrics_served(embedded_node
     text, _ = await scrape(embedded_node)
     served = {f.name + ("_total" if f.type == "counter" else "") for f in text_string_to_metric_families(text)}
     assert documented == served
+
+
+def test_fast_histogram_buckets_are_prometheus_le_buckets() -> None:
+    from roost.metrics import FastHistogram
+
+    h = FastHistogram((0.1, 0.5, 1.0))
+    for v in (0.05, 0.1, 0.3, 0.5, 0.7, 2.0):
+        h.observe(v)
+    family = h.family("roost_x_seconds", "x")
+    got = {s.labels.get("le", s.name): s.value for s in family.samples}
+    assert got["0.1"] == 2 and got["0.5"] == 4 and got["1.0"] == 5 and got["+Inf"] == 6  # value == bound counts in it
+    assert got["roost_x_seconds_count"] == 6 and abs(got["roost_x_seconds_sum"] - 3.65) < 1e-9
