@@ -59,13 +59,17 @@ class TcpProxy:
         self._pairs.clear()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        if me is not None:  # so that aclose() ends a connection still waiting for a blackhole to heal
+            self._tasks.add(me)
+            me.add_done_callback(self._tasks.discard)
         if self._refusing:
             client_writer.transport.abort()
             return
-        await self._flowing.wait()
         try:
+            await self._flowing.wait()
             upstream_reader, upstream_writer = await asyncio.open_connection(self.host, self.target_port)
-        except OSError:
+        except (OSError, asyncio.CancelledError):
             client_writer.transport.abort()
             return
         pair = (client_writer, upstream_writer)

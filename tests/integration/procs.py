@@ -8,12 +8,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from roost.chaos.infra import Process, free_port, wait_healthy
+
+from ..backends import REDIS, _clean_redis
+from ..tcpproxy import TcpProxy
 
 
 class ServerProcess(Process):
@@ -72,3 +79,22 @@ async def issue_token(user: str, data_dir: Path, secret: str) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"roost token failed: {err.decode()}")
     return out.decode().strip()
+
+
+@contextlib.asynccontextmanager
+async def node_behind_proxy(tmp_path: Path, *extra: str) -> AsyncIterator[tuple[ServerProcess, TcpProxy]]:
+    """A ``roost serve`` whose Redis (the machine's, under a fresh prefix) is reached only through a
+    ``TcpProxy`` the test cuts or blackholes; healed, stopped and cleaned afterwards."""
+    ns = "p" + uuid.uuid4().hex[:10]
+    target = urlsplit(REDIS)
+    proxy = await TcpProxy(target.port or 6379, target.hostname or "127.0.0.1").start()
+    (tmp_path / "data").mkdir()
+    node = ServerProcess(tmp_path / "data", None, "--store", f"redis://{proxy.host}:{proxy.port}/0?prefix={ns}", *extra)
+    try:
+        await node.start()
+        yield node, proxy
+    finally:
+        proxy.heal()
+        node.stop()
+        await proxy.aclose()
+        await _clean_redis(REDIS, ns)

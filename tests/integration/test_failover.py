@@ -30,7 +30,7 @@ from roost.config import Limits
 
 from ..backends import NATS, REDIS, _clean_nats, _clean_redis
 from ..tcpproxy import TcpProxy
-from .procs import ServerProcess, issue_token, start_nodes
+from .procs import ServerProcess, issue_token, node_behind_proxy, start_nodes
 from .test_multinode import check_exact, stream
 
 pytestmark = pytest.mark.slow
@@ -163,15 +163,7 @@ async def test_a_node_cut_off_from_its_broker_sheds_its_clients_to_another_node(
 
 async def test_a_node_that_is_not_ready_refuses_websocket_upgrades_with_4504(tmp_path: Path) -> None:
     """A node whose store is blackholed from the start of a connection attempt answers 503 + 4504."""
-    ns = "f" + uuid.uuid4().hex[:10]
-    target = urlsplit(REDIS)
-    proxy = await TcpProxy(target.port or 6379, target.hostname or "127.0.0.1").start()
-    node = ServerProcess(
-        tmp_path / "data", None, "--store", f"redis://{proxy.host}:{proxy.port}/0?prefix={ns}", "--secret", SECRET
-    )
-    (tmp_path / "data").mkdir()
-    await node.start()
-    try:
+    async with node_behind_proxy(tmp_path, "--secret", SECRET) as (node, proxy):
         proxy.blackhole()
         deadline = time.monotonic() + DETECT_S + 5
         while (await readyz(node))[0] != 503:
@@ -181,25 +173,16 @@ async def test_a_node_that_is_not_ready_refuses_websocket_upgrades_with_4504(tmp
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(node.ws_url)
         assert refused.value.status == 503
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(
-                node.ws_url.replace("ws://", "http://"),
-                headers={
-                    "Connection": "Upgrade",
-                    "Upgrade": "websocket",
-                    "Sec-WebSocket-Version": "13",
-                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-                },
-            ) as resp,
-        ):
+        upgrade = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
+        http_url = node.ws_url.replace("ws://", "http://")
+        async with aiohttp.ClientSession() as http, http.get(http_url, headers=upgrade) as resp:
             assert resp.status == 503
             assert (await resp.json())["code"] == 4504
-    finally:
-        proxy.heal()
-        node.stop()
-        await proxy.aclose()
-        await _clean_redis(REDIS, ns)
 
 
 async def test_livez_and_readyz_on_the_embedded_default(tmp_path: Path) -> None:
@@ -239,27 +222,15 @@ def test_operations_doc_states_the_code_defaults() -> None:
 
 async def test_a_503_says_how_long_to_wait_at_least(tmp_path: Path) -> None:
     """With the store cut off, a send over HTTP is 503 with ``Retry-After: 1`` and ``retry_after_s`` 1."""
-    ns = "f" + uuid.uuid4().hex[:10]
-    target = urlsplit(REDIS)
-    proxy = await TcpProxy(target.port or 6379, target.hostname or "127.0.0.1").start()
-    (tmp_path / "data").mkdir()
-    node = ServerProcess(tmp_path / "data", None, "--store", f"redis://{proxy.host}:{proxy.port}/0?prefix={ns}")
-    await node.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(node.url + "/api/login", json={"name": "alice"}) as resp:
-                headers = {"Authorization": f"Bearer {(await resp.json())['token']}"}
-            async with http.post(node.url + "/api/rooms", json={"room": "r"}, headers=headers) as resp:
-                assert resp.status == 201, await resp.text()
-            proxy.cut()
-            body = {"cmid": "c1", "body": "hello"}
-            async with http.post(node.url + "/api/rooms/r/messages", json=body, headers=headers) as resp:
-                assert resp.status == 503
-                assert resp.headers["Retry-After"] == "1"
-                error = (await resp.json())["error"]
-        assert error["code"] == 4503 and error["retry_after_s"] == 1.0 and error["reason"].startswith("redis: ")
-    finally:
-        proxy.heal()
-        node.stop()
-        await proxy.aclose()
-        await _clean_redis(REDIS, ns)
+    async with node_behind_proxy(tmp_path) as (node, proxy), aiohttp.ClientSession() as http:
+        async with http.post(node.url + "/api/login", json={"name": "alice"}) as resp:
+            headers = {"Authorization": f"Bearer {(await resp.json())['token']}"}
+        async with http.post(node.url + "/api/rooms", json={"room": "r"}, headers=headers) as resp:
+            assert resp.status == 201, await resp.text()
+        proxy.cut()
+        body = {"cmid": "c1", "body": "hello"}
+        async with http.post(node.url + "/api/rooms/r/messages", json=body, headers=headers) as resp:
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "1"
+            error = (await resp.json())["error"]
+    assert error["code"] == 4503 and error["retry_after_s"] == 1.0 and error["reason"].startswith("redis: ")

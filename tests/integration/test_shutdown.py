@@ -11,17 +11,13 @@ import asyncio
 import json
 import signal
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from roost.protocol import frames
 
-from ..backends import REDIS, _clean_redis
-from ..tcpproxy import TcpProxy
-from .procs import ServerProcess
+from .procs import ServerProcess, node_behind_proxy
 
 BOUND_S = 3.0
 """SIGTERM to exit: the drain's 1.5 s, the close, and the process's own teardown."""
@@ -44,39 +40,26 @@ async def answers_until_close(ws: aiohttp.ClientWebSocketResponse) -> list[dict]
 
 
 async def test_in_flight_sends_are_answered_before_the_close(tmp_path: Path) -> None:
-    ns = "s" + uuid.uuid4().hex[:10]
-    target = urlsplit(REDIS)
-    proxy = await TcpProxy(target.port or 6379, target.hostname or "127.0.0.1").start()
-    (tmp_path / "data").mkdir()
-    node = ServerProcess(tmp_path / "data", None, "--store", f"redis://{proxy.host}:{proxy.port}/0?prefix={ns}")
-    await node.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            token = await login(http, node, "r")
-            ws = await http.ws_connect(node.ws_url)
-            await ws.send_str(json.dumps({"type": "auth", "token": token}))
-            assert json.loads((await ws.receive()).data)["type"] == "welcome"
-            proxy.blackhole()
-            for i in range(5):
-                await ws.send_str(
-                    json.dumps({"type": "send", "room": "r", "cmid": f"c{i}", "body": "hi", "id": f"s{i}"})
-                )
-            await asyncio.sleep(0.3)  # the sends are in the store's hands, which do not answer
-            t0 = time.monotonic()
-            assert node.proc is not None
-            node.proc.send_signal(signal.SIGTERM)
-            got = await asyncio.wait_for(answers_until_close(ws), BOUND_S)
-            assert ws.close_code == 4509
-            answered = {f["ref"]: f for f in got if f.get("type") in ("ack", "error") and f.get("ref")}
-            assert set(answered) == {f"s{i}" for i in range(5)}, got
-            assert all(f["type"] == "error" and f["code"] == 4509 for f in answered.values()), got
-            assert node.proc.wait(timeout=BOUND_S) == 0
-            assert time.monotonic() - t0 < BOUND_S
-    finally:
-        proxy.heal()
-        node.stop()
-        await proxy.aclose()
-        await _clean_redis(REDIS, ns)
+    async with node_behind_proxy(tmp_path) as (node, proxy), aiohttp.ClientSession() as http:
+        token = await login(http, node, "r")
+        ws = await http.ws_connect(node.ws_url)
+        await ws.send_str(json.dumps({"type": "auth", "token": token}))
+        assert json.loads((await ws.receive()).data)["type"] == "welcome"
+        proxy.blackhole()
+        for i in range(5):
+            send = {"type": "send", "room": "r", "cmid": f"c{i}", "body": "hi", "id": f"s{i}"}
+            await ws.send_str(json.dumps(send))
+        await asyncio.sleep(0.3)  # the sends are in the store's hands, which do not answer
+        t0 = time.monotonic()
+        assert node.proc is not None
+        node.proc.send_signal(signal.SIGTERM)
+        got = await asyncio.wait_for(answers_until_close(ws), BOUND_S)
+        assert ws.close_code == 4509
+        answered = {f["ref"]: f for f in got if f.get("type") in ("ack", "error") and f.get("ref")}
+        assert set(answered) == {f"s{i}" for i in range(5)}, got
+        assert all(f["type"] == "error" and f["code"] == 4509 for f in answered.values()), got
+        assert node.proc.wait(timeout=BOUND_S) == 0
+        assert time.monotonic() - t0 < BOUND_S
 
 
 async def test_a_burst_in_flight_at_sigterm_is_acked_or_refused_and_acks_are_kept(tmp_path: Path) -> None:
