@@ -1,5 +1,5 @@
 # Roost: `make run` starts the server on the embedded default; `make test` runs the whole suite.
-# Both install into .venv from the lock files on first use (requirements/run.txt and requirements/dev.txt:
+# Both install into .venv from the lock files on first use (requirements.txt and requirements-dev.txt:
 # exact versions with hashes); `make lock` and `make upgrade` are the only ways those change.
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,12 +24,12 @@ define install_from
 	$(PIP) install --no-deps --no-build-isolation -e .
 endef
 
-$(RUN_STAMP): pyproject.toml requirements/run.txt | $(BIN)/python
-	$(call install_from,requirements/run.txt)
+$(RUN_STAMP): pyproject.toml requirements.txt | $(BIN)/python
+	$(call install_from,requirements.txt)
 	touch $@
 
-$(DEV_STAMP): pyproject.toml requirements/dev.txt | $(BIN)/python
-	$(call install_from,requirements/dev.txt)
+$(DEV_STAMP): pyproject.toml requirements-dev.txt | $(BIN)/python
+	$(call install_from,requirements-dev.txt)
 	touch $@ $(RUN_STAMP)
 
 install: $(DEV_STAMP)
@@ -53,9 +53,9 @@ unit: $(DEV_STAMP)
 
 # Edit pyproject.toml, then `make lock`: the lock files follow it, keeping every pin that still fits.
 # `make upgrade`: every pin moves to the newest release pyproject.toml allows. Both run the suite on the
-# result; commit pyproject.toml and requirements/ together once it is green.
+# result; commit pyproject.toml and the requirements*.txt locks together once it is green.
 lock upgrade: | $(BIN)/python
-	$(PIP) install --require-hashes -r requirements/dev.txt
+	$(PIP) install --require-hashes -r requirements-dev.txt
 	bash scripts/lock.sh $(if $(filter upgrade,$@),--upgrade)
 	$(MAKE) test
 

@@ -3,7 +3,7 @@
 
 Runs before every install (`make run`, `make test`) and first in `.ci/run`, with nothing but the
 standard library: it must work before the virtualenv exists. Each lock file ends with a fingerprint
-of what it was compiled from (the dependency tables of pyproject.toml and requirements/*.in);
+of what it was compiled from (the dependency tables of pyproject.toml and requirements-*.in);
 `scripts/lock.sh` writes it, this script compares it. A deeper check (every declared requirement is
 pinned and satisfied) runs in the suite: tests/test_lock.py.
 
@@ -20,7 +20,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCKS = (ROOT / "requirements" / "run.txt", ROOT / "requirements" / "dev.txt")
+LOCKS = (ROOT / "requirements.txt", ROOT / "requirements-dev.txt")
 MARK = "# locked-from sha256:"
 
 
@@ -33,7 +33,7 @@ def fingerprint() -> str:
         "dependencies": meta.get("dependencies", []),
         "optional-dependencies": meta.get("optional-dependencies", {}),
         "build-system": project.get("build-system", {}).get("requires", []),
-        "in-files": {p.name: p.read_text(encoding="utf-8") for p in sorted((ROOT / "requirements").glob("*.in"))},
+        "in-files": {p.name: p.read_text(encoding="utf-8") for p in sorted(ROOT.glob("requirements-*.in"))},
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 

@@ -41,7 +41,7 @@ def _binary(package: str, *parts: str) -> str:
     try:
         path = resources.files(package).joinpath(*parts)
     except ModuleNotFoundError as exc:
-        raise ClusterError(f"{package} is not installed: make install (requirements/dev.txt)") from exc
+        raise ClusterError(f"{package} is not installed: make install (requirements-dev.txt)") from exc
     return str(path)
 
 

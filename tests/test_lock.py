@@ -22,8 +22,8 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-RUN_LOCK = ROOT / "requirements" / "run.txt"
-DEV_LOCK = ROOT / "requirements" / "dev.txt"
+RUN_LOCK = ROOT / "requirements.txt"
+DEV_LOCK = ROOT / "requirements-dev.txt"
 
 
 class Pin:
@@ -111,14 +111,15 @@ def test_this_environment_is_the_dev_lock() -> None:
             installed = None
         if installed != pin.version:
             wrong[name] = (str(pin.version), str(installed))
-    assert wrong == {}, "installed versions differ from requirements/dev.txt (locked, installed)"
+    assert wrong == {}, "installed versions differ from requirements-dev.txt (locked, installed)"
 
 
 def copy_for_check(tmp_path: Path) -> Path:
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "check-lock.py", tmp_path / "scripts")
     shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    for lock in ROOT.glob("requirements*"):
+        shutil.copy(lock, tmp_path)
     return tmp_path
 
 
@@ -150,7 +151,7 @@ def test_check_lock_fails_with_one_clear_line_when_pyproject_changed(tmp_path: P
     result = check_lock(root)
     assert result.returncode == 1
     assert result.stderr == (
-        "check-lock: requirements/run.txt does not match pyproject.toml (its dependencies changed since the lock "
+        "check-lock: requirements.txt does not match pyproject.toml (its dependencies changed since the lock "
         "was made): run 'make lock', then 'make test', and commit the lock files\n"
     )
 
