@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,13 +18,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from roost.chaos.infra import free_port
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "ensure-services.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_script(

@@ -72,7 +72,7 @@ class Tally:
         self.appended_again = 0
         """Appends the store answered as a retry of an earlier one (the same client message id)."""
         self.delivered = 0
-        """Live messages handed to a connection (one per receiver), and catch-up messages."""
+        """Live messages handed to a connection (one per receiver); catch-up is ``catchup_messages``."""
         self.catchup_pages = 0
         self.catchup_messages = 0
         self.bus_resets = 0
@@ -164,7 +164,7 @@ class _TallyCollector(Collector):
             "From a send frame's dispatch to its ack being queued for the client (store, then publish).",
         )
         yield CounterMetricFamily(
-            "roost_messages_delivered", "Messages handed to connections (each receiver counts).", tally.delivered
+            "roost_messages_delivered", "Live messages handed to connections (each receiver counts).", tally.delivered
         )
         yield CounterMetricFamily(
             "roost_catchup_pages", "Pages read from the store to catch a connection up.", tally.catchup_pages

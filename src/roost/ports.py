@@ -1,6 +1,7 @@
 """The ports the service is written against. Every backend implements them; nothing else may vary.
 
-Contracts (each is a test in the conformance suite, tests/backends/):
+Contracts (each is checked by the conformance suite, tests/integration/, which runs over every backend of
+tests/backends.py; parametrized in tests/conftest.py):
 
 Store
   * ``append`` assigns the room's next dense seq (1, 2, 3, ...) atomically with the durable write, and

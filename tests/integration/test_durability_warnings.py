@@ -5,24 +5,18 @@ operator's call). With ``appendonly yes`` + ``appendfsync always`` it says nothi
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from roost.chaos.infra import free_port
 from roost.config import Settings
 from roost.node import serve
 
 from ..backends import NATS, REDIS, _clean_nats, _clean_redis
 from ..clusters import NatsCluster, RedisServer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def readyz_warnings(url: str) -> list[str]:

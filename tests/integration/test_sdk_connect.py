@@ -4,11 +4,11 @@ and a reconnect delay that starts from the shortest one again after each healthy
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
 
+from roost.chaos.infra import free_port
 from roost.client import ConnectionLost, RequestFailed, connect
 from roost.node import Node
 from roost.protocol.codes import Code
@@ -16,14 +16,8 @@ from roost.protocol.codes import Code
 from .test_sdk import drop_connections
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nothing listens there once the socket is closed
-
-
 async def test_connect_where_nothing_listens_fails_in_time_with_a_clear_error() -> None:
-    url = f"ws://127.0.0.1:{closed_port()}/ws"
+    url = f"ws://127.0.0.1:{free_port()}/ws"
     t0 = time.monotonic()
     with pytest.raises(ConnectionLost) as failed:
         async with connect(url, "any-token", start_timeout_s=1.0):

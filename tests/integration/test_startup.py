@@ -5,22 +5,16 @@ broker comes up, on the same port."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 
 import aiohttp
 
+from roost.chaos.infra import free_port
 from roost.client import connect
 
 from ..clusters import NatsServer
 from .procs import ServerProcess
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def get(url: str) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -115,7 +115,7 @@ _TRANSITIONS: dict[State, frozenset[State]] = {
     State.RESYNC: frozenset({State.CLOSED}),
     State.CLOSED: frozenset(),
 }
-"""The only allowed transitions; docs/sync.md draws its diagram from this table."""
+"""The only allowed transitions (docs/protocol.md, sections 8 and 9, describes them in prose)."""
 
 
 class RoomSync(Generic[T]):
