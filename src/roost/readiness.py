@@ -33,8 +33,10 @@ __all__ = ["Check", "Readiness"]
 
 log = logging.getLogger(__name__)
 
-PROBE_ROOM = "_roost-probe"
-"""The store probe raises the read position of a pseudo-user in this pseudo-room: one row per node."""
+PROBE_ROOM = "~roost-probe"
+"""The store probe raises the read position of a pseudo-user in this pseudo-room (one row per node), and
+the bus probe uses ``PROBE_ROOM-<node>``. ``~`` is outside the room-name alphabet (``valid_room``), so no
+user can create, join or follow these and see a probe's reader or payload."""
 
 
 @dataclass

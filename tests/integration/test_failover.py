@@ -234,3 +234,12 @@ async def test_a_503_says_how_long_to_wait_at_least(tmp_path: Path) -> None:
             assert resp.headers["Retry-After"] == "1"
             error = (await resp.json())["error"]
     assert error["code"] == 4503 and error["retry_after_s"] == 1.0 and error["reason"].startswith("redis: ")
+
+
+def test_no_user_can_name_the_probe_rooms() -> None:
+    """The readiness probes write to and publish on rooms outside the room-name alphabet: they can never
+    be a user's room, so no user sees a probe reader in "seen by" or a probe payload on a subscription."""
+    from roost.protocol.types import valid_room
+    from roost.readiness import PROBE_ROOM
+
+    assert not valid_room(PROBE_ROOM) and not valid_room(f"{PROBE_ROOM}-0123abcd")
