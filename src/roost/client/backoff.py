@@ -8,15 +8,21 @@ from collections.abc import Iterator
 __all__ = ["backoff", "retry_delay"]
 
 
+def nth_delay(n: int, initial_s: float, factor: float, max_s: float, rng: random.Random) -> float:
+    """The one rule for every wait: uniform in [d/2, d] where d = min(max_s, initial_s * factor**n)."""
+    d = min(max_s, initial_s * factor ** min(n, 64))
+    return rng.uniform(d / 2, d)
+
+
 def backoff(
     initial_s: float = 0.1, factor: float = 2.0, max_s: float = 10.0, rng: random.Random | None = None
 ) -> Iterator[float]:
-    """Yield delays: the n-th is uniform in [d/2, d] where d = min(max_s, initial_s * factor**n)."""
+    """Yield reconnect delays: ``nth_delay`` for n = 0, 1, 2, ..."""
     rng = rng or random.Random()
-    delay = initial_s
+    n = 0
     while True:
-        yield rng.uniform(delay / 2, delay)
-        delay = min(max_s, delay * factor)
+        yield nth_delay(n, initial_s, factor, max_s, rng)
+        n += 1
 
 
 def retry_delay(
@@ -31,6 +37,4 @@ def retry_delay(
     The server's ``retry_after_s`` (4429) is a floor. Without one (4500, 4503: the store or bus is in
     trouble) the wait doubles with each refusal, from ``initial_s`` to ``max_s``, drawn in [d/2, d]: a
     fleet of clients facing a full disk does not hammer it twice a second each (docs/protocol.md 11)."""
-    rng = rng or random.Random()
-    d = min(max_s, initial_s * 2 ** max(0, failures - 1))
-    return max(retry_after_s or 0.0, rng.uniform(d / 2, d))
+    return max(retry_after_s or 0.0, nth_delay(max(0, failures - 1), initial_s, 2.0, max_s, rng or random.Random()))
