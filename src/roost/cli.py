@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenarios", help="comma-separated scenarios: fanout,idle,storm,scale (default: all)")
     bench.add_argument("--peers", default="bench/peers", help="folder of the peer servers")
     bench.add_argument("--from-json", help="render --report/--plot from an earlier results file, run nothing")
+    bench.add_argument(
+        "--rates", help="comma-separated offered msgs/s for fanout and scale, each measured (no stop at a failing one)"
+    )
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every target this many times, alternating their order; the report adds CPU per frame over rounds",
+    )
 
     token = sub.add_parser("token", help="print a token for USER (signed with the data directory's secret)")
     token.add_argument("user")
@@ -268,8 +277,10 @@ def _bench(args: argparse.Namespace) -> int:
         if args.scenarios:
             wanted = set(args.scenarios.split(","))
             plan.scenarios = {k: v for k, v in plan.scenarios.items() if k in wanted}
+        if args.rates:
+            plan.fixed_rates([int(rate) for rate in args.rates.split(",")])
         only = set(args.only.split(",")) if args.only else None
-        result = asyncio.run(run_bench(plan, Path(args.out), Path(args.peers), only))
+        result = asyncio.run(run_bench(plan, Path(args.out), Path(args.peers), only, rounds=args.rounds))
     if args.report:
         Path(args.report).write_text(markdown(result))
     if args.plot:

@@ -6,6 +6,7 @@ Plain string building on purpose: no plotting dependency for two small charts.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 __all__ = ["markdown", "summary", "svg"]
@@ -122,6 +123,8 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         lines += _fanout_table(fanout, [], [100, 1000, 3000])
         lines += ["", _ratios(fanout), ""]
+        if result.get("rounds", 1) > 1:
+            lines += _cost_table(fanout)
         lines += ["#### Every step", ""]
         for r in fanout:
             lines += _steps_table(r)
@@ -174,6 +177,49 @@ def markdown(result: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def cpu_per_frame(step: dict[str, Any]) -> float | None:
+    """Server CPU microseconds per delivered frame in one step.
+
+    On a CPU-bound server the ceiling is the inverse of this, so a before/after ratio of it is the
+    ceiling's ratio, measured at every rate instead of only at the one step where the ladder breaks
+    (which moves by a whole step on this machine's noise)."""
+    if not step.get("delivered_per_s") or step.get("server_cpu") is None:
+        return None
+    return float(step["server_cpu"]) / 100 / float(step["delivered_per_s"]) * 1e6
+
+
+def _cost_table(records: list[Record]) -> list[str]:
+    """Median CPU per frame over the rounds, per target and rate, and each target's cost over the baseline."""
+    per: dict[str, dict[int, list[float]]] = {}
+    for r in records:
+        for step in r.get("steps", []):
+            value = cpu_per_frame(step)
+            if value is not None:
+                per.setdefault(r["target"], {}).setdefault(step["rate"], []).append(value)
+    rates = sorted({rate for by_rate in per.values() for rate in by_rate})
+    base = per.get("roost-baseline")
+    out = [
+        "#### Server CPU per delivered frame, µs: median over the rounds (min-max)",
+        "",
+        "| target | " + " | ".join(f"@{rate:,}" for rate in rates) + " |",
+        "|---|" + "---|" * len(rates),
+    ]
+    for target, by_rate in per.items():
+        cells = []
+        for rate in rates:
+            values = by_rate.get(rate, [])
+            if not values:
+                cells.append("—")
+                continue
+            median = statistics.median(values)
+            cell = f"{median:.2f} ({min(values):.2f}-{max(values):.2f}, n={len(values)})"
+            if base and base.get(rate) and target != "roost-baseline":
+                cell += f", {(median / statistics.median(base[rate]) - 1) * 100:+.1f} %"
+            cells.append(cell)
+        out.append(f"| {target} | " + " | ".join(cells) + " |")
+    return [*out, ""]
 
 
 def _ratios(records: list[Record]) -> str:

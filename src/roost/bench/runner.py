@@ -36,6 +36,12 @@ class Plan:
     quick: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def fixed_rates(self, rates: list[int]) -> None:
+        """Measure exactly these rates: a before/after comparison needs every step of every round."""
+        for name in ("fanout", "scale"):
+            if name in self.scenarios:
+                self.scenarios[name] = {**self.scenarios[name], "rates": rates, "stop_on_fail": False}
+
 
 FANOUT_RATES = [100, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
 
@@ -242,31 +248,38 @@ def _brief(step: dict[str, Any]) -> str:
     return json.dumps(step)
 
 
-async def run_bench(plan: Plan, out: Path, peers: Path, only: set[str] | None = None) -> dict[str, Any]:
+async def run_bench(
+    plan: Plan, out: Path, peers: Path, only: set[str] | None = None, rounds: int = 1
+) -> dict[str, Any]:
+    """Run the plan; with ``rounds`` > 1 every target runs that many times, its order reversed every
+    other round (A B, B A, ...), so a drift of the machine over the run falls on both sides alike."""
     say = _Progress(sys.stderr)
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["roost", *sys.argv[1:]]) if sys.argv else "roost bench",
         "machine": machine(),
         "quick": plan.quick,
+        "rounds": rounds,
         "plan": plan.scenarios,
         "records": [],
     }
     with tempfile.TemporaryDirectory(prefix="roost-bench-") as tmp:
         work = Path(tmp)
         for scenario, params in plan.scenarios.items():
-            names = params["targets"] if only is None else [n for n in only if _fits(scenario, TARGETS[n])]
-            for name in names:
-                target = TARGETS[name]
-                say(f"{scenario}: {name} ({target.note})")
-                try:
-                    record = await _one(scenario, params, target, work, peers, say)
-                except Exception as exc:  # a broken peer must not hide the other results
-                    record = {"scenario": scenario, "target": name, "error": f"{type(exc).__name__}: {exc}"}
-                    say(f"{scenario} {name}: ERROR {record['error']}")
-                result["records"].append(record)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(result, indent=1))
+            names = params["targets"] if only is None else sorted(n for n in only if _fits(scenario, TARGETS[n]))
+            for round_ in range(1, rounds + 1):
+                for name in names if round_ % 2 else names[::-1]:
+                    target = TARGETS[name]
+                    say(f"{scenario}: {name} ({target.note})" + (f", round {round_}/{rounds}" if rounds > 1 else ""))
+                    try:
+                        record = await _one(scenario, params, target, work, peers, say)
+                    except Exception as exc:  # a broken peer must not hide the other results
+                        record = {"scenario": scenario, "target": name, "error": f"{type(exc).__name__}: {exc}"}
+                        say(f"{scenario} {name}: ERROR {record['error']}")
+                    record["round"] = round_
+                    result["records"].append(record)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps(result, indent=1))
     result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out.write_text(json.dumps(result, indent=1))
     return result
