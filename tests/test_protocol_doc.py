@@ -331,3 +331,55 @@ def test_the_ordering_classes_are_the_gateways_dispatch(definition: dict[str, An
     names = {cls.__name__: _tag(cls) for cls in CLIENT_FRAMES}
     assert sorted(names[n] for n in writes) == sorted(definition["ordering"]["writes"])
     assert sorted(names[n] for n in pipelined) == sorted(definition["ordering"]["pipelined"])
+
+
+# ---- rule ids: every normative rule of the prose has a test that names it ------------------------------
+
+TESTS = Path(__file__).resolve().parent
+RULE_DOCS = (DOC, DOC.parent / "security.md")
+RULE_ID = re.compile(r"\bR-([A-Z]+)-(\d+)\b")
+
+
+def _areas(doc: str) -> set[str]:
+    """The fixed list of rule areas, declared at the top of protocol.md as ``AREA``: meaning items."""
+    match = re.search(r"^Rule areas: (.*?)\n\n", doc, re.M | re.S)
+    assert match is not None, "protocol.md declares its rule areas in a paragraph starting 'Rule areas: '"
+    return set(re.findall(r"`([A-Z]+)`", match.group(1)))
+
+
+def _rules_in_docs() -> dict[str, str]:
+    """Every ``[R-AREA-N]`` tag in the docs, by id, with the file it is in; an id is defined once."""
+    found: dict[str, str] = {}
+    for path in RULE_DOCS:
+        for match in re.finditer(r"\[(R-[A-Z]+-\d+)\]", path.read_text(encoding="utf-8")):
+            assert match.group(1) not in found, f"{match.group(1)} is defined twice"
+            found[match.group(1)] = path.name
+    return found
+
+
+def _rules_named_by_tests() -> dict[str, list[str]]:
+    """Rule ids in the docstrings of test functions under tests/, with the tests that name each."""
+    named: dict[str, list[str]] = {}
+    for path in sorted(TESTS.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
+                for match in RULE_ID.finditer(ast.get_docstring(node) or ""):
+                    named.setdefault(match.group(0), []).append(f"{path.relative_to(TESTS)}::{node.name}")
+    return named
+
+
+def test_every_rule_of_the_docs_is_named_by_a_test(doc: str) -> None:
+    """A rule id in protocol.md or security.md that no test's docstring names is a promise nothing checks."""
+    rules, named = _rules_in_docs(), _rules_named_by_tests()
+    assert len(rules) >= 30, "the rule tags are gone from the docs"
+    areas = _areas(doc)
+    assert not {r for r in rules if r.split("-")[1] not in areas}, f"areas must be one of {sorted(areas)}"
+    untested = sorted(set(rules) - set(named))
+    assert not untested, f"rules no test names in its docstring: {untested}"
+
+
+def test_every_rule_a_test_names_is_in_the_docs() -> None:
+    """A test that names a rule id the docs do not define points at nothing (a typo, or a removed rule)."""
+    rules = _rules_in_docs()
+    unknown = {rule: tests for rule, tests in _rules_named_by_tests().items() if rule not in rules}
+    assert not unknown, f"tests name rules the docs do not have: {unknown}"
