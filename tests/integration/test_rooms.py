@@ -303,3 +303,26 @@ async def test_a_kick_on_one_node_ends_the_subscription_on_another(shared: Setti
         assert not [f for f in bob.frames if f.get("body") == "bob is gone"]
         await alice.close()
         await bob.close()
+
+
+async def test_repeating_a_membership_change_stores_nothing(node: Node) -> None:
+    """[R-ROOM-5] Joining a room one is in, leaving a room one is not in, or repeating an invitation, ban or
+    unban is answered ``ok`` and stores nothing."""
+    await node.service.create_room("alice", "plans", "private")
+    await node.service.create_room("alice", "lobby")
+    alice, bob = await Raw.open(node, "alice"), await Raw.open(node, "bob")
+    await ok(alice, {"type": "invite", "room": "plans", "user": "bob", "id": "i1"})
+    await ok(alice, {"type": "ban", "room": "lobby", "user": "carol", "id": "b1"})
+    await ok(bob, {"type": "join", "room": "lobby", "id": "j1"})
+    plans, lobby = await head(node, "plans"), await head(node, "lobby")
+    await ok(alice, {"type": "invite", "room": "plans", "user": "bob", "id": "i2"})
+    await ok(alice, {"type": "ban", "room": "lobby", "user": "carol", "id": "b2"})
+    await ok(bob, {"type": "join", "room": "lobby", "id": "j2"})
+    await ok(bob, {"type": "leave", "room": "plans", "id": "l1"})  # invited, never joined: not a member
+    assert (await head(node, "plans"), await head(node, "lobby")) == (plans, lobby)
+    await ok(alice, {"type": "unban", "room": "lobby", "user": "carol", "id": "u1"})
+    lobby = await head(node, "lobby")
+    await ok(alice, {"type": "unban", "room": "lobby", "user": "carol", "id": "u2"})
+    assert await head(node, "lobby") == lobby
+    await alice.close()
+    await bob.close()
