@@ -69,6 +69,8 @@ async def test_since_ts_is_accepted_for_compatibility(node: Node) -> None:
 
 
 async def test_multi_room_sync_in_one_call(node: Node) -> None:
+    """[R-HTTP-2] ``POST /api/sync`` pages several rooms at once; a room that fails is an ``error`` entry, not a failed
+    request."""
     await make_room(node, "alice", "a")
     await make_room(node, "alice", "b")
     await make_room(node, "bob", "c")

@@ -48,7 +48,8 @@ async def events(node: Node, room: str, after: int = 0) -> list[tuple[str, str, 
 
 
 async def test_a_private_room_is_unlisted_and_joined_only_by_invitation(node: Node) -> None:
-    """[R-ROOM-1] A private room is not listed and is joined only with an invitation, which the join uses up."""
+    """[R-ROOM-7] [R-ROOM-1] A private room is not listed and is joined only with an invitation, which the join uses
+    up."""
     alice, bob = await Raw.open(node, "alice"), await Raw.open(node, "bob")
     await ok(alice, {"type": "create", "room": "plans", "kind": "private", "id": "c"})
     await ok(alice, {"type": "create", "room": "lobby", "id": "c2"})
@@ -188,7 +189,8 @@ async def test_roles_decide_who_may_moderate_whom(node: Node) -> None:
 
 
 async def test_a_direct_conversation_has_exactly_its_two_users(node: Node) -> None:
-    """[R-ROOM-1] A direct conversation is created by ``dm`` for its two users and nobody else may join it."""
+    """[R-ROOM-6] [R-ROOM-1] A direct conversation is created by ``dm`` for its two users and nobody else may join
+    it."""
     alice, bob, carol = await Raw.open(node, "alice"), await Raw.open(node, "bob"), await Raw.open(node, "carol")
     opened = await ok(alice, {"type": "dm", "user": "bob", "id": "d"})
     assert opened["room"] == "dm:alice:bob"

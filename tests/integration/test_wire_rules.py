@@ -150,3 +150,17 @@ async def test_http_and_websocket_sends_share_one_idempotency_key(embedded_node:
     assert retry["type"] == "ack" and retry["dup"] is True and retry["seq"] == first["message"]["seq"]
     assert (await node.backends.store.position("r")).head == 3
     await alice.close()
+
+
+async def test_a_token_in_the_url_authenticates_at_once_and_an_empty_one_does_not(embedded_node: Node) -> None:
+    """[R-AUTH-5] With ``?token=`` the server answers ``welcome`` at once (no ``auth`` frame); an empty
+    ``?token=`` counts as none, and the ``auth`` frame is expected."""
+    node = embedded_node
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(node.ws_url + "?token=" + node.tokens.issue("alice")) as ws:
+            welcome = await ws.receive_json(timeout=5)
+            assert welcome["type"] == "welcome" and welcome["user"] == "alice"
+        async with http.ws_connect(node.ws_url + "?token=") as ws:
+            await ws.send_str(json.dumps({"type": "auth", "token": node.tokens.issue("bob")}))
+            welcome = await ws.receive_json(timeout=5)
+            assert welcome["type"] == "welcome" and welcome["user"] == "bob"
