@@ -99,6 +99,8 @@ def test_the_audience_is_enforced_when_configured() -> None:
 
 
 def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
+    """[R-SEC-1] Only the configured key's algorithms pass: an HS256 token "signed" with the RSA public key is
+    refused."""
     private, public = _rsa()
     issuer = TokenAuthority(private_key=private, public_key=public)
     server = TokenAuthority(public_key=public)
