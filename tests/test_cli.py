@@ -26,6 +26,7 @@ def test_version() -> None:
 
 
 def test_the_development_login_is_refused_on_a_public_address(tmp_path: Path) -> None:
+    """[R-SEC-2] Development mode on a non-loopback host: one line and exit status 2."""
     result = roost("serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
@@ -76,6 +77,7 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
 
 
 async def test_insecure_dev_login_starts_and_says_so(tmp_path: Path) -> None:
+    """[R-SEC-2] With --insecure-dev-login it starts anyway and logs a WARNING that the login is open."""
     from .integration.procs import ServerProcess
 
     (tmp_path / "data").mkdir()

@@ -14,6 +14,7 @@ Conventions the doc follows (and this test relies on):
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import typing
@@ -23,9 +24,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from roost.protocol import frames
+from roost.protocol import frames, spec
 from roost.protocol.codes import Code
-from roost.protocol.errors import ProtocolError
+from roost.protocol.errors import UNAVAILABLE_RETRY_AFTER_S, ProtocolError
 from roost.protocol.types import Message
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
@@ -214,3 +215,171 @@ def test_the_limits_in_the_doc_are_the_servers() -> None:
     for value in (limits.max_body_bytes, limits.max_frame_bytes, limits.max_history_page, limits.outbox_frames):
         assert str(value) in text, value
     assert f"{limits.sends_per_s:g} per second" in text and f"up to {limits.send_burst}" in text
+
+
+# ---- the machine-readable definition (roost.protocol.spec) and the tables generated from it ----------
+
+JSON_DOC = DOC.parent / "protocol.json"
+
+
+@pytest.fixture(scope="module")
+def definition() -> dict[str, Any]:
+    return spec.build()
+
+
+def test_protocol_json_is_what_the_spec_generates(definition: dict[str, Any]) -> None:
+    """docs/protocol.json is checked in; regenerating it from the server's types gives the same bytes."""
+    assert JSON_DOC.read_text(encoding="utf-8") == spec.render(definition), (
+        "docs/protocol.json is stale: run scripts/gen_protocol_doc.py"
+    )
+
+
+def test_roost_spec_prints_protocol_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from roost.cli import main
+
+    main(["spec"])
+    assert capsys.readouterr().out == JSON_DOC.read_text(encoding="utf-8")
+
+
+def test_the_generated_tables_of_the_doc_are_current(doc: str, definition: dict[str, Any]) -> None:
+    """The code and limit tables between the marker comments are exactly a regeneration."""
+    assert spec.splice(doc, spec.doc_regions(definition)) == doc, (
+        "a generated table of docs/protocol.md is stale: run scripts/gen_protocol_doc.py"
+    )
+
+
+def test_the_definition_covers_every_frame_code_and_limit(definition: dict[str, Any]) -> None:
+    from roost.config import Limits
+
+    assert [f["struct"] for f in definition["frames"]["client"]] == [c.__name__ for c in CLIENT_FRAMES]
+    assert [f["struct"] for f in definition["frames"]["server"]] == [c.__name__ for c in SERVER_FRAMES]
+    for side, classes in (("client", CLIENT_FRAMES), ("server", SERVER_FRAMES)):
+        for frame, cls in zip(definition["frames"][side], classes, strict=True):
+            assert [f["name"] for f in frame["fields"]] == list(_fields(cls))
+    assert [c["code"] for c in definition["codes"]] == [int(c) for c in Code]
+    assert all(c["meaning"] for c in definition["codes"]), "every code needs its docstring in codes.py"
+    assert [limit["name"] for limit in definition["limits"]] == list(Limits.__dataclass_fields__)
+    ordered = definition["ordering"]
+    assert sorted(ordered["writes"] + ordered["pipelined"] + ordered["control"]) == sorted(
+        _tag(c) for c in CLIENT_FRAMES
+    )
+    # The JSON Schema part validates what the decoders accept: every example frame fits one of its types.
+    schema = definition["json_schema"]
+    assert set(schema["$defs"]) >= {cls.__name__ for cls in (*CLIENT_FRAMES, *SERVER_FRAMES)}
+
+
+def test_retry_rules_follow_the_error_classes(definition: dict[str, Any]) -> None:
+    """4429 carries the rate limiter's wait, 4503 a fixed floor, nothing else a ``retry_after_s``."""
+    by_code = {c["code"]: c for c in definition["codes"]}
+    assert by_code[4429]["retry_after"] == "computed" and by_code[4429]["retryable"]
+    assert by_code[4503]["retry_after"] == "fixed" and by_code[4503]["retry_after_s"] == UNAVAILABLE_RETRY_AFTER_S
+    assert {c for c, v in by_code.items() if v["retry_after"] != "none"} == {4429, 4503}
+    assert {c for c, v in by_code.items() if v["retryable"]} == {int(c) for c in Code if c.retryable}
+
+
+def _table(section: str) -> list[list[str]]:
+    """The cells of the first Markdown table of ``section`` (header and rule lines dropped)."""
+    rows: list[list[str]] = []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+        elif rows:
+            break
+    return rows[2:]
+
+
+@pytest.mark.parametrize(("heading", "side"), [("Client frames", "client"), ("Server frames", "server")])
+def test_the_field_tables_are_the_definitions_cell_by_cell(
+    doc: str, definition: dict[str, Any], heading: str, side: str
+) -> None:
+    """Each frame's table lists its fields in order, with the type the definition gives (``?``: absent or null)."""
+    sections = _sections(doc, heading)
+    for frame in definition["frames"][side]:
+        rows = [(name.strip("`"), kind) for name, kind, *_ in _table(sections[frame["type"]])]
+        wanted = [(field["name"], spec.doc_type(field)) for field in frame["fields"]]
+        assert rows == wanted, f"{heading} `{frame['type']}`: table {rows} != definition {wanted}"
+
+
+def test_the_code_table_says_which_codes_carry_retry_after(doc: str, definition: dict[str, Any]) -> None:
+    """The hand-written code table, cell by cell: code and name in order, ``retry_after_s`` where it is sent."""
+    section = doc.split("## 12. Error and close codes", 1)[1]
+    rows = [row for row in _table(section) if re.fullmatch(r"4\d{3}", row[0])]
+    assert [(int(r[0]), r[1].strip("`")) for r in rows] == [(c["code"], c["name"]) for c in definition["codes"]]
+    for row, code in zip(rows, definition["codes"], strict=True):
+        delivered = row[3]
+        assert ("`retry_after_s`" in delivered) == (code["retry_after"] != "none"), row
+
+
+def _isinstance_classes(call: ast.Call) -> set[str]:
+    """``frames.X`` names in ``isinstance(frame, frames.A | frames.B)``."""
+    return {n.attr for n in ast.walk(call.args[1]) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+
+
+def test_the_ordering_classes_are_the_gateways_dispatch(definition: dict[str, Any]) -> None:
+    """The spec's writes/pipelined/control classes are the ones Session.receive dispatches on."""
+    source = (Path(__file__).resolve().parents[1] / "src" / "roost" / "gateway" / "session.py").read_text()
+    tree = ast.parse(source)
+    receive = next(n for n in ast.walk(tree) if isinstance(n, ast.AsyncFunctionDef) and n.name == "receive")
+    dispatch = [
+        _isinstance_classes(node.test)
+        for node in ast.walk(receive)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Call) and ast.unparse(node.test.func) == "isinstance"
+    ]
+    writes = next((found for found in dispatch if "Send" in found), None)
+    pipelined = next((found for found in dispatch if "Ping" in found), None)
+    assert writes and pipelined, "Session.receive no longer dispatches with isinstance on frames: update this test"
+    names = {cls.__name__: _tag(cls) for cls in CLIENT_FRAMES}
+    assert sorted(names[n] for n in writes) == sorted(definition["ordering"]["writes"])
+    assert sorted(names[n] for n in pipelined) == sorted(definition["ordering"]["pipelined"])
+
+
+# ---- rule ids: every normative rule of the prose has a test that names it ------------------------------
+
+TESTS = Path(__file__).resolve().parent
+RULE_DOCS = (DOC, DOC.parent / "security.md")
+RULE_ID = re.compile(r"\bR-([A-Z]+)-(\d+)\b")
+
+
+def _areas(doc: str) -> set[str]:
+    """The fixed list of rule areas, declared at the top of protocol.md as ``AREA``: meaning items."""
+    match = re.search(r"^Rule areas: (.*?)\n\n", doc, re.M | re.S)
+    assert match is not None, "protocol.md declares its rule areas in a paragraph starting 'Rule areas: '"
+    return set(re.findall(r"`([A-Z]+)`", match.group(1)))
+
+
+def _rules_in_docs() -> dict[str, str]:
+    """Every ``[R-AREA-N]`` tag in the docs, by id, with the file it is in; an id is defined once."""
+    found: dict[str, str] = {}
+    for path in RULE_DOCS:
+        for match in re.finditer(r"\[(R-[A-Z]+-\d+)\]", path.read_text(encoding="utf-8")):
+            assert match.group(1) not in found, f"{match.group(1)} is defined twice"
+            found[match.group(1)] = path.name
+    return found
+
+
+def _rules_named_by_tests() -> dict[str, list[str]]:
+    """Rule ids in the docstrings of test functions under tests/, with the tests that name each."""
+    named: dict[str, list[str]] = {}
+    for path in sorted(TESTS.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
+                for match in RULE_ID.finditer(ast.get_docstring(node) or ""):
+                    named.setdefault(match.group(0), []).append(f"{path.relative_to(TESTS)}::{node.name}")
+    return named
+
+
+def test_every_rule_of_the_docs_is_named_by_a_test(doc: str) -> None:
+    """A rule id in protocol.md or security.md that no test's docstring names is a promise nothing checks."""
+    rules, named = _rules_in_docs(), _rules_named_by_tests()
+    assert len(rules) >= 30, "the rule tags are gone from the docs"
+    areas = _areas(doc)
+    assert not {r for r in rules if r.split("-")[1] not in areas}, f"areas must be one of {sorted(areas)}"
+    untested = sorted(set(rules) - set(named))
+    assert not untested, f"rules no test names in its docstring: {untested}"
+
+
+def test_every_rule_a_test_names_is_in_the_docs() -> None:
+    """A test that names a rule id the docs do not define points at nothing (a typo, or a removed rule)."""
+    rules = _rules_in_docs()
+    unknown = {rule: tests for rule, tests in _rules_named_by_tests().items() if rule not in rules}
+    assert not unknown, f"tests name rules the docs do not have: {unknown}"

@@ -1,4 +1,4 @@
-"""``roost``: serve, config, token, chaos, bench.
+"""``roost``: serve, config, spec, token, chaos, bench.
 
 For ``serve`` and ``config show`` flags override ``ROOST_*`` variables, which override a ``--config`` TOML
 file, which overrides the defaults (config_sources.py holds the one table of settings)."""
@@ -22,6 +22,8 @@ from .config import Limits, Settings
 from .config_sources import OPTIONS, ConfigError, environment, limit_fields, reference, resolve
 from .logs import configure as configure_logs
 from .protocol.errors import Unavailable, UsageError
+from .protocol.spec import build as build_spec
+from .protocol.spec import render as render_spec
 
 __all__ = ["main"]
 
@@ -80,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="run every target this many times, alternating their order; the report adds CPU per frame over rounds",
     )
+
+    sub.add_parser("spec", help="print the protocol's machine-readable definition (docs/protocol.json)")
 
     token = sub.add_parser("token", help="print a token for USER (signed with the data directory's secret)")
     token.add_argument("user")
@@ -350,6 +354,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_chaos(args))
     elif args.command == "bench":
         sys.exit(_bench(args))
+    elif args.command == "spec":
+        sys.stdout.write(render_spec(build_spec()))
     elif args.command == "token":
         secret = args.secret or load_or_create_secret(Path(args.data_dir))
         claims = {"roles": ["admin"]} if args.admin else {}

@@ -8,9 +8,7 @@ mistake (an unknown key, a value of the wrong type) is one line naming it, never
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Limits
+from .protocol.spec import attribute_docs
 
 __all__ = ["OPTIONS", "ConfigError", "Option", "limit_fields", "reference", "resolve"]
 
@@ -197,15 +196,7 @@ def environment() -> dict[str, str]:
 
 def _limit_docs() -> dict[str, str]:
     """Each Limits field's docstring (the string right after it in the class body)."""
-    body = ast.parse(inspect.getsource(Limits)).body[0]
-    assert isinstance(body, ast.ClassDef)
-    docs: dict[str, str] = {}
-    for node, after in zip(body.body, body.body[1:], strict=False):
-        named = isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-        if named and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
-            assert isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-            docs[node.target.id] = " ".join(str(after.value.value).split())
-    return docs
+    return attribute_docs(Limits)
 
 
 def _shown(value: Any) -> str:

@@ -23,6 +23,7 @@ async def collect_until_head(raw: Raw, room: str, head: int, timeout: float = 20
 
 
 async def test_messages_sent_during_catch_up_are_neither_lost_nor_duplicated(node: Node) -> None:
+    """[R-ORDER-4] Messages stored during a catch-up arrive exactly once, in seq order, without gaps."""
     await make_room(node, "alice", "r", "bob")
     for i in range(1500):  # a backlog of three catch-up pages
         await node.service.send("alice", "r", f"pre{i}", f"pre {i}")
@@ -53,6 +54,8 @@ async def test_messages_sent_during_catch_up_are_neither_lost_nor_duplicated(nod
 
 
 async def test_catch_up_ends_with_live_and_then_passes_new_messages(node: Node) -> None:
+    """[R-SUB-1] ``subscribed``, the backlog after the cursor, ``live`` with the last seq sent, then new messages
+    live."""
     await make_room(node, "alice", "r", "bob")
     for i in range(5):
         await node.service.send("alice", "r", f"c{i}", str(i))
@@ -69,11 +72,13 @@ async def test_catch_up_ends_with_live_and_then_passes_new_messages(node: Node) 
 
 
 async def test_subscribe_without_cursor_starts_at_the_head(node: Node) -> None:
+    """[R-SUB-2] Without ``after`` there is no backlog: the server starts at the head and says which in
+    ``subscribed.after``."""
     await make_room(node, "alice", "r", "bob")
     await node.service.send("alice", "r", "old", "old")
     bob = await Raw.open(node, "bob")
     sub = await bob.request({"type": "subscribe", "room": "r", "id": "s"})
-    assert sub["head"] == 3
+    assert sub["head"] == 3 and sub["after"] == 3
     assert (await bob.recv())["type"] == "live"
     await node.service.send("alice", "r", "new", "new")
     assert (await bob.recv())["body"] == "new"
@@ -81,6 +86,8 @@ async def test_subscribe_without_cursor_starts_at_the_head(node: Node) -> None:
 
 
 async def test_a_cursor_from_another_epoch_gets_a_resync_signal_not_a_hole(node: Node) -> None:
+    """[R-RESYNC-1] A cursor of another epoch gets 4410 with the room's position, and a subscribe in that epoch
+    works."""
     await make_room(node, "alice", "r")
     alice = await Raw.open(node, "alice")
     reply = await alice.request({"type": "subscribe", "room": "r", "after": 1, "epoch": "not-this-one", "id": "s"})
@@ -92,6 +99,8 @@ async def test_a_cursor_from_another_epoch_gets_a_resync_signal_not_a_hole(node:
 
 
 async def test_a_cursor_behind_trimmed_history_gets_a_resync_signal(node: Node) -> None:
+    """[R-RESYNC-1] A cursor below ``first - 1`` gets 4410 with ``first`` and ``head``; resubscribing from ``first - 1``
+    works."""
     await make_room(node, "alice", "r")
     for i in range(10):
         await node.service.send("alice", "r", f"c{i}", str(i))
@@ -107,7 +116,7 @@ async def test_a_cursor_behind_trimmed_history_gets_a_resync_signal(node: Node) 
 
 
 async def test_a_lost_tail_is_repaired_by_the_head_check(node: Node) -> None:
-    """A message stored but never published (a crash between commit and publish) still arrives."""
+    """[R-ORDER-4] A message stored but never published (a crash between commit and publish) still arrives."""
     await make_room(node, "alice", "r", "bob")
     bob = await Raw.open(node, "bob")
     await bob.request({"type": "subscribe", "room": "r", "id": "s"})
@@ -121,6 +130,7 @@ async def test_a_lost_tail_is_repaired_by_the_head_check(node: Node) -> None:
 
 
 async def test_idempotency_outlives_retention(node: Node) -> None:
+    """[R-SEND-1] The idempotency key of a trimmed message still answers a retry (and 4409 for another body)."""
     await make_room(node, "alice", "r")
     first = await node.service.send("alice", "r", "early", "early bird")
     for i in range(5):
@@ -146,6 +156,8 @@ async def test_a_cursor_ahead_of_the_head_gets_a_resync_signal(node: Node) -> No
 
 
 async def test_leaving_ends_the_users_subscriptions_everywhere(node: Node) -> None:
+    """[R-ORDER-4] The user's own ``leave`` (from any connection) ends the subscription: the ``leave`` message, then
+    4403 without ``ref``."""
     await make_room(node, "alice", "r", "bob")
     phone, laptop = await Raw.open(node, "bob"), await Raw.open(node, "bob")
     for device in (phone, laptop):

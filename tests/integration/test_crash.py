@@ -39,6 +39,7 @@ async def read_all(url: str, tok: str, room: str) -> list[dict]:  # type: ignore
 
 
 async def test_kill_9_mid_stream_loses_no_acked_message(tmp_path: Path) -> None:
+    """[R-SEND-4] An acked message survives ``kill -9`` of the server in the middle of a stream of sends."""
     data = tmp_path / "data"
     server = ServerProcess(data)
     await server.start()

@@ -23,6 +23,8 @@ async def api(node: Node, method: str, path: str, user: str | None, body: Any = 
 
 
 async def test_history_after_before_and_limit(node: Node) -> None:
+    """[R-HIST-1] ``after``: the oldest page above it; ``before``: the newest below it; neither: the newest ``limit``
+    messages."""
     await make_room(node, "alice", "r")
     for i in range(30):
         await node.service.send("alice", "r", f"c{i}", str(i))
@@ -67,6 +69,8 @@ async def test_since_ts_is_accepted_for_compatibility(node: Node) -> None:
 
 
 async def test_multi_room_sync_in_one_call(node: Node) -> None:
+    """[R-HTTP-2] ``POST /api/sync`` pages several rooms at once; a room that fails is an ``error`` entry, not a failed
+    request."""
     await make_room(node, "alice", "a")
     await make_room(node, "alice", "b")
     await make_room(node, "bob", "c")
@@ -82,6 +86,7 @@ async def test_multi_room_sync_in_one_call(node: Node) -> None:
 
 
 async def test_http_send_is_idempotent_and_errors_carry_codes(node: Node) -> None:
+    """[R-HTTP-1] [R-CODE-1] HTTP errors are ``{"error": {"code", "reason"}}`` with the status ``code - 4000``."""
     await make_room(node, "alice", "r")
     status, first = await api(node, "POST", "/api/rooms/r/messages", "alice", {"cmid": "h1", "body": "via http"})
     assert status == 201 and first["message"]["seq"] == 2 and first["duplicate"] is False

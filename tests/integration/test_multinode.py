@@ -236,6 +236,7 @@ async def open_room(room: str, owner: Client, *others: Client) -> None:
 async def test_clients_on_different_nodes_see_one_identical_order(
     engine: Engine, nodes_factory: Callable[[Engine, int], Awaitable[list[ServerProcess]]], tmp_path: Path
 ) -> None:
+    """[R-ORDER-1] Clients on three nodes sending to one room all receive one identical, dense order."""
     nodes = await nodes_factory(engine, 3)
     tok = await tokens(tmp_path, "alice", "bob", "carol")
     async with (

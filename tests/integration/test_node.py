@@ -17,6 +17,7 @@ from .wsutil import Raw
 
 
 async def test_idempotency_holds_across_a_restart(settings: Settings) -> None:
+    """[R-SEND-1] The idempotency key outlives a restart of the server."""
     async with serve(settings) as node:
         await make_room(node, "alice", "r")
         first = await node.service.send("alice", "r", "k1", "survives restarts")
@@ -29,6 +30,7 @@ async def test_idempotency_holds_across_a_restart(settings: Settings) -> None:
 
 
 async def test_typing_reaches_subscribers_and_is_never_stored(node: Node) -> None:
+    """[R-TYPING-1] A typing event reaches the room's followers and stores nothing (the head does not move)."""
     await make_room(node, "alice", "r", "bob")
     bob = await Raw.open(node, "bob")
     await bob.request({"type": "subscribe", "room": "r", "id": "s"})
@@ -71,6 +73,7 @@ async def test_a_connection_is_closed_when_its_token_expires(node: Node) -> None
 
 
 async def test_an_unauthenticated_connection_times_out(settings: Settings) -> None:
+    """[R-AUTH-2] [R-AUTH-3] No ``auth`` frame within the auth timeout: a 4408 error frame, then a close with 4408."""
     async with (
         serve(with_limits(settings, auth_timeout_s=0.3)) as node,
         aiohttp.ClientSession() as http,

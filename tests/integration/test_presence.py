@@ -14,6 +14,8 @@ from .wsutil import Raw
 
 
 async def test_followers_see_each_other_come_and_go(node: Node) -> None:
+    """[R-PRESENCE-1] Following a room brings one ``online`` per user online there (oneself included), then only
+    changes; nothing is stored."""
     await make_room(node, "alice", "r", "bob")
     alice = await Raw.open(node, "alice")
     alice.skip_types = set()

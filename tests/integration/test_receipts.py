@@ -13,6 +13,8 @@ from .wsutil import Raw
 
 
 async def test_read_position_is_shared_by_a_users_devices(node: Node) -> None:
+    """[R-READ-1] One read position per user and room, shared by the user's devices: it never moves back, and
+    a seq beyond the head is taken as the head."""
     await make_room(node, "alice", "r", "bob")
     for i in range(8):
         await node.service.send("alice", "r", f"c{i}", f"m{i}")  # seqs 3..10
@@ -28,6 +30,8 @@ async def test_read_position_is_shared_by_a_users_devices(node: Node) -> None:
     _, rooms = await api(node, "GET", "/api/rooms", "bob")
     assert rooms["unread"]["r"] == {"head": 10, "read": 7, "unread": 3}
     await phone.request({"type": "read", "room": "r", "seq": 4, "id": "2"})  # never moves back
+    _, rooms = await api(node, "GET", "/api/rooms", "bob")
+    assert rooms["unread"]["r"]["read"] == 7
     status, body = await api(node, "POST", "/api/rooms/r/read", "bob", {"seq": 99})  # clamped to the head
     assert status == 200 and body["read"] == 10
     _, seen = await api(node, "GET", "/api/rooms/r/receipts", "alice")

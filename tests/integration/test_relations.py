@@ -95,6 +95,7 @@ async def test_a_member_who_was_offline_catches_up_and_folds_to_the_final_state(
 
 
 async def test_only_the_sender_edits_and_a_stranger_cannot_delete(node: Node) -> None:
+    """[R-REL-3] Only the sender may edit (4403 for anyone else); a member who is not a moderator may not delete."""
     await make_room(node, "alice", "r", "bob", "carol")
     sent = await node.service.send("bob", "r", "b1", "bob's words")
     head = (await node.backends.store.position("r")).head
@@ -116,6 +117,7 @@ async def test_only_the_sender_edits_and_a_stranger_cannot_delete(node: Node) ->
 
 
 async def test_a_room_admin_may_delete_others_messages_and_a_member_may_not(node: Node) -> None:
+    """[R-REL-3] A moderator (a room admin) may delete others' messages; a plain member may not."""
     await make_room(node, "alice", "r", "bob")
     await node.service.join("carol", "r")
     first = await node.service.send("bob", "r", "b1", "one")
@@ -142,6 +144,8 @@ async def test_a_moderator_flag_lets_an_admin_api_delete(node: Node) -> None:
     [("deleted", Code.CONFLICT), ("missing", Code.UNKNOWN_ROOM), ("join", Code.BAD_FRAME), ("edit", Code.BAD_FRAME)],
 )
 async def test_an_edit_of_a_bad_target_is_refused_with_a_stable_code(node: Node, case: str, code: Code) -> None:
+    """[R-REL-1] [R-REL-4] A target that is missing (4404), not a text (4400) or deleted (4409) is refused, and nothing
+    is stored."""
     await make_room(node, "alice", "r")
     sent = await node.service.send("alice", "r", "a1", "text")
     edit = await node.service.edit("alice", "r", sent.message.seq, "text 2", "e1")
@@ -165,6 +169,8 @@ async def test_an_edit_of_a_bad_target_is_refused_with_a_stable_code(node: Node,
 
 
 async def test_retries_are_duplicates_of_the_original_event(node: Node) -> None:
+    """[R-REL-4] [R-REL-5] Retried edits, reactions and deletes are answered with the original event and ``dup:
+    true``."""
     await make_room(node, "alice", "r", "bob")
     sent = await node.service.send("alice", "r", "a1", "text")
     target = sent.message.seq
@@ -204,6 +210,7 @@ async def test_retries_are_duplicates_of_the_original_event(node: Node) -> None:
 
 
 async def test_a_non_member_can_neither_edit_nor_delete_nor_react(node: Node) -> None:
+    """[R-REL-2] Only members may edit, delete or react: anyone else gets 4403 and nothing is stored."""
     await make_room(node, "alice", "r")
     sent = await node.service.send("alice", "r", "a1", "members only")
     head = (await node.backends.store.position("r")).head
@@ -221,6 +228,8 @@ async def test_a_non_member_can_neither_edit_nor_delete_nor_react(node: Node) ->
 
 
 async def test_history_serves_a_deleted_message_and_its_edits_as_tombstones(node: Node) -> None:
+    """[R-REL-6] Every form of ``history`` and a retried send serve a deleted message, and its edits, without their
+    text."""
     await make_room(node, "alice", "r")
     sent = await node.service.send("alice", "r", "a1", "secret one")
     await node.service.edit("alice", "r", sent.message.seq, "secret two", "e1")
@@ -238,6 +247,7 @@ async def test_history_serves_a_deleted_message_and_its_edits_as_tombstones(node
 
 
 async def test_edit_delete_and_react_over_http(node: Node) -> None:
+    """[R-REL-6] The HTTP forms of edit, delete and react; the page read after a delete serves the tombstone."""
     await make_room(node, "alice", "r", "bob")
     sent = await node.service.send("alice", "r", "a1", "over http")
     seq = sent.message.seq
@@ -354,6 +364,7 @@ async def test_the_sdk_edits_deletes_reacts_and_folds_what_it_missed(node: Node)
 
 
 async def test_edits_deletes_and_reactions_share_the_send_rate_limit(embedded_settings: Settings) -> None:
+    """[R-REL-2] Edits, deletes and reactions take from the same per-user bucket as sends (4429)."""
     from roost.node import serve
 
     from ..conftest import with_limits
@@ -378,6 +389,7 @@ async def test_edits_deletes_and_reactions_share_the_send_rate_limit(embedded_se
 
 
 async def test_a_trimmed_target_is_unknown(node: Node) -> None:
+    """[R-REL-1] A target trimmed by retention is 4404 (no longer kept), like one that never existed."""
     await make_room(node, "alice", "r")
     old = await node.service.send("alice", "r", "a1", "old")
     for i in range(3):

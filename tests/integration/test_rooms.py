@@ -48,6 +48,8 @@ async def events(node: Node, room: str, after: int = 0) -> list[tuple[str, str, 
 
 
 async def test_a_private_room_is_unlisted_and_joined_only_by_invitation(node: Node) -> None:
+    """[R-ROOM-7] [R-ROOM-1] A private room is not listed and is joined only with an invitation, which the join uses
+    up."""
     alice, bob = await Raw.open(node, "alice"), await Raw.open(node, "bob")
     await ok(alice, {"type": "create", "room": "plans", "kind": "private", "id": "c"})
     await ok(alice, {"type": "create", "room": "lobby", "id": "c2"})
@@ -79,6 +81,8 @@ async def test_a_private_room_is_unlisted_and_joined_only_by_invitation(node: No
 
 
 async def test_a_kicked_member_loses_the_live_subscription_and_every_access(node: Node) -> None:
+    """[R-ROOM-3] [R-ROOM-4] A kick removes the member (who may join a public room again) and ends their subscription:
+    the ``kick`` message, then 4403."""
     await node.service.create_room("alice", "r")
     await node.service.join("bob", "r")
     await node.service.send("alice", "r", "c1", "before the kick")
@@ -115,6 +119,7 @@ async def test_a_kicked_member_loses_the_live_subscription_and_every_access(node
 
 
 async def test_a_ban_refuses_joins_and_invitations_until_unban(node: Node) -> None:
+    """[R-ROOM-3] A ban removes the member and refuses their joins and invitations until ``unban``."""
     await node.service.create_room("alice", "r")
     await node.service.join("bob", "r")
     alice, bob = await Raw.open(node, "alice"), await Raw.open(node, "bob")
@@ -143,6 +148,7 @@ async def test_a_ban_refuses_joins_and_invitations_until_unban(node: Node) -> No
 
 
 async def test_roles_decide_who_may_moderate_whom(node: Node) -> None:
+    """[R-ROOM-2] Owners and admins moderate; a kick or ban needs a higher role than the target's."""
     await node.service.create_room("alice", "r")
     for user in ("bob", "carol", "dave"):
         await node.service.join(user, "r")
@@ -183,6 +189,8 @@ async def test_roles_decide_who_may_moderate_whom(node: Node) -> None:
 
 
 async def test_a_direct_conversation_has_exactly_its_two_users(node: Node) -> None:
+    """[R-ROOM-6] [R-ROOM-1] A direct conversation is created by ``dm`` for its two users and nobody else may join
+    it."""
     alice, bob, carol = await Raw.open(node, "alice"), await Raw.open(node, "bob"), await Raw.open(node, "carol")
     opened = await ok(alice, {"type": "dm", "user": "bob", "id": "d"})
     assert opened["room"] == "dm:alice:bob"
@@ -276,6 +284,7 @@ async def test_an_offline_member_converges_on_membership_from_the_sequence(node:
 
 
 async def test_a_kick_on_one_node_ends_the_subscription_on_another(shared: Settings) -> None:
+    """[R-ROOM-4] A kick on one node ends the member's subscription on another: the ``kick`` message, then 4403."""
     async with serve(shared) as one, serve(replace(shared, data_dir=shared.data_dir + "-2")) as two:
         await one.service.create_room("alice", "r", "private")
         await one.service.invite("alice", "r", "bob")
@@ -296,3 +305,26 @@ async def test_a_kick_on_one_node_ends_the_subscription_on_another(shared: Setti
         assert not [f for f in bob.frames if f.get("body") == "bob is gone"]
         await alice.close()
         await bob.close()
+
+
+async def test_repeating_a_membership_change_stores_nothing(node: Node) -> None:
+    """[R-ROOM-5] Joining a room one is in, leaving a room one is not in, or repeating an invitation, ban or
+    unban is answered ``ok`` and stores nothing."""
+    await node.service.create_room("alice", "plans", "private")
+    await node.service.create_room("alice", "lobby")
+    alice, bob = await Raw.open(node, "alice"), await Raw.open(node, "bob")
+    await ok(alice, {"type": "invite", "room": "plans", "user": "bob", "id": "i1"})
+    await ok(alice, {"type": "ban", "room": "lobby", "user": "carol", "id": "b1"})
+    await ok(bob, {"type": "join", "room": "lobby", "id": "j1"})
+    plans, lobby = await head(node, "plans"), await head(node, "lobby")
+    await ok(alice, {"type": "invite", "room": "plans", "user": "bob", "id": "i2"})
+    await ok(alice, {"type": "ban", "room": "lobby", "user": "carol", "id": "b2"})
+    await ok(bob, {"type": "join", "room": "lobby", "id": "j2"})
+    await ok(bob, {"type": "leave", "room": "plans", "id": "l1"})  # invited, never joined: not a member
+    assert (await head(node, "plans"), await head(node, "lobby")) == (plans, lobby)
+    await ok(alice, {"type": "unban", "room": "lobby", "user": "carol", "id": "u1"})
+    lobby = await head(node, "lobby")
+    await ok(alice, {"type": "unban", "room": "lobby", "user": "carol", "id": "u2"})
+    assert await head(node, "lobby") == lobby
+    await alice.close()
+    await bob.close()

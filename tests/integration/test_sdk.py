@@ -79,6 +79,8 @@ async def test_a_receiver_that_loses_its_connection_resumes_without_loss_or_dupl
 
 
 async def test_the_outbox_resends_with_the_same_id_and_nothing_is_stored_twice(node: Node) -> None:
+    """[R-CLIENT-2] After each reconnect the outbox resends every unacked entry with the same ``cmid``: each is
+    stored once."""
     await make_room(node, "alice", "r")
     async with connect(node.ws_url, node.tokens.issue("alice"), initial_backoff_s=0.01) as alice:
 
@@ -98,6 +100,7 @@ async def test_the_outbox_resends_with_the_same_id_and_nothing_is_stored_twice(n
 
 
 async def test_a_gap_on_the_live_stream_is_filled_from_history(node: Node) -> None:
+    """[R-CLIENT-3] A ``msg`` beyond ``cursor + 1`` reveals a gap, which the client fills from ``history`` first."""
     await make_room(node, "alice", "r")
     async with connect(node.ws_url, node.tokens.issue("alice")) as alice:
         await alice.subscribe("r", after=1)

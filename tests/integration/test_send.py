@@ -73,6 +73,7 @@ async def test_a_failed_write_is_an_error_to_the_sender_and_nothing_is_published
 
 
 async def test_concurrent_senders_get_a_dense_unique_sequence(node: Node) -> None:
+    """[R-ORDER-1] Concurrent senders get seqs 1, 2, 3, ... without holes or duplicates."""
     users = [f"u{i}" for i in range(8)]
     await make_room(node, "owner", "r", *users)
     clients = [await Raw.open(node, u) for u in users]
@@ -94,6 +95,7 @@ async def test_concurrent_senders_get_a_dense_unique_sequence(node: Node) -> Non
 
 
 async def test_each_client_sees_its_own_sends_in_order(node: Node) -> None:
+    """[R-ORDER-2] Pipelined sends of one connection to one room are stored, and acked, in the order sent."""
     await make_room(node, "alice", "r")
     alice = await Raw.open(node, "alice")
     for i in range(100):
@@ -106,6 +108,8 @@ async def test_each_client_sees_its_own_sends_in_order(node: Node) -> None:
 
 
 async def test_a_retry_returns_the_original_and_stores_nothing_new(node: Node) -> None:
+    """[R-SEND-2] [R-SEND-3] Same key and body: the original seq and ts with ``dup: true``; same key, another body:
+    4409; nothing stored."""
     await make_room(node, "alice", "r")
     alice = await Raw.open(node, "alice")
     first = await alice.request({"type": "send", "room": "r", "cmid": "x", "body": "once", "id": "1"})
@@ -119,6 +123,7 @@ async def test_a_retry_returns_the_original_and_stores_nothing_new(node: Node) -
 
 
 async def test_the_same_cmid_from_another_user_is_another_message(node: Node) -> None:
+    """[R-SEND-1] The key is ``(room, sender, cmid)``: the same cmid from another user is another message."""
     await make_room(node, "alice", "r", "bob")
     a = await node.service.send("alice", "r", "same", "from alice")
     b = await node.service.send("bob", "r", "same", "from bob")
@@ -150,6 +155,8 @@ async def test_the_same_cmid_from_another_user_is_another_message(node: Node) ->
 async def test_bad_input_is_refused_with_a_stable_code_and_nothing_is_stored(
     node: Node, frame: str | bytes, code: Code
 ) -> None:
+    """[R-HIST-1] [R-WIRE-2] Bad frames (not one JSON object, missing fields, both ``after`` and ``before``, ...) get a
+    stable code; nothing is stored."""
     await make_room(node, "alice", "r")
     before = await node.backends.store.position("r")
     alice = await Raw.open(node, "alice")
@@ -181,6 +188,8 @@ async def test_non_members_can_neither_read_nor_write(node: Node) -> None:
 
 
 async def test_a_connection_must_authenticate(node: Node) -> None:
+    """[R-AUTH-3] A failed authentication is one error frame and a close with the same code (4401); nothing is served
+    before it."""
     import aiohttp
 
     async with aiohttp.ClientSession() as http:

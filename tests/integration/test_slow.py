@@ -61,6 +61,7 @@ async def test_a_slow_consumer_is_disconnected_and_recovers_from_the_store(tight
 
 
 async def test_a_dead_peer_is_detected_by_heartbeat(settings: Settings) -> None:
+    """[R-WIRE-6] A peer that never answers the server's WebSocket pings is disconnected within the heartbeat window."""
     async with serve(with_limits(settings, heartbeat_s=0.5)) as node:
         await _dead_peer(node)
 

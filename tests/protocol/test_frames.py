@@ -182,7 +182,7 @@ def test_relation_frames_with_missing_or_mistyped_fields_are_bad_frames(data: by
 
 
 def test_unknown_fields_are_ignored() -> None:
-    """Extra fields are skipped (forward compatibility), not an error."""
+    """[R-WIRE-4] Extra fields are skipped (forward compatibility), not an error."""
     assert decode_client(b'{"type":"join","room":"r","later":[1,{"a":null}]}') == Join("r")
 
 
@@ -304,7 +304,7 @@ def test_wrong_field_type_is_bad_frame(data: bytes) -> None:
 
 @pytest.mark.parametrize("data", [b"[]", b'[{"type":"ping"}]', b'"ping"', b"1", b"-0.5", b"null", b"true"], ids=repr)
 def test_non_object_json_is_bad_frame(data: bytes) -> None:
-    """A frame must be a JSON object."""
+    """[R-WIRE-2] A frame must be a JSON object."""
     bad_frame(data)
 
 
@@ -427,7 +427,7 @@ def test_split_accepts_str_and_skips_empty_parts() -> None:
 
 @given(st.lists(st.builds(Message, st_text, st.integers(1, 2**62), st_text, st_text, st.text(), st.integers(0))))
 def test_split_recovers_any_batch_of_messages(messages: list[Message]) -> None:
-    """Message bodies may hold newlines; encoded JSON never does, so a batch always splits cleanly."""
+    """[R-WIRE-3] Message bodies may hold newlines; encoded JSON never does, so a batch always splits cleanly."""
     batch = b"\n".join(encode(m) for m in messages)
     assert [decode_server(p) for p in split(batch)] == messages
 
@@ -476,13 +476,13 @@ def test_frames_are_msgspec_structs() -> None:
 
 @pytest.mark.parametrize("code", list(Code), ids=lambda c: c.name)
 def test_code_retryable_follows_the_range_rule(code: Code) -> None:
-    """44xx: fix the request (except 4429, after retry_after_s); 45xx: retry with backoff."""
+    """[R-CODE-2] 44xx: fix the request (except 4429, after retry_after_s); 45xx: retry with backoff."""
     assert code // 100 in (44, 45)
     assert code.retryable == (code // 100 == 45 or code is Code.RATE_LIMITED)
 
 
 def test_codes_are_private_websocket_close_codes() -> None:
-    """Every code lies in 4000-4999, so it doubles as a WebSocket close code."""
+    """[R-CODE-1] Every code lies in 4000-4999, so it doubles as a WebSocket close code."""
     assert all(4000 <= code <= 4999 for code in Code)
 
 
@@ -494,7 +494,7 @@ def test_code_values_are_unique() -> None:
 
 
 def test_code_last_digits_are_an_http_status() -> None:
-    """The last three digits are the nearest HTTP status: a 4xx for the client's fault, a 5xx for ours."""
+    """[R-CODE-1] The last three digits are the nearest HTTP status: a 4xx for the client's fault, a 5xx for ours."""
     for code in Code:
         assert 400 <= code - 4000 <= 599
         assert (code - 4000 >= 500) == code.retryable or code is Code.RATE_LIMITED

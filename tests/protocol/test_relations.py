@@ -48,6 +48,7 @@ class Room:
 
 
 def test_the_fold_applies_edits_deletes_and_reactions() -> None:
+    """[R-REL-7] The fold gives the final state: the latest own edit, deletions, reaction counts."""
     room = Room()
     room.add("alice", "join", "")
     a = room.text("alice", "helo")
@@ -68,6 +69,7 @@ def test_the_fold_applies_edits_deletes_and_reactions() -> None:
 
 
 def test_the_order_of_arrival_does_not_matter_only_the_seqs() -> None:
+    """[R-REL-7] Relations that arrive before their target, or in any order, fold by seq to the same state."""
     room = Room()
     a = room.text("alice", "one")
     room.edit("alice", a, "two")
@@ -84,6 +86,7 @@ def test_the_order_of_arrival_does_not_matter_only_the_seqs() -> None:
 
 
 def test_a_deletion_is_final_and_edits_by_others_do_not_count() -> None:
+    """[R-REL-7] A deletion is final (later edits are ignored) and only the sender's own edits count."""
     room = Room()
     a = room.text("alice", "mine")
     room.edit("mallory", a, "hijacked")  # the server refuses this; the fold does not trust that
@@ -138,6 +141,7 @@ def test_reaction_keys_fit_a_cmid_and_differ_by_generation() -> None:
 
 @given(st.lists(st.tuples(st.sampled_from(["bob", "carol"]), st.sampled_from(["👍", "🎉"]), st.booleans())))
 def test_the_last_react_or_unreact_of_each_user_and_emoji_wins(ops: list[tuple[str, str, bool]]) -> None:
+    """[R-REL-7] For each (sender, emoji) on a target the latest react/unreact counts."""
     room = Room()
     a = room.text("alice", "x")
     last: dict[tuple[str, str], bool] = {}

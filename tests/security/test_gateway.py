@@ -19,6 +19,8 @@ from ..integration.wsutil import Raw
 
 
 async def test_a_cross_site_websocket_is_refused(embedded_settings: Settings) -> None:
+    """[R-SEC-5] A WebSocket from a foreign Origin is refused (403); the server's own, listed ones and none are
+    allowed."""
     settings = replace(embedded_settings, allowed_origins=("https://chat.example.com",))
     async with serve(settings) as node, aiohttp.ClientSession() as http:
         token = node.tokens.issue("alice")
@@ -49,6 +51,7 @@ async def test_connections_per_user_are_limited(embedded_settings: Settings) -> 
 
 
 async def test_the_sender_is_the_token_never_the_frame(embedded_node: Node) -> None:
+    """[R-SEC-4] ``sender``/``user`` fields in a frame are ignored: the stored sender is the token's user."""
     node = embedded_node
     await make_room(node, "alice", "r", "mallory")
     mallory = await Raw.open(node, "mallory")

@@ -28,6 +28,8 @@ async def snapshot(node: Node, room: str) -> tuple[int, dict[str, int], list[str
 
 
 async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(embedded_node: Node) -> None:
+    """[R-SEC-3] Outsiders, kicked and banned users: every read, subscribe, send, receipt and moderation is 4403 over
+    WebSocket and HTTP, and nothing is stored."""
     node = embedded_node
     await node.service.create_room("alice", "private-room", "private")
     await node.service.invite("alice", "private-room", "kicked")

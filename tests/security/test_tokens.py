@@ -42,6 +42,7 @@ def _rsa() -> tuple[str, str]:
 
 
 def test_a_valid_hs256_token_names_its_user() -> None:
+    """[R-AUTH-1] An HS256 token's ``sub`` is the user, and it carries an expiry."""
     authority = TokenAuthority(SECRET)
     user, expires = authority.verify(authority.issue("alice"))
     assert user == "alice" and expires > time.time()
@@ -80,6 +81,8 @@ def test_the_admin_role_comes_only_from_a_signed_roles_claim(capsys: pytest.Capt
     ],
 )
 def test_bad_tokens_are_refused(make: object) -> None:
+    """[R-AUTH-1] A forged signature, an expired token, no ``exp``, another issuer, ``alg: none`` or garbage:
+    refused."""
     with pytest.raises(AuthError) as caught:
         TokenAuthority(SECRET).verify(make())  # type: ignore[operator]
     assert caught.value.code == Code.UNAUTHORIZED
@@ -96,6 +99,8 @@ def test_the_audience_is_enforced_when_configured() -> None:
 
 
 def test_rs256_with_a_public_key_and_no_algorithm_confusion() -> None:
+    """[R-SEC-1] Only the configured key's algorithms pass: an HS256 token "signed" with the RSA public key is
+    refused."""
     private, public = _rsa()
     issuer = TokenAuthority(private_key=private, public_key=public)
     server = TokenAuthority(public_key=public)

@@ -1,4 +1,5 @@
-"""Reconnect delays: exponential with full jitter, so a fleet of clients does not reconnect in step."""
+"""Reconnect and retry delays: exponential, each drawn uniformly from [d/2, d] (jitter), so a fleet of clients does
+not reconnect in step, and none waits less than half the current step."""
 
 from __future__ import annotations
 

@@ -1,0 +1,166 @@
+"""Rules of docs/protocol.md that belong to the gateway, not to an engine: checked on the embedded node.
+
+Each test names the rule ids it checks; tests/test_protocol_doc.py fails on a rule no test names.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from roost.node import Node
+from roost.protocol.codes import Code
+
+from .test_history import api
+from .test_send import make_room
+from .wsutil import Raw
+
+
+async def _frames_until_ref(raw: Raw, ref: str) -> list[dict[str, object]]:
+    """Every frame received up to and including the reply to ``ref`` (none skipped, unlike ``Raw.request``)."""
+    seen: list[dict[str, object]] = []
+    while not seen or seen[-1].get("ref") != ref:
+        seen.append(await raw.recv())
+    return seen
+
+
+async def test_a_binary_frame_fails_authentication_and_is_refused_after_it(embedded_node: Node) -> None:
+    """[R-WIRE-1] Text frames only: binary before authentication is 4401 and a close; after it, a 4400 error
+    frame and the connection stays."""
+    node = embedded_node
+    async with aiohttp.ClientSession() as http, http.ws_connect(node.ws_url) as ws:
+        await ws.send_bytes(json.dumps({"type": "auth", "token": node.tokens.issue("alice")}).encode())
+        error = await ws.receive_json(timeout=5)
+        assert error["type"] == "error" and error["code"] == Code.UNAUTHORIZED
+        await ws.receive(timeout=5)
+        assert ws.close_code == Code.UNAUTHORIZED
+    alice = await Raw.open(node, "alice")
+    await alice.send(json.dumps({"type": "ping", "id": "p"}).encode())
+    error = await alice.until(lambda f: f["type"] == "error")
+    assert error["code"] == Code.BAD_FRAME
+    assert (await alice.request({"type": "ping", "id": "q"}))["type"] == "pong"
+    await alice.close()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"ping","id":"a"}\n{"type":"ping","id":"b"}',
+        '[{"type":"ping","id":"a"}]',
+        '"ping"',
+    ],
+    ids=["two-objects", "array", "string"],
+)
+async def test_a_client_sends_one_json_object_per_frame(embedded_node: Node, frame: str) -> None:
+    """[R-WIRE-2] Client to server, one JSON object per WebSocket frame: several objects separated by newlines,
+    an array or anything else is 4400, and none of it is carried out."""
+    alice = await Raw.open(embedded_node, "alice")
+    await alice.send(frame)
+    await alice.send({"type": "ping", "id": "after"})
+    seen = await _frames_until_ref(alice, "after")
+    assert [(f["type"], f.get("code")) for f in seen] == [("error", Code.BAD_FRAME), ("pong", None)]
+    await alice.close()
+
+
+async def test_a_second_auth_frame_is_refused_and_changes_nothing(embedded_node: Node) -> None:
+    """[R-AUTH-4] Once authenticated, another ``auth`` is 4400 with the frame's ``id`` as ``ref``; the
+    connection stays as it was (same user)."""
+    node = embedded_node
+    await make_room(node, "alice", "r")
+    alice = await Raw.open(node, "alice")
+    again = await alice.request({"type": "auth", "token": node.tokens.issue("mallory"), "id": "11"})
+    assert again["type"] == "error" and again["code"] == Code.BAD_FRAME and again["ref"] == "11"
+    ack = await alice.request({"type": "send", "room": "r", "cmid": "c", "body": "still alice", "id": "s"})
+    assert ack["type"] == "ack"
+    page = await node.backends.store.read("r", ack["seq"] - 1, 1)
+    assert page.messages[0].sender == "alice"
+    await alice.close()
+
+
+async def test_a_control_frame_waits_for_every_earlier_frame(embedded_node: Node) -> None:
+    """[R-ORDER-3] Control frames wait until every earlier frame of the connection is handled: a ``history``
+    sent right after pipelined sends, without waiting for their acks, sees every one of them."""
+    node = embedded_node
+    await make_room(node, "alice", "r")
+    alice = await Raw.open(node, "alice")
+    for i in range(50):
+        await alice.send({"type": "send", "room": "r", "cmid": f"c{i}", "body": str(i), "id": f"s{i}"})
+    page = await alice.request({"type": "history", "room": "r", "after": 1, "limit": 500, "id": "h"})
+    assert [m["body"] for m in page["messages"]] == [str(i) for i in range(50)]
+    await alice.close()
+
+
+async def test_no_message_follows_the_ok_of_an_unsubscribe(embedded_node: Node) -> None:
+    """[R-SUB-3] After the ``ok`` of an ``unsubscribe`` no ``msg`` of the room arrives on that connection,
+    and membership is unchanged (sends still work)."""
+    node = embedded_node
+    await make_room(node, "alice", "r", "bob")
+    bob = await Raw.open(node, "bob")
+    await bob.request({"type": "subscribe", "room": "r", "id": "s"})
+    await bob.until(lambda f: f["type"] == "live")
+    ok = await bob.request({"type": "unsubscribe", "room": "r", "id": "u"})
+    assert ok == {"type": "ok", "ref": "u", "room": "r"}
+    await node.service.send("alice", "r", "later", "not for bob's socket")
+    await bob.send({"type": "send", "room": "r", "cmid": "b", "body": "still a member", "id": "b"})
+    await bob.send({"type": "history", "room": "r", "id": "h"})  # a control frame: after the send's ack
+    seen = await _frames_until_ref(bob, "h")
+    assert [f["type"] for f in seen] == ["ack", "history"]
+    with pytest.raises(TimeoutError):
+        await bob.until(lambda f: f["type"] == "msg", timeout=0.3)
+    await bob.close()
+
+
+async def test_a_second_subscribe_replaces_the_first(embedded_node: Node) -> None:
+    """[R-SUB-4] A second ``subscribe`` to the same room replaces the first: the stream restarts from the new
+    cursor and every later message arrives once, not once per subscribe."""
+    node = embedded_node
+    await make_room(node, "alice", "r", "bob")
+    for i in range(3):
+        await node.service.send("alice", "r", f"c{i}", str(i))
+    bob = await Raw.open(node, "bob")
+    await bob.request({"type": "subscribe", "room": "r", "after": 4, "id": "s1"})
+    await bob.until(lambda f: f["type"] == "live")
+    await bob.request({"type": "subscribe", "room": "r", "after": 2, "id": "s2"})
+    backlog = [await bob.until(lambda f: f["type"] in ("msg", "live")) for _ in range(4)]
+    assert [f.get("seq") for f in backlog] == [3, 4, 5, 5] and backlog[-1]["type"] == "live"
+    await node.service.send("alice", "r", "new", "new")
+    live = await bob.recv()
+    assert live["type"] == "msg" and live["seq"] == 6
+    await bob.send({"type": "history", "room": "r", "after": 5, "id": "h"})
+    assert [f["type"] for f in await _frames_until_ref(bob, "h")] == ["history"]
+    with pytest.raises(TimeoutError):
+        await bob.until(lambda f: f["type"] == "msg", timeout=0.3)
+    await bob.close()
+
+
+async def test_http_and_websocket_sends_share_one_idempotency_key(embedded_node: Node) -> None:
+    """[R-SEND-1] The key ``(room, sender, cmid)`` is shared by HTTP and WebSocket sends: a retry over HTTP of a
+    WebSocket send, or the reverse, is answered as a duplicate of the first."""
+    node = embedded_node
+    await make_room(node, "alice", "r")
+    alice = await Raw.open(node, "alice")
+    ack = await alice.request({"type": "send", "room": "r", "cmid": "ws-1", "body": "over ws", "id": "1"})
+    status, again = await api(node, "POST", "/api/rooms/r/messages", "alice", {"cmid": "ws-1", "body": "over ws"})
+    assert status == 200 and again["duplicate"] is True and again["message"]["seq"] == ack["seq"]
+    status, first = await api(node, "POST", "/api/rooms/r/messages", "alice", {"cmid": "http-1", "body": "over http"})
+    assert status == 201 and first["duplicate"] is False
+    retry = await alice.request({"type": "send", "room": "r", "cmid": "http-1", "body": "over http", "id": "2"})
+    assert retry["type"] == "ack" and retry["dup"] is True and retry["seq"] == first["message"]["seq"]
+    assert (await node.backends.store.position("r")).head == 3
+    await alice.close()
+
+
+async def test_a_token_in_the_url_authenticates_at_once_and_an_empty_one_does_not(embedded_node: Node) -> None:
+    """[R-AUTH-5] With ``?token=`` the server answers ``welcome`` at once (no ``auth`` frame); an empty
+    ``?token=`` counts as none, and the ``auth`` frame is expected."""
+    node = embedded_node
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(node.ws_url + "?token=" + node.tokens.issue("alice")) as ws:
+            welcome = await ws.receive_json(timeout=5)
+            assert welcome["type"] == "welcome" and welcome["user"] == "alice"
+        async with http.ws_connect(node.ws_url + "?token=") as ws:
+            await ws.send_str(json.dumps({"type": "auth", "token": node.tokens.issue("bob")}))
+            welcome = await ws.receive_json(timeout=5)
+            assert welcome["type"] == "welcome" and welcome["user"] == "bob"
