@@ -108,10 +108,27 @@ function runBackoff(v) {
   };
 }
 
+function runFrames(v) {
+  const typeOf = (text) => {
+    const r = protocol.checkServerFrame(text);
+    return r.ok ? r.frame.type : `REFUSED: ${r.reason}`;
+  };
+  let sourceText = false; // can JSON.parse tell 1 from 1.0 here (see decodeServerFrame)?
+  JSON.parse("1.0", (key, value, context) => { sourceText = typeof context?.source === "string"; return value; });
+  return {
+    specs: protocol.SERVER_FRAMES,
+    sourceText,
+    valid: v.valid.map((c) => typeOf(c.frame)),
+    invalid: v.invalid.map((c) => protocol.checkServerFrame(c.frame).ok),
+    batches: v.batches.map((b) => protocol.splitFrames(b.data).map(typeOf)),
+  };
+}
+
 const request = JSON.parse(readFileSync(0, "utf-8"));
 const out = {};
 if (request.sync) out.sync = request.sync.map(runSyncCase);
 if (request.codes) out.codes = runCodes();
+if (request.frames) out.frames = runFrames(request.frames);
 if (request.relations) out.relations = request.relations.map(runRelationsCase);
 if (request.backoff) out.backoff = runBackoff(request.backoff);
 process.stdout.write(JSON.stringify(out));

@@ -46,12 +46,13 @@ export class UsageError extends Error {
 // ---- frames ----------------------------------------------------------------------------------
 
 // Field specs, mirroring roost.protocol.frames: "str" required, "str|null" required but may be null,
-// "str?" optional (absent or null), "str=text" optional with a default and never null.
-const MESSAGE_FIELDS = {
+// "str?" optional (absent or null), "str=text" optional with a default and never null; "msgs" a list of
+// messages. tests/vectors/test_frame_specs.py derives the same table from the Python structs.
+export const MESSAGE_FIELDS = Object.freeze({
   room: "str", seq: "int", cmid: "str", sender: "str", body: "str", ts: "int", kind: "str=text",
-};
+});
 
-const SERVER_FRAMES = {
+export const SERVER_FRAMES = Object.freeze({
   welcome: { user: "str", session: "str", max_body_bytes: "int", max_frame_bytes: "int", ref: "str?" },
   ok: { ref: "str|null", room: "str" },
   subscribed: { ref: "str|null", room: "str", epoch: "str", head: "int", after: "int" },
@@ -69,7 +70,7 @@ const SERVER_FRAMES = {
     first: "int?",
   },
   msg: MESSAGE_FIELDS,
-};
+});
 
 /** The frame types this client knows (unknown ones are ignored, as the protocol asks). */
 export const SERVER_FRAME_TYPES = Object.freeze(Object.keys(SERVER_FRAMES));
