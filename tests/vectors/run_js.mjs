@@ -124,9 +124,19 @@ function runFrames(v) {
   };
 }
 
+function syncNames() {
+  const own = (o) => Object.getOwnPropertyNames(o).filter((n) => !["constructor", "length", "name", "prototype"].includes(n));
+  return {
+    exports: Object.keys(sync).sort(),
+    methods: [...own(sync.RoomSync.prototype), ...own(sync.RoomSync)].sort(),
+    states: Object.entries(sync.State),
+  };
+}
+
 const request = JSON.parse(readFileSync(0, "utf-8"));
 const out = {};
 if (request.sync) out.sync = request.sync.map(runSyncCase);
+if (request.sync_names) out.sync_names = syncNames();
 if (request.codes) out.codes = runCodes();
 if (request.frames) out.frames = runFrames(request.frames);
 if (request.relations) out.relations = request.relations.map(runRelationsCase);

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from roost.protocol import sync
 from roost.protocol.errors import UsageError
 from roost.protocol.sync import Accepted, Action, CaughtUp, Deliver, Fetch, Resync, RoomSync, State
 from roost.protocol.types import Position
@@ -148,6 +149,16 @@ def test_the_vectors_cover_every_input_action_and_state() -> None:
     assert states >= {state.value for state in State} - {"idle"}
     names = " ".join(case["name"] for case in CASES)
     assert "a page with a hole" in names and "an empty page below the head" in names
+
+
+def test_both_machines_have_the_same_names() -> None:
+    """Line for line: the same exports, methods (private ones too) and states, so a change shows in both."""
+    js = run_js({"sync_names": True})["sync_names"]
+    exports = set(sync.__all__) - {"Action", "Sequenced"}  # types only: nothing to export in JavaScript
+    assert set(js["exports"]) == exports
+    methods = {name for name in vars(RoomSync) if not name.startswith("__")}
+    assert set(js["methods"]) == methods
+    assert js["states"] == [[state.name, state.value] for state in State]
 
 
 # ---- random traces: the two machines answer every input alike ----------------------------------
