@@ -224,6 +224,14 @@ async () => {
   ws.deliver({ type: "history", ref: reads[3].id, room: "r", messages: [msg(1), msg(2)], has_more: false, epoch: "E", head: 2, first: 1 });
   await tick();
   check("the repeated read fills the gap", dgot.join() === "1,2", dgot);
+  // A room that is left while its read is failing is not read again.
+  ws.deliver(msg(5));
+  await tick(5);
+  reads = ws.all("history");
+  ws.deliver({ type: "error", code: 4503, reason: "store down", ref: reads[4].id, room: "r", retry_after_s: 1 },
+    { type: "error", code: 4403, reason: "no longer a member of 'r'", room: "r" });
+  await tick(100);
+  check("no reads for a room that was left", ws.all("history").length === 5 && drift.rooms.length === 0, ws.all("history").length);
   drift.close();
 
   // Backoff: exponential, each delay in [d/2, d], capped (tests/vectors/backoff.json holds the rule itself).

@@ -312,6 +312,7 @@ export class RoostClient extends EventTarget {
         ? { epoch, seq: after }
         : (st ? st.cursor : this.cursor(room));
       const waiters = st ? st.waiters : [];
+      if (st) this._unfollow(st);
       st = this._newRoom(room, cursor);
       st.waiters = waiters;
       this._rooms.set(room, st);
@@ -328,6 +329,7 @@ export class RoostClient extends EventTarget {
     const st = this._rooms.get(room);
     if (!st) return;
     this._rooms.delete(room);
+    this._unfollow(st);
     for (const w of st.waiters.splice(0)) w.reject(new ClientClosed("unsubscribed"));
     if (this._welcomed) await this._request({ type: "unsubscribe", room }).catch(() => {});
   }
@@ -546,7 +548,9 @@ export class RoostClient extends EventTarget {
     const st = this._rooms.get(room);
     this._rooms.delete(room);
     this.storage.remove(this._key("cursor:", room));
-    if (st) for (const w of st.waiters.splice(0)) w.reject(new ClientClosed("left"));
+    if (!st) return;
+    this._unfollow(st);
+    for (const w of st.waiters.splice(0)) w.reject(new ClientClosed("left"));
   }
 
   // ---- connection -----------------------------------------------------------------------------
@@ -856,7 +860,7 @@ export class RoostClient extends EventTarget {
     try {
       page = await this.history(st.room, { after: fetch.after, limit: fetch.limit });
     } catch {
-      if (st.sync !== sync) return; // a reconnect resubscribes from the cursor anyway
+      if (st.sync !== sync || this._rooms.get(st.room) !== st) return; // resubscribed, or no longer followed
       st.fetching = false;
       st.fetchFailures += 1;
       sync.fetch_failed();
@@ -918,6 +922,7 @@ export class RoostClient extends EventTarget {
       }
       if (ref === st.subId) {
         this._rooms.delete(room);
+        this._unfollow(st);
         for (const w of st.waiters.splice(0)) w.reject(new RequestFailed(frame.reason, code, frame));
       }
     }
