@@ -1,9 +1,5 @@
-"""How long to wait before reconnecting or resending a refused request: one rule for every wait.
-
-Exponential, each delay drawn uniformly from [d/2, d] ("equal jitter", not full jitter: no client comes
-back sooner than half the nominal delay, and a fleet of clients still does not come back in step).
-docs/protocol.md section 11 states it; the browser client's src/roost/web/backoff.js is the same rule, and
-tests/vectors/backoff.json holds both clients to the same parameters and delays."""
+"""Reconnect and retry delays: exponential, each drawn uniformly from [d/2, d] (jitter), so a fleet of clients does
+not reconnect in step, and none waits less than half the current step."""
 
 from __future__ import annotations
 
@@ -29,7 +25,11 @@ SEND_RETRY: Final = Backoff(initial_s=0.25, factor=2.0, max_s=5.0)
 
 
 def nth_delay(n: int, initial_s: float, factor: float, max_s: float, rng: random.Random) -> float:
-    """The one rule for every wait: uniform in [d/2, d] where d = min(max_s, initial_s * factor**n)."""
+    """The one rule for every wait: uniform in [d/2, d] where d = min(max_s, initial_s * factor**n).
+
+    Not "full jitter" ([0, d]): no client comes back sooner than half the step. The browser client's
+    src/roost/web/backoff.js is the same rule; tests/vectors/backoff.json holds both to these parameters
+    and to the same waits for the same draws (docs/protocol.md section 11 states them)."""
     d = min(max_s, initial_s * factor ** min(n, 64))
     return rng.uniform(d / 2, d)
 
