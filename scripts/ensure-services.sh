@@ -5,8 +5,9 @@
 #   postgres  PostgreSQL on 127.0.0.1:$ROOST_PG_PORT (5432), a database "test", and role "postgres"
 #             allowed in from loopback without a password, on database "test" only
 #   chromium  Debian's chromium for the browser tests
+#   node      Node.js: tests/vectors run the browser client's modules under it (no browser needed)
 #   promtool  Prometheus' promtool (Debian's prometheus package) to check docs/alerts.yml
-# With no argument it does all five. What it changes on a stock machine (README, "The test machine"):
+# With no argument it does all six. What it changes on a stock machine (README, "The test machine"):
 # apt-get installs what is missing, starts what is stopped, creates database "test", and prepends two
 # "trust" lines for postgres@test from 127.0.0.1 and ::1 to pg_hba.conf (then reloads the server).
 # Anything it cannot do ends it with one line on stderr and exit status 1.
@@ -113,16 +114,20 @@ ensure_chromium() {
   need chromium chromium   # the browser tests drive Debian's chromium with Playwright
 }
 
+ensure_node() {
+  need node nodejs   # tests/vectors/run_js.mjs: the JavaScript side of the shared vector files
+}
+
 ensure_promtool() {
   need promtool prometheus   # tests/test_alerts.py checks docs/alerts.yml; the package's daemon is not started
 }
 
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(redis nats postgres chromium promtool)
+[ ${#what[@]} -gt 0 ] || what=(redis nats postgres chromium node promtool)
 for service in "${what[@]}"; do
   case "$service" in
-    redis | nats | postgres | chromium | promtool) "ensure_$service" ;;
-    *) fail "unknown service '$service' (redis, nats, postgres, chromium, promtool)" ;;
+    redis | nats | postgres | chromium | node | promtool) "ensure_$service" ;;
+    *) fail "unknown service '$service' (redis, nats, postgres, chromium, node, promtool)" ;;
   esac
 done
 echo "ensure-services: ready: ${what[*]}"

@@ -107,4 +107,5 @@ def test_missing_tool_without_root_is_one_line() -> None:
 def test_unknown_service_is_one_line() -> None:
     result = run_script("mysql")
     assert result.returncode == 1
-    assert result.stderr == "ensure-services: unknown service 'mysql' (redis, nats, postgres, chromium, promtool)\n"
+    known = "redis, nats, postgres, chromium, node, promtool"
+    assert result.stderr == f"ensure-services: unknown service 'mysql' ({known})\n"

@@ -60,11 +60,16 @@ async def _index(request: web.Request) -> web.StreamResponse:
 
 _WEB_FILES = {
     "roost.js": "text/javascript",
+    "protocol.js": "text/javascript",
+    "sync.js": "text/javascript",
+    "relations.js": "text/javascript",
+    "backoff.js": "text/javascript",
     "app.js": "text/javascript",
     "roost.css": "text/css",
     "sw.js": "text/javascript",
 }
-"""The page's files besides index.html; other sites may import /roost.js (hence the CORS header)."""
+"""The page's files besides index.html; other sites may import /roost.js and the modules it imports (hence the
+CORS header)."""
 
 
 async def _web_file(request: web.Request) -> web.StreamResponse:

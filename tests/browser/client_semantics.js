@@ -1,4 +1,5 @@
-// Run by test_client_js.py with page.evaluate: roost.js against a scripted fake server (no network).
+// Run by test_client_js.py with page.evaluate: roost.js (and the modules it imports) against a scripted
+// fake server (no network).
 // Returns a list of [name, ok, detail] checks; the Python side asserts every one.
 async () => {
   const R = await import("/roost.js");
@@ -30,7 +31,8 @@ async () => {
   });
 
   const storage = R.memoryStorage();
-  const options = { url: "ws://fake/ws", token: "t", user: "alice", storage, WebSocket: FakeWS, initialBackoffMs: 1, maxBackoffMs: 4 };
+  const options = { url: "ws://fake/ws", token: "t", user: "alice", storage, WebSocket: FakeWS, initialBackoffMs: 1, maxBackoffMs: 4,
+    retryInitialMs: 1, retryMaxMs: 4 };
   const client = new R.RoostClient(options);
   const got = [];
   const events = [];
@@ -173,13 +175,72 @@ async () => {
   check("4401 is fatal with a fixed token", (await startResult) === 4401 && denied.state === "unauthorized", denied.state);
   denied.close();
 
-  // Backoff: exponential, full jitter, capped.
+  // Store reads that break the store's contract (issue 15): the client resyncs, as the Python one does,
+  // instead of polling every 500 ms (a hole) or re-reading with no pause (an empty page below the head).
+  const drift = new R.RoostClient({ ...options, storage: R.memoryStorage(), retryInitialMs: 20, retryMaxMs: 40 });
+  const dgot = [];
+  const dresyncs = [];
+  drift.on("message", (m) => dgot.push(m.seq));
+  drift.on("resync", (d) => dresyncs.push(d));
+  drift.start();
+  await tick(5);
+  ws = latest();
+  ws.deliver(welcome);
+  drift.subscribe("r", { after: 7, epoch: "E" });
+  sub = ws.last("subscribe");
+  ws.deliver({ type: "subscribed", ref: sub.id, room: "r", epoch: "E", head: 7, after: 7 }, msg(10));
+  await tick(5);
+  let reads = ws.all("history");
+  check("a gap is one history read", reads.length === 1 && reads[0].after === 7, reads);
+  ws.deliver({ type: "history", ref: reads[0].id, room: "r", messages: [msg(8), msg(10)], has_more: false, epoch: "E", head: 10, first: 1 });
+  await tick();
+  check("a page with a hole is a resync", dresyncs.length === 1 && dresyncs[0].reason === "store page has a hole before seq 10", dresyncs);
+  check("nothing of a broken page is delivered", dgot.length === 0, dgot);
+  let again = ws.last("subscribe");
+  check("the resync resubscribes from first - 1", again.id !== sub.id && again.after === 0 && again.epoch === "E", again);
+  await tick(700);
+  check("no polling after a page with a hole", ws.all("history").length === 1, ws.all("history").length);
+
+  ws.deliver({ type: "subscribed", ref: again.id, room: "r", epoch: "E", head: 0, after: 0 }, msg(3));
+  await tick(5);
+  reads = ws.all("history");
+  ws.deliver({ type: "history", ref: reads[1].id, room: "r", messages: [], has_more: false, epoch: "E", head: 3, first: 1 });
+  await tick();
+  check("an empty page below the head is a resync", dresyncs[1]?.reason === "store page is empty below its head", dresyncs);
+  await tick(300);
+  check("no re-reads after an empty page below the head", ws.all("history").length === 2, ws.all("history").length);
+
+  // A failed read is made again after a backoff (retryInitialMs 20: the first wait is 10-20 ms), not at once.
+  again = ws.last("subscribe");
+  ws.deliver({ type: "subscribed", ref: again.id, room: "r", epoch: "E", head: 0, after: 0 }, msg(2));
+  await tick(5);
+  reads = ws.all("history");
+  ws.deliver({ type: "error", code: 4503, reason: "store down", ref: reads[2].id, room: "r", retry_after_s: 1 });
+  await tick(2);
+  check("a failed read is not repeated at once", ws.all("history").length === 3, ws.all("history").length);
+  await tick(60);
+  reads = ws.all("history");
+  check("a failed read is repeated after the backoff", reads.length === 4 && reads[3].after === 0, reads.length);
+  ws.deliver({ type: "history", ref: reads[3].id, room: "r", messages: [msg(1), msg(2)], has_more: false, epoch: "E", head: 2, first: 1 });
+  await tick();
+  check("the repeated read fills the gap", dgot.join() === "1,2", dgot);
+  // A room that is left while its read is failing is not read again.
+  ws.deliver(msg(5));
+  await tick(5);
+  reads = ws.all("history");
+  ws.deliver({ type: "error", code: 4503, reason: "store down", ref: reads[4].id, room: "r", retry_after_s: 1 },
+    { type: "error", code: 4403, reason: "no longer a member of 'r'", room: "r" });
+  await tick(100);
+  check("no reads for a room that was left", ws.all("history").length === 5 && drift.rooms.length === 0, ws.all("history").length);
+  drift.close();
+
+  // Backoff: exponential, each delay in [d/2, d], capped (tests/vectors/backoff.json holds the rule itself).
   const ceilings = [];
   const delays = R.backoff({ initialMs: 100, maxMs: 1000, random: () => 1 });
   for (let i = 0; i < 6; i++) ceilings.push(delays.next().value);
   check("backoff doubles to the cap", ceilings.join() === "100,200,400,800,1000,1000", ceilings);
-  const zero = R.backoff({ initialMs: 100, random: () => 0 }).next().value;
-  check("full jitter reaches 0", zero === 0, zero);
+  const half = R.backoff({ initialMs: 100, random: () => 0 }).next().value;
+  check("a delay is never below half its ceiling", half === 50, half);
 
   check("states seen", states.includes("connecting") && states.includes("reconnecting") && states.includes("closed"), states);
   return checks;

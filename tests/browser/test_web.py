@@ -138,10 +138,19 @@ def assert_exact(rows: list[tuple[int, str, str]]) -> None:
 
 
 def test_the_web_files_never_build_markup_from_strings() -> None:
-    for name in ("index.html", "app.js", "roost.js", "sw.js"):
+    names = sorted(p.name for p in WEB.iterdir() if p.suffix in (".html", ".js"))
+    assert {"index.html", "app.js", "roost.js", "protocol.js", "sync.js", "relations.js", "sw.js"} <= set(names)
+    for name in names:
         text = (WEB / name).read_text(encoding="utf-8")
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
             assert sink not in text, f"{name} uses {sink}"
+
+
+def test_every_module_of_the_client_is_served() -> None:
+    """roost.js imports its modules by relative URL: each must be a route (node.py), or the page breaks."""
+    from roost.node import _WEB_FILES
+
+    assert set(_WEB_FILES) == {p.name for p in WEB.iterdir() if p.suffix in (".js", ".css")}
 
 
 async def test_the_js_decoder_agrees_with_the_python_one(server: ServerProcess, browser: Any) -> None:

@@ -1,5 +1,6 @@
-"""tests/vectors/frames.json against the server's own decoder; tests/browser/test_web.py runs the same
-file through roost.js, so the Python and JavaScript decoders accept and refuse the same frames."""
+"""tests/vectors/frames.json against the server's own decoder; test_frame_specs.py (Node) and
+tests/browser/test_web.py (a browser) run the same file through the browser client's decoder, so the
+Python and JavaScript decoders accept and refuse the same frames."""
 
 from __future__ import annotations
 

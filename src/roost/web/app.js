@@ -1,6 +1,6 @@
 // The Roost chat page (index.html). All names, rooms and messages reach the DOM through textContent
 // (or append() of plain strings), never as markup; the page's Content-Security-Policy allows no inline
-// script. Protocol logic lives in /roost.js.
+// script. Protocol logic lives in /roost.js (and the modules it imports: protocol, sync, relations, backoff).
 import { RELATION_KINDS, Relations, RoostClient, tokenSubject } from "/roost.js";
 
 const WS_PATH = document.querySelector('meta[name="roost-websocket"]')?.content || "/ws";

@@ -1,4 +1,4 @@
-// roost.js: the Roost JavaScript client. A plain ES module with no dependencies and no build step.
+// roost.js: the Roost JavaScript client. Plain ES modules with no dependencies and no build step.
 //
 //   import { RoostClient } from "http://127.0.0.1:8080/roost.js";
 //   const client = new RoostClient({ url: "ws://127.0.0.1:8080/ws", token, user: "alice" });
@@ -7,45 +7,34 @@
 //   await client.subscribe("lobby");                // from the saved cursor, else from now
 //   client.send("lobby", "hello");                   // outbox: survives reconnects and page reloads
 //
-// The semantics are those of the Python SDK (roost.client) and of docs/protocol.md section 11:
-// an outbox of client message ids (cmid) re-sent on every reconnect until acked, a cursor
-// (epoch, seq) per room taken from `subscribed.after` and then from each delivered message,
-// duplicates dropped by seq, gaps filled from `history`, 4410 handled as a resync, 4403 on a room
-// as "left", reconnects with exponential backoff and full jitter. The outbox and the cursors are
-// persisted (localStorage by default), so a reload loses neither.
+// The client is split along the seams of the Python SDK, so that each rule has one counterpart:
+//
+//   protocol.js   codes and their retry rule, server frame specs, the decoder  (roost.protocol.codes, .frames)
+//   sync.js       RoomSync: dedupe, gap filling, resync                        (roost.protocol.sync)
+//   relations.js  the fold of edits, deletions and reactions                   (roost.protocol.relations)
+//   backoff.js    reconnect and retry delays                                   (roost.client.backoff)
+//   roost.js      this file: the client that drives them over a WebSocket      (roost.client.connection)
+//
+// The semantics are those of docs/protocol.md section 11: an outbox of client message ids (cmid)
+// re-sent on every reconnect until acked, a cursor (epoch, seq) per room taken from `subscribed.after`
+// and then from each delivered message, a RoomSync per followed room deciding what is delivered, what
+// is fetched from `history` and when continuity is lost (a resync), 4403 on a room as "left",
+// reconnects with exponential backoff. The outbox and the cursors are persisted (localStorage by
+// default), so a reload loses neither. Everything the other modules export is exported here too.
+
+import { backoff, RECONNECT, retryDelay, SEND_RETRY } from "./backoff.js";
+import { Code, decodeServerFrame, FrameError, isRetryable, splitFrames } from "./protocol.js";
+import { decode_content } from "./relations.js";
+import { Deliver, Fetch, Resync, RoomSync } from "./sync.js";
+
+export * from "./backoff.js";
+export * from "./protocol.js";
+export * from "./relations.js";
+export * from "./sync.js";
+/** The content of a relation event, or null (the name roost.js exported before relations.js). */
+export const relationOf = decode_content;
 
 export const VERSION = "0.1.0";
-
-/** Error and close codes (docs/protocol.md section 12). */
-export const Code = Object.freeze({
-  BAD_FRAME: 4400,
-  UNAUTHORIZED: 4401,
-  FORBIDDEN: 4403,
-  UNKNOWN_ROOM: 4404,
-  AUTH_TIMEOUT: 4408,
-  CONFLICT: 4409,
-  RESYNC_REQUIRED: 4410,
-  TOO_LARGE: 4413,
-  TOO_MANY_ROOMS: 4422,
-  RATE_LIMITED: 4429,
-  INTERNAL: 4500,
-  UNAVAILABLE: 4503,
-  NODE_UNREADY: 4504,
-  SLOW_CONSUMER: 4508,
-  GOING_AWAY: 4509,
-});
-
-/** True when the same request may succeed later unchanged (the SDK's `Code.retryable`). */
-export function isRetryable(code) {
-  return code >= 4500 || code === Code.RATE_LIMITED;
-}
-
-export class FrameError extends Error {
-  constructor(reason) {
-    super(reason);
-    this.name = "FrameError";
-  }
-}
 
 /** The server answered a request with an error frame; `code` says which. */
 export class RequestFailed extends Error {
@@ -71,241 +60,6 @@ export class ClientClosed extends Error {
     super(reason);
     this.name = "ClientClosed";
     this.code = Code.GOING_AWAY;
-  }
-}
-
-// ---- frames ----------------------------------------------------------------------------------
-
-// Field specs, mirroring roost.protocol.frames: "str" required, "str|null" required but may be null,
-// "str?" optional (absent or null), "str=text" optional with a default and never null.
-const MESSAGE_FIELDS = {
-  room: "str", seq: "int", cmid: "str", sender: "str", body: "str", ts: "int", kind: "str=text",
-};
-
-const SERVER_FRAMES = {
-  welcome: { user: "str", session: "str", max_body_bytes: "int", max_frame_bytes: "int", ref: "str?" },
-  ok: { ref: "str|null", room: "str" },
-  subscribed: { ref: "str|null", room: "str", epoch: "str", head: "int", after: "int" },
-  live: { room: "str", seq: "int" },
-  ack: { ref: "str|null", room: "str", cmid: "str", seq: "int", ts: "int", dup: "bool" },
-  history: {
-    ref: "str|null", room: "str", messages: "msgs", has_more: "bool", epoch: "str", head: "int", first: "int",
-  },
-  pong: { ref: "str?" },
-  typing: { room: "str", user: "str" },
-  receipt: { room: "str", user: "str", seq: "int" },
-  presence: { room: "str", user: "str", status: "str" },
-  error: {
-    code: "int", reason: "str", ref: "str?", room: "str?", retry_after_s: "float?", epoch: "str?", head: "int?",
-    first: "int?",
-  },
-  msg: MESSAGE_FIELDS,
-};
-
-// ---- relation events (edits, deletions, reactions) -------------------------------------------
-
-export const RELATION_KINDS = Object.freeze(new Set(["edit", "delete", "react", "unreact"]));
-
-/** The content `{target, body?, emoji?}` of a relation event, or null (another kind, a bad body). */
-export function relationOf(m) {
-  if (!RELATION_KINDS.has(m.kind)) return null;
-  let content;
-  try { content = JSON.parse(m.body); } catch { return null; }
-  return isObject(content) && Number.isSafeInteger(content.target) ? content : null;
-}
-
-/**
- * The fold of a room's relation events, as roost.protocol.relations.Timeline: the latest edit by the
- * target's own sender wins, a deletion is final, and per (user, emoji) the latest react/unreact wins.
- * Events may be added in any order, each seq once (repeats are ignored).
- */
-export class Relations {
-  constructor() {
-    this.edits = new Map();     // target -> Map(sender -> {seq, body})
-    this.deletes = new Map();   // target -> seq
-    this.reactions = new Map(); // target -> Map(user + "\u0000" + emoji -> {seq, on, user, emoji})
-    this.seen = new Set();
-  }
-
-  /** Fold one relation event; returns its target seq, or null if it is not one (or seen before). */
-  add(m) {
-    const c = relationOf(m);
-    if (!c || this.seen.has(m.seq)) return null;
-    this.seen.add(m.seq);
-    const t = c.target;
-    if (m.kind === "delete") {
-      this.deletes.set(t, Math.min(m.seq, this.deletes.get(t) ?? Infinity));
-    } else if (m.kind === "edit" && typeof c.body === "string") {
-      if (!this.edits.has(t)) this.edits.set(t, new Map());
-      const known = this.edits.get(t).get(m.sender);
-      if (!known || m.seq > known.seq) this.edits.get(t).set(m.sender, { seq: m.seq, body: c.body });
-    } else if (typeof c.emoji === "string") {
-      if (!this.reactions.has(t)) this.reactions.set(t, new Map());
-      const key = `${m.sender}\u0000${c.emoji}`;
-      const known = this.reactions.get(t).get(key);
-      if (!known || m.seq > known.seq) {
-        this.reactions.get(t).set(key, { seq: m.seq, on: m.kind === "react", user: m.sender, emoji: c.emoji });
-      }
-    }
-    return t;
-  }
-
-  /** What to show for stored message `m`: `{body, edited, deleted, reactions: [[emoji, [users]]]}`. */
-  state(m) {
-    if (m.kind === "deleted" || (m.kind === "text" && this.deletes.has(m.seq))) {
-      return { body: "", edited: false, deleted: true, reactions: [] };
-    }
-    const edit = this.edits.get(m.seq)?.get(m.sender);
-    const edited = m.kind === "text" && edit !== undefined && edit.body !== "";
-    const users = new Map();
-    for (const r of this.reactions.get(m.seq)?.values() ?? []) {
-      if (!r.on) continue;
-      if (!users.has(r.emoji)) users.set(r.emoji, []);
-      users.get(r.emoji).push(r.user);
-    }
-    const reactions = [...users.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([emoji, list]) => [emoji, list.sort()]);
-    return { body: edited ? edit.body : m.body, edited, deleted: false, reactions };
-  }
-}
-
-/** The frame types this client knows (unknown ones are ignored, as the protocol asks). */
-export const SERVER_FRAME_TYPES = Object.freeze(Object.keys(SERVER_FRAMES));
-
-const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
-
-const wellFormed = typeof String.prototype.isWellFormed === "function"
-  ? (s) => s.isWellFormed()
-  : (s) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
-
-function checkValue(spec, value, path, floats, holder, key) {
-  switch (spec) {
-    case "str":
-      return typeof value === "string" ? null : `expected a string at ${path}`;
-    case "bool":
-      return typeof value === "boolean" ? null : `expected a bool at ${path}`;
-    case "float":
-      return typeof value === "number" && Number.isFinite(value) ? null : `expected a number at ${path}`;
-    case "int":
-      if (typeof value !== "number" || !Number.isInteger(value) || floats.get(holder)?.has(key)) {
-        return `expected an int at ${path}`;
-      }
-      // JavaScript numbers hold integers exactly only up to 2**53: refuse what cannot be a cursor.
-      return Number.isSafeInteger(value) ? null : `integer out of range at ${path}`;
-    case "msgs": {
-      if (!Array.isArray(value)) return `expected an array at ${path}`;
-      for (let i = 0; i < value.length; i++) {
-        const item = value[i];
-        if (!isObject(item)) return `expected an object at ${path}[${i}]`;
-        if ("type" in item && item.type !== "msg") return `expected type "msg" at ${path}[${i}].type`;
-        const why = checkFields(MESSAGE_FIELDS, item, `${path}[${i}]`, floats);
-        if (why) return why;
-      }
-      return null;
-    }
-    default:
-      throw new Error(`bad spec ${spec}`);
-  }
-}
-
-function checkFields(fields, obj, path, floats) {
-  for (const [key, raw] of Object.entries(fields)) {
-    let spec = raw;
-    let mode = "required";
-    if (spec.endsWith("|null")) { spec = spec.slice(0, -5); mode = "nullable"; }
-    else if (spec.endsWith("?")) { spec = spec.slice(0, -1); mode = "optional"; }
-    else if (spec.includes("=")) { [spec] = spec.split("="); mode = "default"; }
-    const present = Object.prototype.hasOwnProperty.call(obj, key);
-    const value = obj[key];
-    if (!present) {
-      if (mode === "required" || mode === "nullable") return `missing required field ${path}.${key}`;
-      continue;
-    }
-    if (value === null && (mode === "nullable" || mode === "optional")) continue;
-    const why = checkValue(spec, value, `${path}.${key}`, floats, obj, key);
-    if (why) return why;
-  }
-  return null;
-}
-
-function applyDefaults(fields, obj) {
-  for (const [key, spec] of Object.entries(fields)) {
-    const at = spec.indexOf("=");
-    if (at > 0 && !(key in obj)) obj[key] = spec.slice(at + 1);
-  }
-}
-
-/**
- * Decode one server frame (one part of a WebSocket message), the way the server's own
- * `roost.protocol.frames.decode_server` does: the JSON must be an object whose `type` is a known
- * server frame with every required field of the right type (ints written as integers, not `1.0`);
- * unknown fields are ignored. Returns the frame (a plain object, `kind` defaulted on messages) or
- * throws FrameError.
- */
-export function decodeServerFrame(text) {
-  if (typeof text !== "string") throw new FrameError("expected a string");
-  const floats = new WeakMap(); // holder -> keys written as non-integer literals (1.0, 1e2)
-  let bad = null;
-  let value;
-  try {
-    value = JSON.parse(text, function (key, val, context) {
-      if (typeof val === "number") {
-        // Source text access (Chrome 114+, Firefox 135+, Safari 18.4+) tells 1 from 1.0; without it
-        // a float literal with an integral value is accepted as an int.
-        const source = context && context.source;
-        if (typeof source === "string" && /[.eE]/.test(source)) {
-          let keys = floats.get(this);
-          if (!keys) floats.set(this, (keys = new Set()));
-          keys.add(key);
-        }
-      } else if (typeof val === "string" && !wellFormed(val)) {
-        bad = "a string with a lone surrogate";
-      }
-      if (!wellFormed(key)) bad = "a key with a lone surrogate";
-      return val;
-    });
-  } catch (e) {
-    throw new FrameError(`malformed JSON: ${e.message}`);
-  }
-  if (bad) throw new FrameError(`invalid text: ${bad}`);
-  if (!isObject(value)) throw new FrameError("invalid server frame: expected an object");
-  if (!("type" in value)) throw new FrameError("invalid server frame: missing required field type");
-  if (typeof value.type !== "string") throw new FrameError("invalid server frame: expected a string at $.type");
-  const fields = Object.prototype.hasOwnProperty.call(SERVER_FRAMES, value.type) ? SERVER_FRAMES[value.type] : null;
-  if (!fields) throw new FrameError(`invalid server frame: unknown type ${JSON.stringify(value.type)}`);
-  const why = checkFields(fields, value, "$", floats);
-  if (why) throw new FrameError(`invalid server frame: ${why}`);
-  applyDefaults(fields, value);
-  if (value.type === "history") for (const m of value.messages) applyDefaults(MESSAGE_FIELDS, m);
-  return value;
-}
-
-/** `{ok: true, frame}` or `{ok: false, reason}`: decodeServerFrame without exceptions. */
-export function checkServerFrame(text) {
-  try {
-    return { ok: true, frame: decodeServerFrame(text) };
-  } catch (e) {
-    if (e instanceof FrameError) return { ok: false, reason: e.message };
-    throw e;
-  }
-}
-
-/** The JSON objects of one server WebSocket message: split on "\n", empty parts dropped. */
-export function splitFrames(data) {
-  return String(data).split("\n").filter((part) => part.length > 0);
-}
-
-// ---- reconnect delays ------------------------------------------------------------------------
-
-/**
- * Reconnect delays in ms: exponential with full jitter. The n-th delay is uniform in [0, d] where
- * d = min(maxMs, initialMs * factor**n), so a fleet of clients does not reconnect in step.
- */
-export function* backoff({ initialMs = 100, factor = 2, maxMs = 5000, random = Math.random } = {}) {
-  let ceiling = initialMs;
-  for (;;) {
-    yield Math.round(random() * ceiling);
-    ceiling = Math.min(maxMs, ceiling * factor);
   }
 }
 
@@ -385,16 +139,16 @@ function defaultUrl() {
 // ---- the client ------------------------------------------------------------------------------
 
 const DEFAULTS = {
-  initialBackoffMs: 100,
-  maxBackoffMs: 5000,
+  initialBackoffMs: RECONNECT.initialMs,
+  maxBackoffMs: RECONNECT.maxMs,
   connectTimeoutMs: 10000,
   pingIntervalMs: 20000,
   pongTimeoutMs: 10000,
   typingIntervalMs: 3000,
+  retryInitialMs: SEND_RETRY.initialMs,
+  retryMaxMs: SEND_RETRY.maxMs,
   historyPage: 500,
 };
-
-const MAX_BUFFERED = 5000;
 
 /**
  * A connection to Roost that stays connected, resumes rooms from their cursors and never loses a
@@ -558,6 +312,7 @@ export class RoostClient extends EventTarget {
         ? { epoch, seq: after }
         : (st ? st.cursor : this.cursor(room));
       const waiters = st ? st.waiters : [];
+      if (st) this._unfollow(st);
       st = this._newRoom(room, cursor);
       st.waiters = waiters;
       this._rooms.set(room, st);
@@ -574,6 +329,7 @@ export class RoostClient extends EventTarget {
     const st = this._rooms.get(room);
     if (!st) return;
     this._rooms.delete(room);
+    this._unfollow(st);
     for (const w of st.waiters.splice(0)) w.reject(new ClientClosed("unsubscribed"));
     if (this._welcomed) await this._request({ type: "unsubscribe", room }).catch(() => {});
   }
@@ -772,7 +528,7 @@ export class RoostClient extends EventTarget {
   }
 
   _newEntry(e) {
-    const entry = { room: e.room, cmid: e.cmid, body: e.body, t: e.t, n: e.n ?? 0, sentOn: 0, retryMs: 500 };
+    const entry = { room: e.room, cmid: e.cmid, body: e.body, t: e.t, n: e.n ?? 0, sentOn: 0, refusals: 0 };
     entry.promise = new Promise((resolve, reject) => {
       entry.resolve = resolve;
       entry.reject = reject;
@@ -783,7 +539,8 @@ export class RoostClient extends EventTarget {
 
   _newRoom(room, cursor) {
     return {
-      room, cursor, subId: null, confirmed: false, buffer: new Map(), fetching: false, waiters: [], head: null,
+      room, cursor, subId: null, confirmed: false, sync: null, fetching: false, fetchFailures: 0, fetchTimer: null,
+      waiters: [], head: null,
     };
   }
 
@@ -791,10 +548,16 @@ export class RoostClient extends EventTarget {
     const st = this._rooms.get(room);
     this._rooms.delete(room);
     this.storage.remove(this._key("cursor:", room));
-    if (st) for (const w of st.waiters.splice(0)) w.reject(new ClientClosed("left"));
+    if (!st) return;
+    this._unfollow(st);
+    for (const w of st.waiters.splice(0)) w.reject(new ClientClosed("left"));
   }
 
   // ---- connection -----------------------------------------------------------------------------
+
+  _retryOptions() {
+    return { initialMs: this.options.retryInitialMs, maxMs: this.options.retryMaxMs };
+  }
 
   _newDelays() {
     return backoff({ initialMs: this.options.initialBackoffMs, maxMs: this.options.maxBackoffMs });
@@ -852,11 +615,7 @@ export class RoostClient extends EventTarget {
     clearTimeout(this._authTimer);
     clearInterval(this._heartbeat);
     this._heartbeat = null;
-    for (const st of this._rooms.values()) {
-      st.confirmed = false;
-      st.fetching = false;
-      st.buffer.clear();
-    }
+    for (const st of this._rooms.values()) this._unfollow(st);
     const lost = new ConnectionLost(`connection closed (${code})`);
     const pending = [...this._pending.values()];
     this._pending.clear();
@@ -974,10 +733,16 @@ export class RoostClient extends EventTarget {
     });
   }
 
-  _sendSubscribe(st) {
+  /** The room's subscription on this connection ended: its RoomSync and any read it asked for go with it. */
+  _unfollow(st) {
     st.confirmed = false;
+    st.sync = null;
     st.fetching = false;
-    st.buffer.clear();
+    clearTimeout(st.fetchTimer);
+  }
+
+  _sendSubscribe(st) {
+    this._unfollow(st);
     st.subId = `sub:${st.room}:${++this._ids}`;
     const c = st.cursor;
     this._write({ type: "subscribe", room: st.room, after: c ? c.seq : null, epoch: c ? c.epoch : null, id: st.subId });
@@ -1043,6 +808,9 @@ export class RoostClient extends EventTarget {
     st.cursor = { epoch: frame.epoch, seq: frame.after };
     st.head = frame.head;
     st.confirmed = true;
+    // The server has done the catch-up: from here on the machine checks each message against the cursor.
+    st.sync = RoomSync.resumed(frame.after, frame.epoch, { page_limit: this.options.historyPage });
+    st.fetchFailures = 0;
     this._saveCursor(st);
     this._emit("subscribed", { room: st.room, cursor: { ...st.cursor }, head: frame.head });
     for (const w of st.waiters.splice(0)) w.resolve({ ...st.cursor });
@@ -1057,18 +825,9 @@ export class RoostClient extends EventTarget {
       }
     }
     const st = this._rooms.get(m.room);
-    if (!st || !st.confirmed || !st.cursor) return;
-    const last = st.cursor.seq;
-    if (m.seq <= last) return; // a duplicate (redelivery after a reconnect)
-    if (m.seq === last + 1) {
-      this._deliver(st, m);
-      this._drain(st);
-      return;
-    }
-    // A gap: keep the message and fill the hole from history.
-    if (st.buffer.size >= MAX_BUFFERED) st.buffer.clear(); // refetched from the store instead
-    st.buffer.set(m.seq, m);
-    this._fill(st);
+    if (!st || !st.sync) return;
+    if (st.sync.live(m)) this._deliver(st, m);
+    else this._runSync(st);
   }
 
   _deliver(st, m) {
@@ -1077,44 +836,42 @@ export class RoostClient extends EventTarget {
     this._saveCursor(st); // after the app has handled it: a crash in between redelivers, never skips
   }
 
-  _drain(st) {
-    for (;;) {
-      const next = st.buffer.get(st.cursor.seq + 1);
-      if (!next) break;
-      st.buffer.delete(next.seq);
-      this._deliver(st, next);
+  /** Carry out what the room's RoomSync asks for: deliver, read history (one read at a time), resync. */
+  _runSync(st) {
+    const sync = st.sync;
+    for (const action of sync.take_actions()) {
+      if (st.sync !== sync) return; // the app's handler resubscribed or left the room
+      if (action instanceof Deliver) {
+        for (const m of action.items) this._deliver(st, m);
+      } else if (action instanceof Fetch && !st.fetching) {
+        st.fetching = true;
+        // A read that failed is asked for again, after a backoff (a store in trouble is not hammered).
+        const delay = st.fetchFailures ? retryDelay(null, st.fetchFailures, this._retryOptions()) : 0;
+        st.fetchTimer = setTimeout(() => this._fill(st, sync, action), delay);
+      } else if (action instanceof Resync) {
+        this._resync(st, action.reason, action.position);
+      }
     }
-    for (const seq of st.buffer.keys()) if (seq <= st.cursor.seq) st.buffer.delete(seq);
   }
 
-  async _fill(st) {
-    if (st.fetching || !st.confirmed) return;
-    st.fetching = true;
-    const sub = st.subId;
+  /** Execute a Fetch: a `history` read whose page (or failure) goes back to the machine that asked. */
+  async _fill(st, sync, fetch) {
     let page;
     try {
-      page = await this.history(st.room, { after: st.cursor.seq, limit: this.options.historyPage });
+      page = await this.history(st.room, { after: fetch.after, limit: fetch.limit });
     } catch {
-      if (st.subId === sub) st.fetching = false; // a reconnect resubscribes from the cursor anyway
+      if (st.sync !== sync || this._rooms.get(st.room) !== st) return; // resubscribed, or no longer followed
+      st.fetching = false;
+      st.fetchFailures += 1;
+      sync.fetch_failed();
+      this._runSync(st);
       return;
     }
-    if (st.subId !== sub || !st.confirmed || this._rooms.get(st.room) !== st) return;
+    if (st.sync !== sync || this._rooms.get(st.room) !== st) return;
     st.fetching = false;
-    const position = { epoch: page.epoch, head: page.head, first: page.first };
-    if (page.epoch !== st.cursor.epoch) {
-      this._resync(st, "the room's history was recreated (epoch changed)", position);
-      return;
-    }
-    if (st.cursor.seq + 1 < page.first) {
-      this._resync(st, `history before seq ${page.first} is no longer kept`, position);
-      return;
-    }
-    for (const m of page.messages) if (m.seq === st.cursor.seq + 1) this._deliver(st, m);
-    this._drain(st);
-    if (st.buffer.size > 0) {
-      if (page.has_more) this._fill(st);
-      else setTimeout(() => this._fill(st), 500); // the hole is not stored yet: look again shortly
-    }
+    st.fetchFailures = 0;
+    sync.page(page.messages, { epoch: page.epoch, head: page.head, first: page.first });
+    this._runSync(st);
   }
 
   _onAck(frame) {
@@ -1165,6 +922,7 @@ export class RoostClient extends EventTarget {
       }
       if (ref === st.subId) {
         this._rooms.delete(room);
+        this._unfollow(st);
         for (const w of st.waiters.splice(0)) w.reject(new RequestFailed(frame.reason, code, frame));
       }
     }
@@ -1178,8 +936,8 @@ export class RoostClient extends EventTarget {
     const entry = this._outbox.get(cmid);
     if (!entry) return;
     if (isRetryable(frame.code)) {
-      const delay = frame.retry_after_s != null ? frame.retry_after_s * 1000 : entry.retryMs;
-      entry.retryMs = Math.min(this.options.maxBackoffMs, entry.retryMs * 2);
+      entry.refusals += 1;
+      const delay = retryDelay(frame.retry_after_s, entry.refusals, this._retryOptions());
       const conn = this._conn;
       setTimeout(() => { if (conn === this._conn) this._transmit(entry, true); }, delay);
       return;
@@ -1198,7 +956,7 @@ export class RoostClient extends EventTarget {
     this._emit("resync", { room: st.room, reason, ...(position ?? {}) });
     st.cursor = position ? { epoch: position.epoch, seq: Math.max(0, position.first - 1) } : null;
     this._saveCursor(st);
-    st.buffer.clear();
+    this._unfollow(st);
     if (this._welcomed && this._rooms.get(st.room) === st) this._sendSubscribe(st);
   }
 }

@@ -1,0 +1,144 @@
+// Runs vector inputs through the browser client's modules (src/roost/web/*.js) under Node and prints
+// what they did, as JSON, in the same encoding as the Python side (tests/vectors/js.py). It only
+// observes: the pytest files compare both observations with the expectations in the vector files.
+//
+//   node tests/vectors/run_js.mjs < request.json   where request = {"sync": [...], "codes": null, ...}
+
+import { readFileSync } from "node:fs";
+
+const web = new URL("../../src/roost/web/", import.meta.url);
+const protocol = await import(new URL("protocol.js", web));
+const sync = await import(new URL("sync.js", web));
+const relations = await import(new URL("relations.js", web));
+const backoff = await import(new URL("backoff.js", web));
+const roost = await import(new URL("roost.js", web));
+
+const position = (p) => (p === null ? null : { epoch: p[0], head: p[1], first: p[2] });
+const unposition = (p) => (p === null ? null : [p.epoch, p.head, p.first]);
+
+function encodeAction(a) {
+  if (a instanceof sync.Accepted) return ["accepted", unposition(a.position)];
+  if (a instanceof sync.Deliver) return ["deliver", a.items.map((item) => item.seq)];
+  if (a instanceof sync.Fetch) return ["fetch", a.after, a.limit];
+  if (a instanceof sync.CaughtUp) return ["caught_up", a.seq];
+  if (a instanceof sync.Resync) return ["resync", a.code, a.reason, unposition(a.position)];
+  throw new Error(`not an action: ${JSON.stringify(a)}`);
+}
+
+/** Call `fn`; a UsageError is an observation ("raises"), anything else a bug in the runner or module. */
+function attempt(fn) {
+  try {
+    return { value: fn(), raises: null };
+  } catch (e) {
+    if (e instanceof protocol.UsageError) return { value: undefined, raises: "UsageError" };
+    throw e;
+  }
+}
+
+function runSyncCase(c) {
+  const m = c.machine;
+  const options = { page_limit: m.page_limit ?? 500, max_buffer: m.max_buffer ?? 10000 };
+  const made = attempt(() => (m.resumed
+    ? sync.RoomSync.resumed(m.cursor, m.epoch ?? null, options)
+    : new sync.RoomSync(m.cursor, m.epoch ?? null, options)));
+  if (made.raises) return { raises: made.raises, steps: [] };
+  const machine = made.value;
+  const steps = c.steps.map((step) => {
+    const inputs = {
+      start: () => machine.start(),
+      live: () => machine.live({ seq: step.seq }),
+      page: () => machine.page(step.seqs.map((seq) => ({ seq })), position(step.position)),
+      fetch_failed: () => machine.fetch_failed(),
+      dropped: () => machine.dropped(step.count),
+      head_seen: () => machine.head_seen(position(step.position)),
+      close: () => machine.close(),
+    };
+    const done = attempt(inputs[step.do]);
+    return {
+      returns: step.do === "live" && !done.raises ? done.value : null,
+      raises: done.raises,
+      actions: machine.take_actions().map(encodeAction),
+      state: machine.state,
+      last: machine.last,
+      buffered: machine.buffered,
+      buffer_overflows: machine.buffer_overflows,
+    };
+  });
+  return { raises: null, steps };
+}
+
+function runCodes() {
+  return Object.entries(protocol.Code).map(([name, code]) => ({ name, code, retryable: protocol.isRetryable(code) }));
+}
+
+function runRelationsCase(c) {
+  const messages = c.messages.map(([seq, sender, kind, body]) => ({ room: "r", seq, cmid: `c${seq}`, sender, body, ts: 1000 + seq, kind }));
+  const timeline = new relations.Timeline().extend(messages);
+  const view = timeline.view().map((f) => ({
+    seq: f.seq, kind: f.kind, body: f.body, edited: f.edited, deleted: f.deleted, reactions: f.reactions,
+  }));
+  const reaction = (c.reaction ?? []).map(([target, user, emoji]) => timeline.relations.reaction(target, user, emoji));
+  // The page folds with Relations.add and .state (app.js): the same answers as the Timeline's.
+  const rel = new relations.Relations();
+  const added = new Set(); // the page adds each seq once (its view is keyed by seq)
+  for (const m of messages) {
+    if (!relations.RELATION_KINDS.has(m.kind) || added.has(m.seq)) continue;
+    added.add(m.seq);
+    rel.add(m);
+  }
+  const shown = timeline.view().map((f) => rel.state(timeline.messages.get(f.seq)));
+  return { view, reaction, shown };
+}
+
+function runBackoff(v) {
+  const draws = (list) => { let i = 0; return () => list[i++]; };
+  const rule = (name) => (name === "reconnect" ? backoff.RECONNECT : backoff.SEND_RETRY);
+  const defaults = new roost.RoostClient({ url: "ws://x/ws", token: "t", namespace: "n", storage: roost.memoryStorage() }).options;
+  const generator = backoff.backoff({ random: draws(v.backoff.u) });
+  return {
+    reconnect: backoff.RECONNECT,
+    send_retry: backoff.SEND_RETRY,
+    client: {
+      initialBackoffMs: defaults.initialBackoffMs, maxBackoffMs: defaults.maxBackoffMs,
+      retryInitialMs: defaults.retryInitialMs, retryMaxMs: defaults.retryMaxMs,
+    },
+    nth_delay: v.nth_delay.map((c) => backoff.nthDelay(c.n, rule(c.rule), () => c.u) / 1000),
+    backoff: v.backoff.u.map(() => generator.next().value / 1000),
+    retry_delay: v.retry_delay.map((c) => backoff.retryDelay(c.retry_after_s, c.failures, { random: () => c.u }) / 1000),
+  };
+}
+
+function runFrames(v) {
+  const typeOf = (text) => {
+    const r = protocol.checkServerFrame(text);
+    return r.ok ? r.frame.type : `REFUSED: ${r.reason}`;
+  };
+  let sourceText = false; // can JSON.parse tell 1 from 1.0 here (see decodeServerFrame)?
+  JSON.parse("1.0", (key, value, context) => { sourceText = typeof context?.source === "string"; return value; });
+  return {
+    specs: protocol.SERVER_FRAMES,
+    sourceText,
+    valid: v.valid.map((c) => typeOf(c.frame)),
+    invalid: v.invalid.map((c) => protocol.checkServerFrame(c.frame).ok),
+    batches: v.batches.map((b) => protocol.splitFrames(b.data).map(typeOf)),
+  };
+}
+
+function syncNames() {
+  const own = (o) => Object.getOwnPropertyNames(o).filter((n) => !["constructor", "length", "name", "prototype"].includes(n));
+  return {
+    exports: Object.keys(sync).sort(),
+    methods: [...own(sync.RoomSync.prototype), ...own(sync.RoomSync)].sort(),
+    states: Object.entries(sync.State),
+  };
+}
+
+const request = JSON.parse(readFileSync(0, "utf-8"));
+const out = {};
+if (request.sync) out.sync = request.sync.map(runSyncCase);
+if (request.sync_names) out.sync_names = syncNames();
+if (request.codes) out.codes = runCodes();
+if (request.frames) out.frames = runFrames(request.frames);
+if (request.relations) out.relations = request.relations.map(runRelationsCase);
+if (request.backoff) out.backoff = runBackoff(request.backoff);
+process.stdout.write(JSON.stringify(out));
