@@ -84,7 +84,7 @@ async def _workload(url: str, secret: str, rooms: int, members: int, messages: i
     must receive every message of its room before the workload ends."""
     authority = TokenAuthority(secret)
     prefix = secrets.token_hex(3)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         socks: list[list[aiohttp.ClientWebSocketResponse]] = []
         for r in range(rooms):
             room = f"c{prefix}r{r}"

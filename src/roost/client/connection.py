@@ -86,6 +86,9 @@ class _Room:
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     fetching: bool = False
     start: Cursor | None = None
+    fill_failures: int = 0
+    """Gap reads in a row that failed: the next one waits ``retry_delay`` (a quiet room has no later
+    message to trigger it, and a failing store must not be asked again at once)."""
 
 
 class Client:
@@ -483,12 +486,22 @@ class Client:
         sync = entry.sync
         try:
             page = await self.history(room, after=fetch.after, limit=fetch.limit)
-        except (RequestFailed, ConnectionLost, ClientClosed):
+        except (RequestFailed, ConnectionLost, ClientClosed) as exc:
             entry.fetching = False
-            if sync is not None and entry.sync is sync:
-                sync.fetch_failed()
+            if sync is None or entry.sync is not sync:
+                return
+            sync.fetch_failed()
+            if isinstance(exc, ClientClosed):
+                return
+            entry.fill_failures += 1
+            entry.fetching = True  # the read is queued in the machine; nobody else may start it meanwhile
+            await asyncio.sleep(retry_delay(None, entry.fill_failures))
+            entry.fetching = False
+            if entry.sync is sync and not self._closed:
+                self._run_sync(room, entry)
             return
         entry.fetching = False
+        entry.fill_failures = 0
         if sync is None or entry.sync is not sync:
             return
         sync.page(page.messages, Position(page.epoch, page.head, page.first))
