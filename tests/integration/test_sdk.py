@@ -100,7 +100,10 @@ async def test_the_outbox_resends_with_the_same_id_and_nothing_is_stored_twice(n
 
 
 async def test_a_gap_on_the_live_stream_is_filled_from_history(node: Node) -> None:
-    """[R-CLIENT-3] A ``msg`` beyond ``cursor + 1`` reveals a gap, which the client fills from ``history`` first."""
+    """Messages stored but never published reach an SDK client in order once the next one is published.
+
+    The server's side of the connection sees the gap and fills it from the store first, so the SDK never
+    sees it; the SDK's own repair (R-CLIENT-3) is tested against a scripted peer in test_client_gap_read.py."""
     await make_room(node, "alice", "r")
     async with connect(node.ws_url, node.tokens.issue("alice")) as alice:
         await alice.subscribe("r", after=1)
@@ -108,7 +111,7 @@ async def test_a_gap_on_the_live_stream_is_filled_from_history(node: Node) -> No
             await node.service.send("alice", "r", f"c{i}", f"m{i}")  # seqs 2, 3, 4
         assert [m.seq for m in await texts(alice, 3)] == [2, 3, 4]
         stored = [await node.backends.store.append(draft) for draft in _drafts(2)]  # stored, never published
-        # The next live message reveals the gap (5 and 6 missing): the SDK fetches them first.
+        # The next live message reveals the gap (5 and 6 missing) to the server, which reads them first.
         last = await node.service.send("alice", "r", "c9", "after the gap")
         got = await texts(alice, 3)
         assert [m.seq for m in got] == [s.message.seq for s in stored] + [last.message.seq]
