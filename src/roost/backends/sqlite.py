@@ -130,7 +130,11 @@ class SqliteStore:
         self._local = threading.local()
         self._lock_fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Caches owned by the writer thread (read by the loop; dict/set reads are atomic under the GIL).
+        # Caches written by the writer thread only. The loop's single lookups (``in``, ``get``) are atomic
+        # under the GIL, but iterating a dict or set that another thread resizes raises ("dictionary changed
+        # size during iteration"): every change of a container's size and every iteration on the loop holds
+        # ``_cache_lock``, for the few microseconds the change or the copy takes (never across SQL).
+        self._cache_lock = threading.Lock()
         self._rooms: dict[str, str] = {}
         self._heads: dict[str, int] = {}
         self._members: dict[str, set[str]] = {}
@@ -224,9 +228,10 @@ class SqliteStore:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._heads = heads_before
-            for fn in reversed(undo):
-                fn()
+            with self._cache_lock:
+                self._heads = heads_before
+                for fn in reversed(undo):
+                    fn()
             failure = Unavailable(f"sqlite write failed: {exc}")
             for op in batch:
                 op.outcome = failure
@@ -417,11 +422,12 @@ class SqliteStore:
                 "INSERT INTO room_attrs (room, ns, key, value) VALUES (?, 'meta', ?, ?)",
                 [(room, k, v) for k, v in (meta or {}).items()],
             )
-            if meta:
-                self._attrs[(room, "meta")] = dict(meta)
-            self._rooms[room] = epoch
-            self._heads[room] = 0
-            self._members[room] = {owner}
+            with self._cache_lock:
+                if meta:
+                    self._attrs[(room, "meta")] = dict(meta)
+                self._rooms[room] = epoch
+                self._heads[room] = 0
+                self._members[room] = {owner}
             self._undo.append(lambda: self._forget_room(room))
             return True
 
@@ -448,7 +454,8 @@ class SqliteStore:
             if user in members:
                 return False
             conn.execute("INSERT INTO members (room, user, joined_ms) VALUES (?, ?, ?)", (room, user, _now_ms()))
-            members.add(user)
+            with self._cache_lock:
+                members.add(user)
             self._undo.append(lambda: members.discard(user))
             return True
 
@@ -462,23 +469,31 @@ class SqliteStore:
             if user not in members:
                 return False
             conn.execute("DELETE FROM members WHERE room = ? AND user = ?", (room, user))
-            members.discard(user)
+            with self._cache_lock:
+                members.discard(user)
             self._undo.append(lambda: members.add(user))
             return True
 
         return await self._write(apply)
 
     async def rooms_of(self, user: str) -> list[str]:
-        return sorted(room for room, members in self._members.items() if user in members)
+        with self._cache_lock:
+            rooms = [room for room, members in self._members.items() if user in members]
+        return sorted(rooms)
 
     async def all_rooms(self) -> list[str]:
-        return sorted(self._rooms)
+        with self._cache_lock:
+            rooms = list(self._rooms)
+        return sorted(rooms)
 
     async def members(self, room: str) -> list[str]:
-        return sorted(self._members.get(room, ()))
+        with self._cache_lock:
+            members = list(self._members.get(room, ()))
+        return sorted(members)
 
     async def room_attrs(self, room: str, ns: str) -> dict[str, str]:
-        return dict(self._attrs.get((room, ns), {}))
+        with self._cache_lock:
+            return dict(self._attrs.get((room, ns), {}))
 
     async def set_room_attr(self, room: str, ns: str, key: str, value: str | None) -> None:
         if ns == "meta":
@@ -487,18 +502,21 @@ class SqliteStore:
         def apply(conn: sqlite3.Connection) -> None:
             if room not in self._rooms:
                 raise NotFound(f"no room {room!r}")
-            attrs = self._attrs.setdefault((room, ns), {})
+            with self._cache_lock:
+                attrs = self._attrs.setdefault((room, ns), {})
             old = attrs.get(key)
             if value is None:
                 conn.execute("DELETE FROM room_attrs WHERE room = ? AND ns = ? AND key = ?", (room, ns, key))
-                attrs.pop(key, None)
+                with self._cache_lock:
+                    attrs.pop(key, None)
             else:
                 conn.execute(
                     "INSERT INTO room_attrs (room, ns, key, value) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (room, ns, key) DO UPDATE SET value = excluded.value",
                     (room, ns, key, value),
                 )
-                attrs[key] = value
+                with self._cache_lock:
+                    attrs[key] = value
             self._undo.append(lambda: _restore(attrs, key, old))
 
         await self._write(apply)
