@@ -43,11 +43,12 @@ class _AiohttpTransport:
     frame. Every write is a whole frame, so it never interleaves with aiohttp's own pings and closes.
     """
 
-    __slots__ = ("raw", "ws")
+    __slots__ = ("close_timeout_s", "raw", "ws")
 
-    def __init__(self, ws: web.WebSocketResponse, raw: asyncio.Transport | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, raw: asyncio.Transport | None, close_timeout_s: float) -> None:
         self.ws = ws
         self.raw = raw
+        self.close_timeout_s = close_timeout_s
 
     def try_write(self, data: bytes) -> bool:
         raw = self.raw
@@ -67,7 +68,32 @@ class _AiohttpTransport:
         await self.ws.send_frame(data, WSMsgType.TEXT)
 
     async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code=code, message=reason.encode()[:120])
+        """The close frame goes behind everything already in the socket's buffers, so a client that does
+        not read never gets it: after ``close_timeout_s`` the connection is aborted instead. The close is
+        waited for, never cancelled (a cancelled drain would cancel every other writer's drain too); the
+        abort ends it."""
+        closing = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()[:120]))
+        closing.add_done_callback(_consume)
+        done, _ = await asyncio.wait({closing}, timeout=self.close_timeout_s)
+        if not done:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop what is unsent and reset the TCP connection (the client sees it end without a close frame)."""
+        if self.raw is not None:
+            self.raw.abort()
+
+    def abort_if_stuck(self) -> None:
+        """Called ``close_timeout_s`` after the connection ended: a socket still holding unsent bytes
+        (a heartbeat failure closes without a bound) is aborted, so nothing outlives the bound."""
+        if self.raw is not None and self.raw.get_write_buffer_size():
+            self.raw.abort()
+
+
+def _consume(task: asyncio.Future[bool]) -> None:
+    """A close that ended with an error (the connection was lost or aborted) is done all the same."""
+    if not task.cancelled():
+        task.exception()
 
 
 class WebSocketEndpoint:
@@ -124,7 +150,7 @@ class WebSocketEndpoint:
             compress=False,
         )
         await ws.prepare(request)
-        transport = _AiohttpTransport(ws, request.transport)
+        transport = _AiohttpTransport(ws, request.transport, self.limits.close_timeout_s)
         try:
             user, expires_at, auth_ref = await self._authenticate(ws, request)
         except RoostError as exc:
@@ -167,6 +193,7 @@ class WebSocketEndpoint:
             else:
                 self._per_user.pop(user, None)
             await session.release()
+            asyncio.get_running_loop().call_later(self.limits.close_timeout_s, transport.abort_if_stuck)
             code = session.close_code if session.close_code is not None else ws.close_code
             self.service.metrics.closes.labels(code_label(code)).inc()
         return ws
