@@ -123,7 +123,9 @@ class Session:
             len(data) if isinstance(data, bytes) or len(data) * 4 <= self.limits.max_frame_bytes else len(data.encode())
         )
         if size > self.limits.max_frame_bytes:
-            self._error(ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE))
+            ref, room = frames.peek_ref(data)
+            error = ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE)
+            self._error(error, ref=ref, room=room)
             return
         if self._draining:
             self._refuse_draining(data)
@@ -260,6 +262,12 @@ class Session:
         await self._unfollow(room)
         if after is None:
             position = await self.service.store.position(room)
+            if epoch is not None and epoch != position.epoch:
+                # A cursor's epoch is checked whether or not it comes with a seq: "from now" in a
+                # history that was recreated is still a break the app must hear about.
+                reason = "the room's history was recreated (epoch changed)"
+                self._push(frames.encode(frames.position_error(Code.RESYNC_REQUIRED, reason, room, position, ref)))
+                return
             after, epoch = position.head, position.epoch
         sync: RoomSync[Wire] = RoomSync(
             after, epoch, page_limit=self.limits.catchup_page, max_buffer=self.limits.outbox_frames

@@ -96,6 +96,15 @@ def _consume(task: asyncio.Future[bool]) -> None:
         task.exception()
 
 
+class _Refused(Exception):
+    """Authentication failed with ``error``; ``ref`` is the id of the first frame, if it had one."""
+
+    def __init__(self, error: RoostError, ref: str | None) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.ref = ref
+
+
 class WebSocketEndpoint:
     def __init__(
         self,
@@ -153,9 +162,11 @@ class WebSocketEndpoint:
         transport = _AiohttpTransport(ws, request.transport, self.limits.close_timeout_s)
         try:
             user, expires_at, auth_ref = await self._authenticate(ws, request)
-        except RoostError as exc:
+        except _Refused as refused:
             handshakes.labels("refused_auth").inc()
-            await ws.send_frame(frames.encode(frames.Error(code=int(exc.code), reason=exc.reason)), WSMsgType.TEXT)
+            exc = refused.error
+            error = frames.Error(code=int(exc.code), reason=exc.reason, ref=refused.ref)
+            await ws.send_frame(frames.encode(error), WSMsgType.TEXT)
             await ws.close(code=int(exc.code), message=exc.reason.encode()[:120])
             return ws
         if self._per_user.get(user, 0) >= self.limits.max_connections_per_user:
@@ -199,23 +210,33 @@ class WebSocketEndpoint:
         return ws
 
     async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[str, float, str | None]:
+        """The user, the token's expiry and the auth frame's id (``welcome``'s ``ref``); or ``_Refused``,
+        whose error names that id too when the first frame had a readable one."""
         token = request.query.get("token")
         if token:
-            user, exp = self.tokens.verify(token)
+            try:
+                user, exp = self.tokens.verify(token)
+            except RoostError as exc:
+                raise _Refused(exc, None) from None
             return user, exp, None
         try:
             msg = await ws.receive(timeout=self.limits.auth_timeout_s)
         except TimeoutError:
-            raise AuthError("no auth frame in time", Code.AUTH_TIMEOUT) from None
+            raise _Refused(AuthError("no auth frame in time", Code.AUTH_TIMEOUT), None) from None
         if msg.type is not WSMsgType.TEXT:
-            raise AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED)
+            raise _Refused(AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED), None)
+        ref = frames.peek_ref(msg.data)[0]
         try:
             frame = frames.decode_client(msg.data)
         except ProtocolError as exc:
-            raise AuthError(f"the first frame must be an auth frame ({exc.reason})", Code.UNAUTHORIZED) from None
+            refusal = AuthError(f"the first frame must be an auth frame ({exc.reason})", Code.UNAUTHORIZED)
+            raise _Refused(refusal, ref) from None
         if not isinstance(frame, frames.Auth):
-            raise AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED)
-        user, exp = self.tokens.verify(frame.token)
+            raise _Refused(AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED), ref)
+        try:
+            user, exp = self.tokens.verify(frame.token)
+        except RoostError as exc:
+            raise _Refused(exc, ref) from None
         return user, exp, frame.id
 
     async def shed(self, reason: str) -> None:
