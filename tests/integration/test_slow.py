@@ -29,7 +29,7 @@ from .test_send import make_room
 from .wsutil import Raw
 
 WRITE_TIMEOUT_S = 1.0
-CLOSE_TIMEOUT_S = 1.0
+CLOSE_TIMEOUT_S = 2.0
 BODY = "x" * 16000
 FLOOD = 1500
 """24 MB of 16 kB messages: more than the loopback socket buffers of both ends can hold."""
