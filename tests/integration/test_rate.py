@@ -1,6 +1,7 @@
-"""Rate limits as docs/protocol.md section 13 states them, against a real server: sends (with edits, deletes
-and reactions) per user over all the user's connections and HTTP on one node, typing per user and dropped
-silently. The document used to say per connection and WebSocket only, and typing not limited at all."""
+"""Rate limits as docs/protocol.md section 13 states them, against a real server on every engine: sends
+(with edits, deletes and reactions) per user over all the user's connections and HTTP on one node, typing
+per user and dropped silently. The document used to say per connection and WebSocket only, and typing not
+limited at all."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from .wsutil import Raw
 BURST = 10
 
 
-async def test_sends_are_limited_per_user_over_every_connection_and_http(embedded_settings: Settings) -> None:
+async def test_sends_are_limited_per_user_over_every_connection_and_http(settings: Settings) -> None:
     """[R-RATE-1] Two connections of one user share one bucket of BURST sends (the refill is negligible
     here): exactly BURST acks in all, the rest 4429 with `retry_after_s`; then an HTTP send and a reaction
     are refused too (HTTP 429 with `Retry-After`), and another user is not affected."""
-    limited = with_limits(embedded_settings, sends_per_s=0.001, send_burst=BURST)
+    limited = with_limits(settings, sends_per_s=0.001, send_burst=BURST)
     async with serve(limited) as node:
         await make_room(node, "alice", "r", "bob")
         phone, laptop = await Raw.open(node, "alice"), await Raw.open(node, "alice")
@@ -53,10 +54,10 @@ async def test_sends_are_limited_per_user_over_every_connection_and_http(embedde
             await client.close()
 
 
-async def test_typing_is_limited_per_user_and_the_excess_is_dropped_silently(embedded_settings: Settings) -> None:
+async def test_typing_is_limited_per_user_and_the_excess_is_dropped_silently(settings: Settings) -> None:
     """[R-RATE-2] Typing signals: `typing_per_s` per user, bursts of twice that; over it a signal is dropped
     with no error (it is ephemeral). Ten signals at once from two connections: four reach the room."""
-    async with serve(with_limits(embedded_settings, typing_per_s=2.0)) as node:
+    async with serve(with_limits(settings, typing_per_s=2.0)) as node:
         await make_room(node, "alice", "r", "bob")
         bob = await Raw.open(node, "bob")
         await bob.request({"type": "subscribe", "room": "r", "id": "s"})
