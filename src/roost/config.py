@@ -21,6 +21,12 @@ class Limits:
     """Frames queued for one connection before it is closed as a slow consumer (4508)."""
     outbox_bytes: int = 4 * 1024 * 1024
     """Bytes queued for one connection before it is closed as a slow consumer (4508)."""
+    write_timeout_s: float = 10.0
+    """A write to one connection's socket that has waited this long (the client reads nothing, or far too
+    little) closes the connection as a slow consumer (4508), catch-up included."""
+    close_timeout_s: float = 2.0
+    """A connection being closed whose socket has not taken the close frame (and the client's answer) in
+    this time is aborted: the client sees the connection end without a close frame."""
     auth_timeout_s: float = 10.0
     """A connection that has not authenticated by then is closed with 4408."""
     heartbeat_s: float = 20.0

@@ -116,6 +116,15 @@ def _int_param(request: web.Request, name: str) -> int | None:
     return value
 
 
+def _since_param(request: web.Request) -> int | None:
+    """``since_ts``, or its name in the seed's API, ``last_sync_timestamp`` (ms since the Unix epoch)."""
+    since_ts = _int_param(request, "since_ts")
+    seed = _int_param(request, "last_sync_timestamp")
+    if since_ts is not None and seed is not None:
+        raise ProtocolError("give since_ts or last_sync_timestamp, not both", Code.BAD_FRAME)
+    return since_ts if seed is None else seed
+
+
 def _seq_param(request: web.Request) -> int:
     """The ``{seq}`` of a message path; the service checks its range."""
     try:
@@ -167,6 +176,7 @@ class HttpApi:
             web.post("/api/rooms/{room}/join", self.join),
             web.post("/api/rooms/{room}/leave", self.leave),
             web.get("/api/rooms/{room}/messages", self.history),
+            web.get("/api/messages", self.history_by_room_id),
             web.post("/api/rooms/{room}/messages", self.send),
             web.post("/api/rooms/{room}/messages/{seq}/edit", self.edit),
             web.delete("/api/rooms/{room}/messages/{seq}", self.delete),
@@ -321,17 +331,27 @@ class HttpApi:
         return _respond({"room": room})
 
     async def history(self, request: web.Request) -> web.Response:
-        """``after``/``before`` are seqs. ``since_ts`` (ms) is the seed's last_sync_timestamp: approximate."""
+        """``after``/``before`` are seqs; ``since_ts`` (``last_sync_timestamp``) a time in ms: approximate."""
+        return await self._history(request, request.match_info["room"])
+
+    async def history_by_room_id(self, request: web.Request) -> web.Response:
+        """The seed's own call, ``GET /api/messages?room_id=...&last_sync_timestamp=...``: the same page."""
+        room = request.query.get("room_id")
+        if not room:
+            raise ProtocolError("room_id is required", Code.BAD_FRAME)
+        return await self._history(request, room)
+
+    async def _history(self, request: web.Request, room: str) -> web.Response:
         user = self.user_of(request)
-        room = request.match_info["room"]
         after = _int_param(request, "after")
         before = _int_param(request, "before")
-        since_ts = _int_param(request, "since_ts")
+        since_ts = _since_param(request)
         limit = _int_param(request, "limit")
         limit = 50 if limit is None else limit
         if since_ts is not None:
             if after is not None or before is not None:
-                raise ProtocolError("since_ts goes alone", Code.BAD_FRAME)
+                raise ProtocolError("since_ts (last_sync_timestamp) goes alone", Code.BAD_FRAME)
+            # One lookup of the highest seq stamped before the time, then an ordinary page after it.
             after = await self.service.seq_before_time(user, room, since_ts)
         result = await self.service.history(user, room, after=after, before=before, limit=limit)
         return _respond(_history_json(room, result))

@@ -6,8 +6,9 @@
   connections).
 * Everything for the client goes through ``_push`` into one bounded outbox, flushed at the end of
   the loop iteration straight to the socket, packed into few WebSocket frames (objects separated by
-  ``\\n``); only a backlog the socket cannot take gets a writer task. A client that lets the outbox
-  overflow is closed with 4508 (slow consumer) and repairs from the store when it comes back.
+  ``\\n``); only a backlog the socket cannot take gets a writer task. A client that lets the live outbox
+  overflow, or whose socket leaves one write waiting ``write_timeout_s`` (catch-up included), is closed
+  with 4508 (slow consumer) and repairs from the store when it comes back.
 * Live messages arrive from the hub as already-encoded bytes and are forwarded unchanged.
 """
 
@@ -53,7 +54,10 @@ class Transport(Protocol):
         """Send one text frame (already UTF-8 JSON), waiting while the socket is full."""
         ...
 
-    async def close(self, code: int, reason: str) -> None: ...
+    async def close(self, code: int, reason: str) -> None:
+        """Close with ``code``; returns within the close timeout (a socket that cannot take the close
+        frame by then is aborted)."""
+        ...
 
 
 class _Follow:
@@ -119,7 +123,9 @@ class Session:
             len(data) if isinstance(data, bytes) or len(data) * 4 <= self.limits.max_frame_bytes else len(data.encode())
         )
         if size > self.limits.max_frame_bytes:
-            self._error(ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE))
+            ref, room = frames.peek_ref(data)
+            error = ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE)
+            self._error(error, ref=ref, room=room)
             return
         if self._draining:
             self._refuse_draining(data)
@@ -256,6 +262,12 @@ class Session:
         await self._unfollow(room)
         if after is None:
             position = await self.service.store.position(room)
+            if epoch is not None and epoch != position.epoch:
+                # A cursor's epoch is checked whether or not it comes with a seq: "from now" in a
+                # history that was recreated is still a break the app must hear about.
+                reason = "the room's history was recreated (epoch changed)"
+                self._push(frames.encode(frames.position_error(Code.RESYNC_REQUIRED, reason, room, position, ref)))
+                return
             after, epoch = position.head, position.epoch
         sync: RoomSync[Wire] = RoomSync(
             after, epoch, page_limit=self.limits.catchup_page, max_buffer=self.limits.outbox_frames
@@ -456,13 +468,21 @@ class Session:
 
     async def _write_loop(self) -> None:
         """Send what is queued, packed up to 256 objects per WebSocket frame, until nothing is left."""
+        loop = asyncio.get_running_loop()
         try:
             while self._outbox:
                 count, size = self._batch()
                 batch = self._outbox[:count]
                 del self._outbox[:count]
                 self._outbox_bytes -= size
-                await self.transport.send(batch[0] if len(batch) == 1 else b"\n".join(batch))
+                # The client stopped reading (or reads far too little): live or paced, a write that cannot
+                # finish ends the connection. A timer, not a cancellation: aiohttp's writers share one drain
+                # future, and cancelling one waiter would cancel the close frame's drain with it.
+                stalled = loop.call_later(self.limits.write_timeout_s, self._stalled)
+                try:
+                    await self.transport.send(batch[0] if len(batch) == 1 else b"\n".join(batch))
+                finally:
+                    stalled.cancel()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -474,6 +494,10 @@ class Session:
         self._writer = None
         self._paced_frames = self._paced_bytes = 0
         self._wake_drain_waiters()
+
+    def _stalled(self) -> None:
+        reason = f"slow consumer: a write waited over {self.limits.write_timeout_s:g} s"
+        self._spawn(self.close(Code.SLOW_CONSUMER, reason))
 
     def _wake_drain_waiters(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
@@ -515,10 +539,10 @@ class Session:
         await self.close(Code.GOING_AWAY, "server shutting down")
 
     async def expire(self) -> None:
-        """The token ran out: say so, then close with 4401."""
-        error = frames.Error(code=int(Code.UNAUTHORIZED), reason="token expired")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.transport.send(frames.encode(error)), timeout=1.0)
+        """The token ran out: say so (an error frame 4401 after what is queued), then close with 4401."""
+        self._push(frames.encode(frames.Error(code=int(Code.UNAUTHORIZED), reason="token expired")))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._until_drained(), self.limits.close_timeout_s)
         await self.close(Code.UNAUTHORIZED, "token expired")
 
     async def release(self) -> None:

@@ -43,11 +43,12 @@ class _AiohttpTransport:
     frame. Every write is a whole frame, so it never interleaves with aiohttp's own pings and closes.
     """
 
-    __slots__ = ("raw", "ws")
+    __slots__ = ("close_timeout_s", "raw", "ws")
 
-    def __init__(self, ws: web.WebSocketResponse, raw: asyncio.Transport | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, raw: asyncio.Transport | None, close_timeout_s: float) -> None:
         self.ws = ws
         self.raw = raw
+        self.close_timeout_s = close_timeout_s
 
     def try_write(self, data: bytes) -> bool:
         raw = self.raw
@@ -67,7 +68,41 @@ class _AiohttpTransport:
         await self.ws.send_frame(data, WSMsgType.TEXT)
 
     async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code=code, message=reason.encode()[:120])
+        """The close frame goes behind everything already in the socket's buffers, so a client that does
+        not read never gets it: after ``close_timeout_s`` the connection is aborted instead. The close is
+        waited for, never cancelled (a cancelled drain would cancel every other writer's drain too); the
+        abort ends it."""
+        closing = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()[:120]))
+        closing.add_done_callback(_consume)
+        done, _ = await asyncio.wait({closing}, timeout=self.close_timeout_s)
+        if not done:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop what is unsent and reset the TCP connection (the client sees it end without a close frame)."""
+        if self.raw is not None:
+            self.raw.abort()
+
+    def abort_if_stuck(self) -> None:
+        """Called ``close_timeout_s`` after the connection ended: a socket still holding unsent bytes
+        (a heartbeat failure closes without a bound) is aborted, so nothing outlives the bound."""
+        if self.raw is not None and self.raw.get_write_buffer_size():
+            self.raw.abort()
+
+
+def _consume(task: asyncio.Future[bool]) -> None:
+    """A close that ended with an error (the connection was lost or aborted) is done all the same."""
+    if not task.cancelled():
+        task.exception()
+
+
+class _Refused(Exception):
+    """Authentication failed with ``error``; ``ref`` is the id of the first frame, if it had one."""
+
+    def __init__(self, error: RoostError, ref: str | None) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.ref = ref
 
 
 class WebSocketEndpoint:
@@ -124,12 +159,14 @@ class WebSocketEndpoint:
             compress=False,
         )
         await ws.prepare(request)
-        transport = _AiohttpTransport(ws, request.transport)
+        transport = _AiohttpTransport(ws, request.transport, self.limits.close_timeout_s)
         try:
             user, expires_at, auth_ref = await self._authenticate(ws, request)
-        except RoostError as exc:
+        except _Refused as refused:
             handshakes.labels("refused_auth").inc()
-            await ws.send_frame(frames.encode(frames.Error(code=int(exc.code), reason=exc.reason)), WSMsgType.TEXT)
+            exc = refused.error
+            error = frames.Error(code=int(exc.code), reason=exc.reason, ref=refused.ref)
+            await ws.send_frame(frames.encode(error), WSMsgType.TEXT)
             await ws.close(code=int(exc.code), message=exc.reason.encode()[:120])
             return ws
         if self._per_user.get(user, 0) >= self.limits.max_connections_per_user:
@@ -167,28 +204,39 @@ class WebSocketEndpoint:
             else:
                 self._per_user.pop(user, None)
             await session.release()
+            asyncio.get_running_loop().call_later(self.limits.close_timeout_s, transport.abort_if_stuck)
             code = session.close_code if session.close_code is not None else ws.close_code
             self.service.metrics.closes.labels(code_label(code)).inc()
         return ws
 
     async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[str, float, str | None]:
+        """The user, the token's expiry and the auth frame's id (``welcome``'s ``ref``); or ``_Refused``,
+        whose error names that id too when the first frame had a readable one."""
         token = request.query.get("token")
         if token:
-            user, exp = self.tokens.verify(token)
+            try:
+                user, exp = self.tokens.verify(token)
+            except RoostError as exc:
+                raise _Refused(exc, None) from None
             return user, exp, None
         try:
             msg = await ws.receive(timeout=self.limits.auth_timeout_s)
         except TimeoutError:
-            raise AuthError("no auth frame in time", Code.AUTH_TIMEOUT) from None
+            raise _Refused(AuthError("no auth frame in time", Code.AUTH_TIMEOUT), None) from None
         if msg.type is not WSMsgType.TEXT:
-            raise AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED)
+            raise _Refused(AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED), None)
+        ref = frames.peek_ref(msg.data)[0]
         try:
             frame = frames.decode_client(msg.data)
         except ProtocolError as exc:
-            raise AuthError(f"the first frame must be an auth frame ({exc.reason})", Code.UNAUTHORIZED) from None
+            refusal = AuthError(f"the first frame must be an auth frame ({exc.reason})", Code.UNAUTHORIZED)
+            raise _Refused(refusal, ref) from None
         if not isinstance(frame, frames.Auth):
-            raise AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED)
-        user, exp = self.tokens.verify(frame.token)
+            raise _Refused(AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED), ref)
+        try:
+            user, exp = self.tokens.verify(frame.token)
+        except RoostError as exc:
+            raise _Refused(exc, ref) from None
         return user, exp, frame.id
 
     async def shed(self, reason: str) -> None:

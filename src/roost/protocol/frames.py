@@ -5,7 +5,8 @@ Rules:
 * A client sends one JSON object per WebSocket frame.
 * A server may pack several JSON objects into one WebSocket frame, separated by ``\\n`` (JSON never
   contains a raw newline), so a busy connection pays one frame per batch. ``split()`` undoes this.
-* Requests may carry an ``id``; the reply to it carries the same value as ``ref``.
+* Requests may carry an ``id``; the reply to it, and any error it causes (a decode error too, whenever
+  the frame is a JSON object whose ``id`` is a string), carries the same value as ``ref``.
 * ``decode_client()`` never lets a foreign exception out: bad input is a ``ProtocolError`` with a
   stable code, and nothing else happens.
 """
@@ -205,7 +206,10 @@ class Ping(_Frame, tag="ping", frozen=True):
 
 
 class Typing(_Frame, tag="typing", frozen=True):
+    """No reply on success; ``id`` names the request in an error, as for every other frame."""
+
     room: str
+    id: str | None = None
 
 
 class Read(_Frame, tag="read", frozen=True):
@@ -368,20 +372,26 @@ def decode_client(data: bytes | str) -> ClientFrame:
 
 
 class _Peek(msgspec.Struct):
-    id: str | None = None
-    room: str | None = None
+    """Only the two fields an error names, each of any JSON type: a frame that failed to decode because
+    ``room`` is a number still has a readable ``id``."""
+
+    id: object = None
+    room: object = None
 
 
 _peek: Final = msgspec.json.Decoder(_Peek)
 
 
 def peek_ref(data: bytes | str) -> tuple[str | None, str | None]:
-    """Best effort ``(id, room)`` of a frame that failed to decode, so its error can name the request."""
+    """``(id, room)`` of a frame that failed to decode, each where it is a string, so its error can name
+    the request. Nothing when the frame is not a JSON object."""
     try:
         peeked = _peek.decode(data)
     except (msgspec.MsgspecError, UnicodeError, RecursionError):
         return None, None
-    return peeked.id, peeked.room
+    ref = peeked.id if isinstance(peeked.id, str) else None
+    room = peeked.room if isinstance(peeked.room, str) else None
+    return ref, room
 
 
 def decode_server(data: bytes | str) -> ServerFrame:
