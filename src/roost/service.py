@@ -56,6 +56,7 @@ from .protocol.types import (
     KIND_ROLE,
     KIND_TEXT,
     KIND_UNBAN,
+    MAX_SEQ,
     Draft,
     Message,
     Page,
@@ -67,10 +68,6 @@ from .ratelimit import RateLimiter
 from .relindex import RelationIndex
 
 __all__ = ["MAX_SEQ", "ROOM_KINDS", "ChatService", "HistoryResult", "RoomInfo", "dm_room"]
-
-MAX_SEQ = 2**53
-"""The largest seq a request may name: exact in every JSON parser and every store's integer type."""
-
 
 PUBLIC: Final = "public"
 PRIVATE: Final = "private"

@@ -83,10 +83,10 @@ return {seq, tonumber(ARGV[5]), 0}
 _READ: Final = """
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'head', 'first')
 if not m[1] then return {-404} end
-local items
+local items = {}
 if ARGV[3] == 'asc' then
   items = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-else
+elseif ARGV[1] ~= '0' then  -- before=0: nothing is older (and Redis refuses the exclusive end "(0-0")
   items = redis.call('XREVRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '-', 'COUNT', ARGV[2])
 end
 local out = {m[1], m[2], m[3]}
@@ -479,6 +479,8 @@ class RedisBus:
         return f"{{{self.prefix}:{room}}}:live"
 
     async def publish(self, room: str, payload: bytes) -> None:
+        if self._closed:
+            raise Unavailable("bus is closed")  # redis-py would quietly open a new connection
         async with _translate(gate=self._gate):
             if self.sharded:
                 await self.client.spublish(self.channel(room), payload)
