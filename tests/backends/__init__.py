@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from . import kafka, local, nats, postgres, redis, sqlite
 from .engine import Engine
-from .nats import NATS, NATS_CLUSTER
+from .nats import NATS, NATS_CLUSTER, _clean_nats
 from .postgres import POSTGRES
-from .redis import REDIS, REDIS_CLUSTER, _clean_redis
+from .redis import REDIS, REDIS_CLUSTER, _clean_redis, _clean_redis_cluster
 
 __all__ = [
     "ALL",
@@ -41,7 +41,9 @@ __all__ = [
     "STORES",
     "Backend",
     "Engine",
+    "_clean_nats",
     "_clean_redis",
+    "_clean_redis_cluster",
     "cleanup",
     "make",
     "rigs",

@@ -23,7 +23,7 @@ NATS_CLUSTER_INTEREST = (
 )
 
 
-async def arrives(queue: asyncio.Queue[bytes], timeout: float = 5.0) -> bytes:
+async def arrives(queue: asyncio.Queue[bytes], timeout: float = 10.0) -> bytes:
     return await asyncio.wait_for(queue.get(), timeout)
 
 
