@@ -60,6 +60,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .idempotency import body_digest
 from .options import url_options
 
 __all__ = ["KafkaStore", "parse_kafka_url"]
@@ -130,10 +131,6 @@ def parse_kafka_url(url: str) -> tuple[str, str, dict[str, str]]:
     options = url_options(url, "kafka", ("prefix", "partitions", "replicas", "fetch_wait_ms", "verify_s", "readers"))
     topic = unquote(parts.path.strip("/")) or options.get("prefix", "roost")
     return parts.netloc, topic, options
-
-
-def _digest(body: str, kind: str) -> bytes:
-    return hashlib.sha256(f"{kind}\x00{body}".encode()).digest()[:16]
 
 
 def _value_digest(value: bytes | None) -> bytes:
@@ -470,7 +467,7 @@ class KafkaStore:
             return NotFound(f"no room {rec.room!r}")
         if isinstance(rec, _Msg):
             key = (rec.sender, rec.cmid)
-            digest = _digest(rec.body, rec.kind)
+            digest = body_digest(rec.body, rec.kind, 16)
             earlier = room.idem.get(key)
             if earlier is not None:
                 if earlier[2] != digest:
@@ -620,7 +617,7 @@ class KafkaStore:
             earlier = room.idem.get((draft.sender, draft.cmid))
             if earlier is not None:
                 seq, ts, digest = earlier
-                if digest != _digest(draft.body, draft.kind):
+                if digest != body_digest(draft.body, draft.kind, 16):
                     raise Conflict(f"client message id {draft.cmid!r} was used for another message")
                 message = Message(draft.room, seq, draft.cmid, draft.sender, draft.body, ts, draft.kind)
                 return Appended(message, duplicate=True)

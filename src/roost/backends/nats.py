@@ -43,6 +43,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .idempotency import body_digest
 from .options import url_options
 
 __all__ = ["JetStreamStore", "NatsBus", "parse_nats_url"]
@@ -137,10 +138,6 @@ async def _translate() -> AsyncIterator[None]:
 
 def token(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:24]
-
-
-def _digest(body: str, kind: str) -> str:
-    return hashlib.sha256(f"{kind}\x00{body}".encode()).hexdigest()[:32]
 
 
 class JetStreamStore:
@@ -238,7 +235,7 @@ class JetStreamStore:
         room = draft.room
         await self._require(room)
         key = f"{token(room)}.{token(draft.sender + chr(10) + draft.cmid)}"
-        digest = _digest(draft.body, draft.kind)
+        digest = body_digest(draft.body, draft.kind, 16).hex()
         async with _translate():
             earlier = await self._idem_get(key)
             if earlier is not None:
@@ -250,7 +247,7 @@ class JetStreamStore:
             )
             if ack.duplicate:
                 stored = await self._fetch_one(room, ack.seq)
-                if _digest(stored.body, stored.kind) != digest:
+                if body_digest(stored.body, stored.kind, 16).hex() != digest:
                     raise Conflict(f"client message id {draft.cmid!r} was used for another message")
                 await self.idem_kv.put(key, f"{ack.seq}:{stored.ts}:{digest}".encode())
                 return Appended(stored, duplicate=True)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -50,6 +49,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .idempotency import body_digest
 from .options import url_options
 
 __all__ = ["RedisBus", "RedisStore", "parse_redis_url"]
@@ -172,10 +172,6 @@ async def _translate(store: RedisStore | None = None, gate: asyncio.Semaphore | 
                 yield
 
 
-def _digest(body: str, kind: str) -> str:
-    return hashlib.sha256(f"{kind}\x00{body}".encode()).hexdigest()[:32]
-
-
 class _Keys:
     __slots__ = ("idem", "live", "log", "members", "meta", "reads", "tag")
 
@@ -254,7 +250,7 @@ class RedisStore:
         ts = time.time_ns() // 1_000_000
         template = msgspec.json.encode(Message(draft.room, 0, draft.cmid, draft.sender, draft.body, ts, draft.kind))
         head, _, tail = template.partition(_SEQ_MARK)
-        digest = _digest(draft.body, draft.kind)
+        digest = body_digest(draft.body, draft.kind, 16).hex()
         args: list[bytes | str | int] = [
             f"{draft.sender}\n{draft.cmid}",
             digest,
