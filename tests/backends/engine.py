@@ -15,7 +15,17 @@ from pathlib import Path
 from roost.backends import open_bus, open_store
 from roost.ports import Bus, Storage
 
-__all__ = ["Engine", "nothing_to_clean"]
+__all__ = ["DigestPin", "Engine", "nothing_to_clean"]
+
+
+@dataclass(frozen=True)
+class DigestPin:
+    """How a store engine keeps the idempotency digest (tests/backends/test_idempotency.py pins it)."""
+
+    read: Callable[[Storage, str, Path], Awaitable[object]]
+    """(store, namespace, data directory) -> what it stored for message ``c1`` of ``alice`` in room ``r``."""
+    encode: Callable[[bytes], object]
+    """The full SHA-256 digest -> that stored form: the engine's encoding, which its existing data has."""
 
 
 async def nothing_to_clean(ns: str) -> None:
@@ -37,6 +47,8 @@ class Engine:
     """Remove everything a test created in the namespace (the services on this machine keep state)."""
     shared: bool = True
     """Several processes (nodes) open one namespace at once; False for the embedded store and bus."""
+    digest: DigestPin | None = None
+    """Store engines: where and how the idempotency digest is kept."""
 
     async def open_store(self, ns: str, data_dir: Path) -> Storage:
         assert self.store_url is not None, f"{self.id} is not a store engine"

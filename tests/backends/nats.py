@@ -4,8 +4,11 @@ starts (R3 streams); a subject prefix and streams per test. One URL serves as st
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from .engine import Engine
+from roost.ports import Storage
+
+from .engine import DigestPin, Engine
 
 NATS = os.environ.get("ROOST_TEST_NATS", "nats://127.0.0.1:4222")
 NATS_CLUSTER = "nats://127.0.0.1:14221,127.0.0.1:14222,127.0.0.1:14223"  # tests/clusters.py NatsCluster
@@ -41,7 +44,24 @@ async def _clean_cluster(ns: str) -> None:
     await _clean_nats(NATS_CLUSTER, ns)
 
 
+async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:
+    from roost.backends.nats import JetStreamStore, token
+
+    assert isinstance(store, JetStreamStore)
+    entry = await store.idem_kv.get(f"{token('r')}.{token('alice' + chr(10) + 'c1')}")
+    return (entry.value or b"").decode().split(":", 2)[2]  # seq:ts:digest
+
+
+_DIGEST = DigestPin(_stored_digest, lambda d: d[:16].hex())
+
 ENGINES = (
-    Engine("nats", store_url=_nats, bus_url=_nats, clean=_clean),
-    Engine("nats-cluster", store_url=_nats_cluster, bus_url=_nats_cluster, rig="nats_cluster", clean=_clean_cluster),
+    Engine("nats", store_url=_nats, bus_url=_nats, clean=_clean, digest=_DIGEST),
+    Engine(
+        "nats-cluster",
+        store_url=_nats_cluster,
+        bus_url=_nats_cluster,
+        rig="nats_cluster",
+        clean=_clean_cluster,
+        digest=_DIGEST,
+    ),
 )

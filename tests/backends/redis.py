@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
-from .engine import Engine
+from roost.ports import Storage
+
+from .engine import DigestPin, Engine
 
 REDIS = os.environ.get("ROOST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REDIS_CLUSTER = "redis+cluster://127.0.0.1:7001"  # tests/clusters.py RedisCluster
@@ -57,9 +60,25 @@ async def _clean_cluster(ns: str) -> None:
     await _clean_redis_cluster(REDIS_CLUSTER, ns)
 
 
+async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:
+    from roost.backends.redis import RedisStore
+
+    assert isinstance(store, RedisStore)
+    record = await store.client.hget(store.keys("r").idem, "alice\nc1")
+    assert isinstance(record, bytes)
+    return record.decode().split(":", 2)[2]  # seq:ts:digest
+
+
+_DIGEST = DigestPin(_stored_digest, lambda d: d[:16].hex())
+
 ENGINES = (
-    Engine("redis", store_url=_redis, bus_url=_redis, clean=_clean),
+    Engine("redis", store_url=_redis, bus_url=_redis, clean=_clean, digest=_DIGEST),
     Engine(
-        "redis-cluster", store_url=_redis_cluster, bus_url=_redis_cluster, rig="redis_cluster", clean=_clean_cluster
+        "redis-cluster",
+        store_url=_redis_cluster,
+        bus_url=_redis_cluster,
+        rig="redis_cluster",
+        clean=_clean_cluster,
+        digest=_DIGEST,
     ),
 )
