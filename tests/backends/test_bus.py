@@ -17,23 +17,14 @@ from roost.protocol.errors import Unavailable
 from .conftest import Buses
 from .network import connections, cut
 
-NATS_CLUSTER_INTEREST = (
-    "known bug: NatsBus.subscribe's flush confirms the SUB on the subscriber's own server only; a publish on"
-    " another server of the cluster can come before the interest reaches it over the route, and is lost"
-)
-
 
 async def arrives(queue: asyncio.Queue[bytes], timeout: float = 10.0) -> bytes:
     return await asyncio.wait_for(queue.get(), timeout)
 
 
-async def test_a_publish_made_after_subscribe_returns_is_delivered(
-    buses: Buses, request: pytest.FixtureRequest
-) -> None:
-    """No sleep between the two: ``subscribe`` returns only once the broker confirmed it. Over many rooms,
-    so a subscription that is confirmed late shows."""
-    if buses.engine.id == "nats-cluster":
-        request.applymarker(pytest.mark.xfail(reason=NATS_CLUSTER_INTEREST, strict=False))
+async def test_a_publish_made_after_subscribe_returns_is_delivered(buses: Buses) -> None:
+    """No sleep between the two: ``subscribe`` returns only once the broker confirmed it, on every server
+    of a cluster (the publisher's may be another). Over many rooms, so a subscription confirmed late shows."""
     bus = await buses.open()
     peer = await buses.peer(bus)
     for n in range(20):
