@@ -39,7 +39,7 @@ run: $(RUN_STAMP)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests scripts
-	$(BIN)/mypy src/roost
+	$(BIN)/mypy src/roost tests/backends
 
 # The suite talks to real Redis, NATS and PostgreSQL and drives Debian's chromium: make sure they are there.
 services:

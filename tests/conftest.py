@@ -21,7 +21,7 @@ import pytest
 from roost.config import Limits, Settings
 from roost.node import Node, serve
 
-from .backends import SELECTED, Backend, cleanup, make
+from .backends import SELECTED, Backend, cleanup, make, rigs
 from .clusters import NatsCluster, RedisCluster
 from .kafka_infra import Tansu
 
@@ -65,20 +65,12 @@ def kafka_broker() -> Iterator[Tansu]:
         broker.down()
 
 
-_CLUSTER_OF = {
-    "redis-cluster": "redis_cluster",
-    "nats-cluster": "nats_cluster",
-    "kafka-redis": "kafka_broker",
-    "kafka-nats": "kafka_broker",
-}
-
-
 @pytest.fixture(params=SELECTED)
 def backend_name(request: pytest.FixtureRequest) -> str:
     """The backend's name; brings its cluster up first if it runs on one."""
     name: str = request.param
-    if name in _CLUSTER_OF:
-        request.getfixturevalue(_CLUSTER_OF[name])
+    for rig in rigs(name):
+        request.getfixturevalue(rig)
     return name
 
 

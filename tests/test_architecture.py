@@ -54,8 +54,9 @@ def test_the_gateway_never_imports_a_backend(path: Path) -> None:
     assert not {m for m in imports(path) if m.startswith("roost.backends")}
 
 
-SHARED = {"__init__.py", "boundary.py", "options.py"}
-"""Not engines: the URL dispatcher, the error mapping every engine applies at its boundary, URL options."""
+SHARED = {"__init__.py", "boundary.py", "idempotency.py", "options.py"}
+"""Not engines: the URL dispatcher, the error mapping every engine applies at its boundary, the idempotency
+digest, URL options."""
 
 
 @pytest.mark.parametrize("path", [p for p in files("backends") if p.name != "__init__.py"], ids=lambda p: p.name)

@@ -1,7 +1,9 @@
 """The ports the service is written against. Every backend implements them; nothing else may vary.
 
-Contracts (each is checked by the conformance suite, tests/integration/, which runs over every backend of
-tests/backends.py; parametrized in tests/conftest.py):
+Contracts. Each is checked at the port, on every engine, by the contract suites in tests/backends/
+(``test_store.py``, ``test_bus.py``; the engines are listed there, one file each), and through whole
+servers by the conformance suite, tests/integration/, which runs over every backend (a store engine paired
+with a bus engine) of tests/backends/__init__.py, parametrized in tests/conftest.py.
 
 Store
   * ``append`` assigns the room's next dense seq (1, 2, 3, ...) atomically with the durable write, and
@@ -11,8 +13,12 @@ Store
     backend failure raises ``Unavailable`` and stores nothing.
   * ``read(room, after, limit)``: messages with ``seq > after``, ascending, without holes, at most
     ``limit``, and the room's ``Position`` read in the same snapshot.
-  * ``read_before(room, before, limit)``: the newest ``limit`` messages with ``seq < before``, ascending.
-  * The epoch changes if and only if the room's history was lost or recreated.
+  * ``read_before(room, before, limit)``: the newest ``limit`` messages with ``seq < before``, ascending;
+    ``before`` 0 or 1 is an empty page with the position, never an error.
+  * The epoch changes if and only if the room's history was lost or recreated: not by appends, trims or
+    restarts.
+  * ``trim`` keeps the idempotency keys of what it drops, so a late retry is still answered, not stored.
+  * After ``aclose`` every call raises ``Unavailable``; closing twice is harmless.
 
 Directory
   * Rooms and their members. Membership is checked by the service on every read and write.
@@ -20,13 +26,17 @@ Directory
     service gives meaning to (``meta``: kind and owner, written once by ``create_room``; ``roles``,
     ``bans``, ``invites``). Backends store them and know nothing of what they mean, so the rules of
     private rooms, roles and bans live in the service alone and are the same on every backend.
+  * Read positions (``mark_read``) are kept for any room name, existing or not: the directory does not
+    check the room (the service checks membership first), so the readiness probe writes one for a room
+    no user can name, on every engine alike.
 
 Bus
   * ``publish`` is at-most-once; no subscribers is not an error.
   * ``subscribe`` returns only once the broker has confirmed the subscription, so a publish made
     after it returns is delivered (subscribe-then-read depends on this).
   * ``on_reset`` callbacks run when the bus may have lost messages (a reconnect): subscribers then
-    repair from the store.
+    repair from the store, and their subscriptions deliver again.
+  * After ``aclose`` nothing more is delivered, and ``publish``/``subscribe`` raise ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ import msgspec
 
 from .protocol.types import Draft, Message, Page, Position
 
-__all__ = ["Appended", "Bus", "Directory", "Store", "Subscription"]
+__all__ = ["Appended", "Bus", "Directory", "Storage", "Store", "Subscription"]
 
 
 class Appended(msgspec.Struct, frozen=True):
@@ -122,6 +132,10 @@ class Directory(Protocol):
     async def readers(self, room: str) -> dict[str, int]:
         """Every user's read position in ``room``."""
         ...
+
+
+class Storage(Store, Directory, Protocol):
+    """What a store engine opens: one object serves both ports (the directory lives beside the messages)."""
 
 
 class Subscription(Protocol):

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 from .logs import NODE_ID
 from .ports import Bus, Directory, Subscription
-from .protocol.errors import NotFound
 
 __all__ = ["Check", "Readiness"]
 
@@ -140,11 +139,9 @@ class Readiness:
             check.ok, check.error, check.last_ok = True, None, time.monotonic()
 
     async def _probe_store(self) -> None:
-        # Milliseconds keep rising, so every probe really writes (positions are only ever raised).
-        # The Kafka store keeps positions only for rooms it has: its NotFound comes after a round trip
-        # to the broker (its fence), which is what this check needs to know.
-        with contextlib.suppress(NotFound):
-            await self.directory.mark_read(PROBE_ROOM, f"_node-{self.node_id}", time.time_ns() // 1_000_000)
+        # Milliseconds keep rising, so every probe really writes (positions are only ever raised). Every
+        # directory keeps a position for any room name (ports.py), so the probe room needs no creating.
+        await self.directory.mark_read(PROBE_ROOM, f"_node-{self.node_id}", time.time_ns() // 1_000_000)
 
     async def _probe_bus(self) -> None:
         if self._subscription is None:

@@ -2,8 +2,9 @@
 
 Where the contract is enforced:
 
-* Persist, then publish: ``send`` awaits ``Store.append`` (durable on return) and only then publishes
-  the encoded message on the bus; a failed append raises and publishes nothing.
+* Persist, then publish: ``_append``, the one write path of every message (sends, relations, membership
+  events), awaits ``Store.append`` (durable on return) and only then publishes the encoded message on the
+  bus; a failed append raises and publishes nothing.
 * Idempotency: the store answers a retried ``(room, sender, cmid)`` with the original message; the
   service re-publishes it, which heals a crash between commit and publish (receivers drop the
   duplicate by seq).
@@ -56,6 +57,7 @@ from .protocol.types import (
     KIND_ROLE,
     KIND_TEXT,
     KIND_UNBAN,
+    MAX_SEQ,
     Draft,
     Message,
     Page,
@@ -67,10 +69,6 @@ from .ratelimit import RateLimiter
 from .relindex import RelationIndex
 
 __all__ = ["MAX_SEQ", "ROOM_KINDS", "ChatService", "HistoryResult", "RoomInfo", "dm_room"]
-
-MAX_SEQ = 2**53
-"""The largest seq a request may name: exact in every JSON parser and every store's integer type."""
-
 
 PUBLIC: Final = "public"
 PRIVATE: Final = "private"
@@ -390,16 +388,21 @@ class ChatService:
         if relations.deleted(target) is not None:
             raise Conflict(f"message {target} is deleted")
 
-    async def _append(self, draft: Draft) -> Appended:
-        """Persist, then publish. A duplicate is re-published (healing a crash between the two), as a
-        tombstone if it was deleted since."""
+    async def _append(self, draft: Draft, *, counted: bool = True) -> Appended:
+        """Persist, then publish: the one write path of every message (sends, relations, membership events).
+
+        ``Store.append`` is durable when it returns; only then is the message published, unless the store
+        published it atomically with the write. A failed append raises and publishes nothing. A duplicate is
+        re-published (healing a crash between the two), as a tombstone if it was deleted since.
+        ``counted``: a user's message (send, edit, delete, react), which the append metrics count."""
         started = time.perf_counter()
         appended = await self.store.append(draft)
-        self.metrics.append_seconds.observe(time.perf_counter() - started)
-        if appended.duplicate:
-            self.metrics.tally.appended_again += 1
-        else:
-            self.metrics.tally.appended_new += 1
+        if counted:
+            self.metrics.append_seconds.observe(time.perf_counter() - started)
+            if appended.duplicate:
+                self.metrics.tally.appended_again += 1
+            else:
+                self.metrics.tally.appended_new += 1
         if appended.duplicate:
             appended = msgspec.structs.replace(appended, message=await self.relations.redact_one(appended.message))
         if not appended.published:
@@ -521,9 +524,8 @@ class ChatService:
             )
 
     async def _event(self, room: str, user: str, kind: str, body: str = "") -> None:
-        appended = await self.store.append(Draft(room, user, f"~{kind}-{uuid.uuid4().hex}", body, kind))
-        if not appended.published:
-            await self.publish(appended.message)
+        """A membership event: a sequenced message of its own, under a fresh key (never a retry)."""
+        await self._append(Draft(room, user, f"~{kind}-{uuid.uuid4().hex}", body, kind), counted=False)
 
     def _check_text(self, cmid: str, body: str) -> None:
         self._check_cmid(cmid)

@@ -1,7 +1,7 @@
 """Edits, deletions and reactions (issue #5) on every backend: sequenced events, rules, tombstones.
 
 A relation event is an ordinary stored message (kind edit/delete/react/unreact, JSON body naming the
-target), so these are conformance tests: each runs against every engine of tests/backends.py.
+target), so these are conformance tests: each runs against every backend of tests/backends/.
 """
 
 from __future__ import annotations

@@ -10,12 +10,11 @@ kept per room), ``schema`` (PostgreSQL), ``replicas`` (JetStream).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from ..ports import Bus, Directory, Store
+from ..ports import Bus, Directory, Storage, Store
 from ..protocol.errors import UsageError
 
-__all__ = ["Backends", "open_backends"]
+__all__ = ["Backends", "open_backends", "open_bus", "open_store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +28,10 @@ class Backends:
         await self.store.aclose()
 
 
-async def _open_store(url: str | None, data_dir: str, atomic_bus: bool) -> Any:
+async def open_store(url: str | None, data_dir: str, *, atomic_bus: bool = False) -> Storage:
+    """The store (and directory) ``url`` names; ``atomic_bus``: a Redis store publishes inside its append.
+
+    Typed as the ports, not ``Any``: mypy checks every engine class against its interfaces here."""
     if url in (None, "", "sqlite") or (url or "").startswith("sqlite:"):
         from .sqlite import SqliteStore
 
@@ -68,7 +70,7 @@ async def _open_store(url: str | None, data_dir: str, atomic_bus: bool) -> Any:
     raise UsageError(f"unsupported store URL {url!r}")
 
 
-async def _open_bus(url: str | None) -> Any:
+async def open_bus(url: str | None) -> Bus:
     if url in (None, "", "local"):
         from .local import LocalBus
 
@@ -100,9 +102,9 @@ async def open_backends(store_url: str | None, bus_url: str | None, data_dir: st
     if store_url and bus_url is None and store_url.startswith(("redis", "nats")):
         bus_url = store_url  # a distributed store implies its own engine as the bus
     atomic = bool(store_url and bus_url and store_url.startswith("redis") and store_url == bus_url)
-    store = await _open_store(store_url, data_dir, atomic)
+    store = await open_store(store_url, data_dir, atomic_bus=atomic)
     try:
-        bus = await _open_bus(bus_url)
+        bus = await open_bus(bus_url)
     except BaseException:
         await store.aclose()
         raise

@@ -60,6 +60,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .idempotency import body_digest
 from .options import url_options
 
 __all__ = ["KafkaStore", "parse_kafka_url"]
@@ -132,10 +133,6 @@ def parse_kafka_url(url: str) -> tuple[str, str, dict[str, str]]:
     return parts.netloc, topic, options
 
 
-def _digest(body: str, kind: str) -> bytes:
-    return hashlib.sha256(f"{kind}\x00{body}".encode()).digest()[:16]
-
-
 def _value_digest(value: bytes | None) -> bytes:
     return hashlib.blake2b(value or b"", digest_size=8).digest()
 
@@ -174,8 +171,6 @@ class _Room:
     idem: dict[tuple[str, str], tuple[int, int, bytes]] = field(default_factory=dict)
     """``(sender, cmid) -> (seq, ts, digest)`` for every message ever stored, trimmed or not."""
     members: set[str] = field(default_factory=set)
-    reads: dict[str, int] = field(default_factory=dict)
-    """Read positions: ``user -> seq``, only ever raised."""
     attrs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Room attributes by namespace (``meta`` from the create record)."""
 
@@ -217,6 +212,9 @@ class KafkaStore:
         self._rounds: set[asyncio.Task[None]] = set()
         self._rooms: dict[str, _Room] = {}
         self._user_rooms: dict[str, set[str]] = {}
+        self._reads: dict[str, dict[str, int]] = {}
+        """Read positions, ``room -> user -> seq``, only ever raised; kept for any room name, like every
+        store's (the directory does not check the room: the service checks membership first)."""
         self._user_reads: dict[str, dict[str, int]] = {}
         self._applied: list[int] = []
         """Per partition: the next offset to apply (every record below it is in the state)."""
@@ -459,11 +457,17 @@ class KafkaStore:
             self._rooms[rec.room] = _Room(epoch=rec.epoch, partition=p, members={rec.owner}, attrs=attrs)
             self._user_rooms.setdefault(rec.owner, set()).add(rec.room)
             return True
+        if isinstance(rec, _Read):
+            reads = self._reads.setdefault(rec.room, {})
+            value = max(reads.get(rec.user, 0), rec.seq)
+            reads[rec.user] = value
+            self._user_reads.setdefault(rec.user, {})[rec.room] = value
+            return value
         if room is None:
             return NotFound(f"no room {rec.room!r}")
         if isinstance(rec, _Msg):
             key = (rec.sender, rec.cmid)
-            digest = _digest(rec.body, rec.kind)
+            digest = body_digest(rec.body, rec.kind, 16)
             earlier = room.idem.get(key)
             if earlier is not None:
                 if earlier[2] != digest:
@@ -497,11 +501,6 @@ class KafkaStore:
             else:
                 values[rec.key] = rec.value
             return True
-        if isinstance(rec, _Read):
-            value = max(room.reads.get(rec.user, 0), rec.seq)
-            room.reads[rec.user] = value
-            self._user_reads.setdefault(rec.user, {})[rec.room] = value
-            return value
         first = max(room.first, room.head - max(rec.keep, 0) + 1)
         gone = first - room.first
         if gone > 0:
@@ -618,7 +617,7 @@ class KafkaStore:
             earlier = room.idem.get((draft.sender, draft.cmid))
             if earlier is not None:
                 seq, ts, digest = earlier
-                if digest != _digest(draft.body, draft.kind):
+                if digest != body_digest(draft.body, draft.kind, 16):
                     raise Conflict(f"client message id {draft.cmid!r} was used for another message")
                 message = Message(draft.room, seq, draft.cmid, draft.sender, draft.body, ts, draft.kind)
                 return Appended(message, duplicate=True)
@@ -726,8 +725,8 @@ class KafkaStore:
         await self._produce(room, _Attr(room, ns, key, value))
 
     async def mark_read(self, room: str, user: str, seq: int) -> int:
-        state = await self._synced_room(room)
-        current = state.reads.get(user, 0)
+        await self._fence([self._partition_of(room)])
+        current = self._reads.get(room, {}).get(user, 0)
         if seq <= current:
             return current  # a position is only raised: no record needed
         value = await self._produce(room, _Read(room, user, seq))
@@ -740,8 +739,7 @@ class KafkaStore:
 
     async def readers(self, room: str) -> dict[str, int]:
         await self._fence([self._partition_of(room)])
-        state = self._rooms.get(room)
-        return dict(state.reads) if state is not None else {}
+        return dict(self._reads.get(room, {}))
 
 
 class _Gone(Unavailable):

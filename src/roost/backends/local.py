@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..protocol.errors import Unavailable
+
 __all__ = ["LocalBus"]
 
 
@@ -24,12 +26,17 @@ class _LocalSubscription:
 class LocalBus:
     def __init__(self) -> None:
         self._sinks: dict[str, list[Callable[[bytes], None]]] = {}
+        self._closed = False
 
     async def publish(self, room: str, payload: bytes) -> None:
+        if self._closed:
+            raise Unavailable("bus is closed")
         for sink in tuple(self._sinks.get(room, ())):
             sink(payload)
 
     async def subscribe(self, room: str, sink: Callable[[bytes], None]) -> _LocalSubscription:
+        if self._closed:
+            raise Unavailable("bus is closed")
         self._sinks.setdefault(room, []).append(sink)
         return _LocalSubscription(self, room, sink)
 
@@ -37,4 +44,5 @@ class LocalBus:
         """An in-process bus never loses a message, so it never resets."""
 
     async def aclose(self) -> None:
+        self._closed = True
         self._sinks.clear()

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -43,6 +44,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .idempotency import body_digest
 from .options import url_options
 
 __all__ = ["JetStreamStore", "NatsBus", "parse_nats_url"]
@@ -137,10 +139,6 @@ async def _translate() -> AsyncIterator[None]:
 
 def token(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:24]
-
-
-def _digest(body: str, kind: str) -> str:
-    return hashlib.sha256(f"{kind}\x00{body}".encode()).hexdigest()[:32]
 
 
 class JetStreamStore:
@@ -238,7 +236,7 @@ class JetStreamStore:
         room = draft.room
         await self._require(room)
         key = f"{token(room)}.{token(draft.sender + chr(10) + draft.cmid)}"
-        digest = _digest(draft.body, draft.kind)
+        digest = body_digest(draft.body, draft.kind, 16).hex()
         async with _translate():
             earlier = await self._idem_get(key)
             if earlier is not None:
@@ -250,7 +248,7 @@ class JetStreamStore:
             )
             if ack.duplicate:
                 stored = await self._fetch_one(room, ack.seq)
-                if _digest(stored.body, stored.kind) != digest:
+                if body_digest(stored.body, stored.kind, 16).hex() != digest:
                     raise Conflict(f"client message id {draft.cmid!r} was used for another message")
                 await self.idem_kv.put(key, f"{ack.seq}:{stored.ts}:{digest}".encode())
                 return Appended(stored, duplicate=True)
@@ -566,8 +564,22 @@ class _NatsSubscription:
         await self._bus._unsubscribe(self._subject, self._sink)
 
 
+_PROBE: Final = "Roost-Probe"
+"""The header of an interest probe (``NatsBus._confirm_interest``): every subscriber drops such a message."""
+
+
 class NatsBus:
-    """Core NATS: at-most-once fan-out; a reconnect or a slow-consumer drop is reported as a reset."""
+    """Core NATS: at-most-once fan-out; a reconnect or a slow-consumer drop is reported as a reset.
+
+    On a cluster, ``subscribe`` returns only once every other server routes the subject to us: the flush
+    confirms the SUB on our own server, which tells the others over its routes a moment later, and a
+    publish another node made there in between would be lost. So a probe (a message with the
+    ``Roost-Probe`` header, dropped by every subscriber) is published on the subject from a connection
+    to each other server (a *witness*, opened on first need) until it comes back.
+    """
+
+    PROBE_EVERY_S: Final = 0.05
+    CONFIRM_WITHIN_S: Final = 5.0
 
     def __init__(self, nc: NatsClient, *, prefix: str = "roost") -> None:
         self.nc = nc
@@ -576,6 +588,9 @@ class NatsBus:
         self._subs: dict[str, Any] = {}
         self._reset_callbacks: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._witnesses: dict[str, NatsClient] = {}
+        self._probes: dict[str, asyncio.Future[None]] = {}
+        self._closed = False
 
     def subject(self, room: str) -> str:
         return f"{self.prefix}.live.{token(room)}"
@@ -605,6 +620,11 @@ class NatsBus:
         if len(sinks) == 1:
 
             async def deliver(msg: Msg) -> None:
+                if msg.headers and _PROBE in msg.headers:
+                    probe = self._probes.pop(msg.headers[_PROBE], None)
+                    if probe is not None and not probe.done():
+                        probe.set_result(None)
+                    return
                 for each in tuple(self._sinks.get(subject, ())):
                     each(msg.data)
 
@@ -612,6 +632,7 @@ class NatsBus:
                 async with _translate():
                     self._subs[subject] = await self.nc.subscribe(subject, cb=deliver, pending_msgs_limit=65536)
                     await self.nc.flush(timeout=5)  # the server has the SUB once the PONG is back
+                    await self._confirm_interest(subject)
             except BaseException:
                 sinks.remove(sink)
                 if not sinks:
@@ -631,10 +652,60 @@ class NatsBus:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
 
+    async def _confirm_interest(self, subject: str) -> None:
+        """Return once every other server of the cluster delivers ``subject`` to us (see the class)."""
+        here = self.nc.connected_url
+        others = {f"{u.scheme}://{u.netloc}" for u in self.nc.servers if here is None or u.netloc != here.netloc}
+        await asyncio.gather(*(self._probe_via(server, subject) for server in sorted(others)))
+
+    async def _probe_via(self, server: str, subject: str) -> None:
+        witness = await self._witness(server)
+        if witness is None:
+            return  # that server is down: it learns every subscription when it rejoins, before it serves
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.CONFIRM_WITHIN_S
+        key = secrets.token_hex(8)
+        probe = self._probes[key] = loop.create_future()
+        try:
+            while True:
+                await witness.publish(subject, b"", headers={_PROBE: key})
+                try:
+                    await asyncio.wait_for(asyncio.shield(probe), self.PROBE_EVERY_S)
+                    return
+                except TimeoutError:
+                    if loop.time() > deadline:
+                        raise Unavailable(f"nats: {server} did not route {subject} to us in time") from None
+        finally:
+            self._probes.pop(key, None)
+
+    async def _witness(self, server: str) -> NatsClient | None:
+        witness = self._witnesses.get(server)
+        if witness is not None and witness.is_connected:
+            return witness
+        if witness is not None:
+            self._witnesses.pop(server, None)
+            with contextlib.suppress(Exception):
+                await witness.close()
+        try:
+            witness = await nats.connect(servers=[server], allow_reconnect=False, connect_timeout=2)
+        except (NatsError, OSError) as exc:
+            log.debug("nats: no witness connection to %s: %s", server, exc)
+            return None
+        if self._closed:
+            await witness.close()
+            raise Unavailable("bus is closed")
+        self._witnesses[server] = witness
+        return witness
+
     def on_reset(self, callback: Callable[[], None]) -> None:
         self._reset_callbacks.append(callback)
 
     async def aclose(self) -> None:
+        self._closed = True
+        for witness in list(self._witnesses.values()):
+            with contextlib.suppress(Exception):
+                await witness.close()
+        self._witnesses.clear()
         self._sinks.clear()
         for task in list(self._tasks):
             task.cancel()

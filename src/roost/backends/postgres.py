@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import secrets
 import time
@@ -27,6 +26,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .idempotency import body_digest
 
 __all__ = ["PostgresStore"]
 
@@ -85,10 +85,6 @@ CREATE TABLE IF NOT EXISTS trimmed_ids (
 if TYPE_CHECKING:
     Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-def _digest(body: str, kind: str) -> bytes:
-    return hashlib.sha256(f"{kind}\x00{body}".encode()).digest()
 
 
 def _now_ms() -> int:
@@ -176,7 +172,7 @@ class PostgresStore:
             draft.cmid,
         )
         if trimmed is not None:
-            if bytes(trimmed["digest"]) != _digest(draft.body, draft.kind):
+            if bytes(trimmed["digest"]) != body_digest(draft.body, draft.kind):
                 raise Conflict(f"client message id {draft.cmid!r} was used for another message")
             message = Message(room, trimmed["seq"], draft.cmid, draft.sender, draft.body, trimmed["ts"], draft.kind)
             return Appended(message, duplicate=True)
@@ -254,7 +250,7 @@ class PostgresStore:
         await conn.executemany(
             "INSERT INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES ($1, $2, $3, $4, $5, $6)"
             " ON CONFLICT DO NOTHING",
-            [(room, r["sender"], r["cmid"], r["seq"], r["ts"], _digest(r["body"], r["kind"])) for r in rows],
+            [(room, r["sender"], r["cmid"], r["seq"], r["ts"], body_digest(r["body"], r["kind"])) for r in rows],
         )
         await conn.execute("UPDATE rooms SET first = greatest(first, $2) WHERE room = $1", room, first)
         return len(rows)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -50,6 +49,7 @@ from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
+from .idempotency import body_digest
 from .options import url_options
 
 __all__ = ["RedisBus", "RedisStore", "parse_redis_url"]
@@ -83,10 +83,10 @@ return {seq, tonumber(ARGV[5]), 0}
 _READ: Final = """
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'head', 'first')
 if not m[1] then return {-404} end
-local items
+local items = {}
 if ARGV[3] == 'asc' then
   items = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-else
+elseif ARGV[1] ~= '0' then  -- before=0: nothing is older (and Redis refuses the exclusive end "(0-0")
   items = redis.call('XREVRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '-', 'COUNT', ARGV[2])
 end
 local out = {m[1], m[2], m[3]}
@@ -172,10 +172,6 @@ async def _translate(store: RedisStore | None = None, gate: asyncio.Semaphore | 
                 yield
 
 
-def _digest(body: str, kind: str) -> str:
-    return hashlib.sha256(f"{kind}\x00{body}".encode()).hexdigest()[:32]
-
-
 class _Keys:
     __slots__ = ("idem", "live", "log", "members", "meta", "reads", "tag")
 
@@ -254,7 +250,7 @@ class RedisStore:
         ts = time.time_ns() // 1_000_000
         template = msgspec.json.encode(Message(draft.room, 0, draft.cmid, draft.sender, draft.body, ts, draft.kind))
         head, _, tail = template.partition(_SEQ_MARK)
-        digest = _digest(draft.body, draft.kind)
+        digest = body_digest(draft.body, draft.kind, 16).hex()
         args: list[bytes | str | int] = [
             f"{draft.sender}\n{draft.cmid}",
             digest,
@@ -479,6 +475,8 @@ class RedisBus:
         return f"{{{self.prefix}:{room}}}:live"
 
     async def publish(self, room: str, payload: bytes) -> None:
+        if self._closed:
+            raise Unavailable("bus is closed")  # redis-py would quietly open a new connection
         async with _translate(gate=self._gate):
             if self.sharded:
                 await self.client.spublish(self.channel(room), payload)

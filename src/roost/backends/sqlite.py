@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
 import logging
 import os
 import queue
@@ -33,6 +32,7 @@ from typing import Any, Final, TypeVar
 from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, RoostError, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
+from .idempotency import body_digest
 
 __all__ = ["SqliteStore"]
 
@@ -304,7 +304,7 @@ class SqliteStore:
             (room, draft.sender, draft.cmid),
         ).fetchone()
         if trimmed is not None:
-            if trimmed[2] != _digest(draft.body, draft.kind):
+            if trimmed[2] != body_digest(draft.body, draft.kind):
                 raise Conflict(f"client message id {draft.cmid!r} was used for another message")
             message = Message(room, trimmed[0], draft.cmid, draft.sender, draft.body, trimmed[1], draft.kind)
             return Appended(message, duplicate=True)
@@ -397,7 +397,7 @@ class SqliteStore:
             ).fetchall()
             conn.executemany(
                 "INSERT OR REPLACE INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES (?, ?, ?, ?, ?, ?)",
-                [(room, r[0], r[1], r[2], r[3], _digest(r[4], r[5])) for r in rows],
+                [(room, r[0], r[1], r[2], r[3], body_digest(r[4], r[5])) for r in rows],
             )
             conn.execute("DELETE FROM messages WHERE room = ? AND seq < ?", (room, first))
             conn.execute("UPDATE rooms SET first = max(first, ?) WHERE room = ?", (first, room))
@@ -543,10 +543,6 @@ class SqliteStore:
             lambda conn: conn.execute("SELECT user, seq FROM read_markers WHERE room = ?", (room,)).fetchall()
         )
         return {user: int(seq) for user, seq in rows}
-
-
-def _digest(body: str, kind: str) -> bytes:
-    return hashlib.sha256(f"{kind}\x00{body}".encode()).digest()
 
 
 def _restore(attrs: dict[str, str], key: str, old: str | None) -> None:

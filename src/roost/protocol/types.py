@@ -22,6 +22,7 @@ __all__ = [
     "KIND_ROLE",
     "KIND_TEXT",
     "KIND_UNBAN",
+    "MAX_SEQ",
     "REMOVING_KINDS",
     "Draft",
     "Message",
@@ -31,6 +32,9 @@ __all__ = [
     "valid_room",
     "valid_user",
 ]
+
+MAX_SEQ: Final = 2**53
+"""The largest seq (or cursor) a request may name: exact in every JSON parser and every store's integer type."""
 
 KIND_TEXT: Final = "text"
 KIND_JOIN: Final = "join"
