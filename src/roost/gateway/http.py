@@ -23,7 +23,7 @@ from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, ProtocolError, RoostError, retry_after
-from ..protocol.types import Message
+from ..protocol.types import MAX_SEQ, Message
 from ..service import ChatService, HistoryResult, RoomInfo
 
 __all__ = ["HttpApi"]
@@ -111,7 +111,7 @@ def _int_param(request: web.Request, name: str) -> int | None:
         value = int(raw)
     except ValueError:
         raise ProtocolError(f"{name} must be an integer", Code.BAD_FRAME) from None
-    if abs(value) > 2**53:
+    if abs(value) > MAX_SEQ:
         raise ProtocolError(f"{name} is out of range", Code.BAD_FRAME)
     return value
 
