@@ -156,6 +156,8 @@ class Hub:
                 del self._rooms[room]
 
     def _on_payload(self, room: str, data: bytes) -> None:
+        if self.tally is not None:
+            self.tally.bus_payloads += 1
         entry = self._rooms.get(room)
         if entry is None:
             return

@@ -65,7 +65,15 @@ class FastHistogram:
 class Tally:
     """Plain ints for the hot paths; read at scrape time."""
 
-    __slots__ = ("appended_again", "appended_new", "bus_resets", "catchup_messages", "catchup_pages", "delivered")
+    __slots__ = (
+        "appended_again",
+        "appended_new",
+        "bus_payloads",
+        "bus_resets",
+        "catchup_messages",
+        "catchup_pages",
+        "delivered",
+    )
 
     def __init__(self) -> None:
         self.appended_new = 0
@@ -76,6 +84,9 @@ class Tally:
         self.catchup_pages = 0
         self.catchup_messages = 0
         self.bus_resets = 0
+        self.bus_payloads = 0
+        """Payloads the hub took from the bus (one per message per node, not per delivery): readiness
+        reads it as the bus's sign of progress."""
 
 
 class NodeMetrics:

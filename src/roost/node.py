@@ -153,6 +153,10 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
         timeout_s=limits.probe_timeout_s,
         grace_s=limits.unready_grace_s,
         on_shed=lambda reason: _spawn(shedding, websocket.shed(reason)),
+        progress=lambda: {
+            "store": metrics.append_seconds.count + metrics.tally.catchup_pages,
+            "bus": metrics.tally.bus_payloads,
+        },
     )
     websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins, readiness)
     readiness.warnings = await backends.store.durability_warnings()

@@ -13,6 +13,14 @@ The node is ready when every check's latest probe passed and it is not draining.
 not ready longer than ``grace_s`` sheds its clients (close code 4504, so they fail over to another
 URL), and the gateway refuses new connections until it is ready again. Each transition is logged
 once, not each probe.
+
+Shedding is for a node that is cut off, not for one that is only slow. An overloaded node's probes
+wait in the same queues as its clients' work (the embedded store's writer queue, the event loop) and
+can time out while appends and bus deliveries still complete; shedding its clients then would only
+move the load to the other nodes and bring them down in turn. So the grace of a failing check runs
+from its last passing probe **or** its last sign of progress (``progress``: counters of completed store
+operations and bus deliveries), whichever is later. ``/readyz`` still fails, so a load balancer sends
+new connections elsewhere, but the clients the node is still serving stay.
 """
 
 from __future__ import annotations
@@ -44,10 +52,17 @@ class Check:
     error: str | None = "not probed yet"
     last_ok: float | None = None
     """Monotonic time of the last passing probe."""
+    last_progress: float | None = None
+    """Monotonic time of the last probe round that saw the engine complete other work (see ``progress``)."""
 
     def json(self, now: float) -> dict[str, object]:
         age = None if self.last_ok is None else round(now - self.last_ok, 3)
-        return {"ok": self.ok, "error": self.error, "last_ok_s_ago": age}
+        progress = None if self.last_progress is None else round(now - self.last_progress, 3)
+        return {"ok": self.ok, "error": self.error, "last_ok_s_ago": age, "last_progress_s_ago": progress}
+
+    def alive_since(self, started: float) -> float:
+        """When the engine last showed it works: a passing probe or completed work, whichever is later."""
+        return max(self.last_ok if self.last_ok is not None else started, self.last_progress or started)
 
 
 class Readiness:
@@ -60,6 +75,7 @@ class Readiness:
         timeout_s: float = 1.5,
         grace_s: float = 3.0,
         on_shed: Callable[[str], object] | None = None,
+        progress: Callable[[], dict[str, int]] | None = None,
     ) -> None:
         self.directory = directory
         self.bus = bus
@@ -67,6 +83,10 @@ class Readiness:
         self.timeout_s = timeout_s
         self.grace_s = grace_s
         self.on_shed = on_shed
+        self.progress = progress
+        """Counters of work each engine completed (``{"store": appends + reads, "bus": payloads}``), read
+        once per round: a counter that moved is progress."""
+        self._counted: dict[str, int] = {}
         self.node_id = NODE_ID
         self.checks = {"store": Check(), "bus": Check()}
         self.warnings: list[str] = []
@@ -125,7 +145,17 @@ class Readiness:
 
     async def _probe_round(self) -> None:
         await asyncio.gather(self._probe("store", self._probe_store), self._probe("bus", self._probe_bus))
+        self._note_progress()
         self._after_round()
+
+    def _note_progress(self) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        for name, count in self.progress().items():
+            if name in self.checks and count != self._counted.get(name, count):
+                self.checks[name].last_progress = now
+            self._counted[name] = count
 
     async def _probe(self, name: str, probe: Callable[[], Awaitable[None]]) -> None:
         check = self.checks[name]
@@ -165,10 +195,11 @@ class Readiness:
             if self._was_ready is not False:
                 failing = {name: check.error for name, check in self.checks.items() if not check.ok}
                 log.warning("readiness: not ready: %s", failing or "draining")
-            # The grace runs from the last time every failing check passed, not from when a slow
-            # probe finally timed out: a blackholed broker is shed as fast as a refused one.
+            # The grace runs from the last time every failing check passed (or its engine made progress),
+            # not from when a slow probe finally timed out: a blackholed broker is shed as fast as a
+            # refused one, and an overloaded node that still completes work is not shed at all.
             failing_since = (
-                min((c.last_ok if c.last_ok is not None else self._started) for c in self.checks.values() if not c.ok)
+                min(c.alive_since(self._started) for c in self.checks.values() if not c.ok)
                 if not all(c.ok for c in self.checks.values())
                 else now
             )
