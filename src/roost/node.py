@@ -154,7 +154,7 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
         grace_s=limits.unready_grace_s,
         on_shed=lambda reason: _spawn(shedding, websocket.shed(reason)),
         progress=lambda: {
-            "store": metrics.append_seconds.count + metrics.tally.catchup_pages,
+            "store": metrics.tally.appended_new + metrics.tally.appended_again + metrics.tally.catchup_pages,
             "bus": metrics.tally.bus_payloads,
         },
     )
