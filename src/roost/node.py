@@ -18,6 +18,7 @@ from .auth import TokenAuthority, load_jwks, load_or_create_secret
 from .backends import Backends, open_backends
 from .backends.boundary import FAILURES
 from .config import Settings
+from .gateway.headers import add_security_headers
 from .gateway.health import health_routes, metrics_endpoint
 from .gateway.http import HttpApi
 from .gateway.websocket import WebSocketEndpoint
@@ -165,6 +166,7 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     await readiness.start()
     api = HttpApi(service, tokens, settings.dev_login, settings.admins)
     app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
+    app.on_response_prepare.append(add_security_headers)
     app.add_routes(api.routes())
     app.add_routes(health_routes(readiness))
     app.add_routes([web.get("/metrics", metrics_endpoint(metrics))])
