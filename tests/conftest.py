@@ -11,7 +11,6 @@ hold a lease on them: the last session out stops a cluster that a session starte
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,12 +23,6 @@ from roost.node import Node, serve
 from .backends import SELECTED, Backend, cleanup, make
 from .clusters import NatsCluster, RedisCluster
 from .kafka_infra import Tansu
-
-TIMEOUT_FACTOR = float(os.environ.get("ROOST_TEST_TIMEOUT_FACTOR", "1"))
-
-
-def scaled(seconds: float) -> float:
-    return seconds * TIMEOUT_FACTOR
 
 
 @pytest.fixture
