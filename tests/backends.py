@@ -13,14 +13,14 @@ import os
 import uuid
 from dataclasses import dataclass
 
-from .kafka_infra import KAFKA, delete_topic
+from .clusters import address
+from .kafka_infra import delete_topic
 
 REDIS = os.environ.get("ROOST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 NATS = os.environ.get("ROOST_TEST_NATS", "nats://127.0.0.1:4222")
 POSTGRES = os.environ.get("ROOST_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_CLUSTER = "redis+cluster://127.0.0.1:7001"  # tests/clusters.py RedisCluster
-NATS_CLUSTER = "nats://127.0.0.1:14221,127.0.0.1:14222,127.0.0.1:14223"  # tests/clusters.py NatsCluster
-# KAFKA: tests/kafka_infra.py (Tansu on 127.0.0.1:19092 unless ROOST_TEST_KAFKA names a broker); a topic per test
+# The clusters and the Kafka broker are the session's own (tests/clusters.py, tests/kafka_infra.py), on ports the
+# OS handed out: ``address("redis-cluster")``, ``address("nats-cluster")``, ``address("tansu")``; a topic per test.
 
 
 @dataclass(frozen=True)
@@ -42,19 +42,19 @@ def make(name: str) -> Backend:
         url = f"{NATS}?prefix={ns}"
         return Backend(name, url, url, ns)
     if name == "redis-cluster":
-        url = f"{REDIS_CLUSTER}?prefix={ns}"
+        url = f"{address('redis-cluster')}?prefix={ns}"
         return Backend(name, url, url, ns)
     if name == "nats-cluster":
-        url = f"{NATS_CLUSTER}?prefix={ns}&replicas=3"
+        url = f"{address('nats-cluster')}?prefix={ns}&replicas=3"
         return Backend(name, url, url, ns)
     if name == "pg-redis":
         return Backend(name, f"{POSTGRES}?schema={ns}", f"{REDIS}?prefix={ns}", ns)
     if name == "pg-nats":
         return Backend(name, f"{POSTGRES}?schema={ns}", f"{NATS}?prefix={ns}", ns)
     if name == "kafka-redis":
-        return Backend(name, f"kafka://{KAFKA}/{ns}", f"{REDIS}?prefix={ns}", ns)
+        return Backend(name, f"kafka://{address('tansu')}/{ns}", f"{REDIS}?prefix={ns}", ns)
     if name == "kafka-nats":
-        return Backend(name, f"kafka://{KAFKA}/{ns}", f"{NATS}?prefix={ns}", ns)
+        return Backend(name, f"kafka://{address('tansu')}/{ns}", f"{NATS}?prefix={ns}", ns)
     raise ValueError(name)
 
 
@@ -65,11 +65,11 @@ SELECTED = [b for b in os.environ.get("ROOST_BACKENDS", ",".join(ALL)).split(","
 async def cleanup(backend: Backend) -> None:
     """Remove everything the test created on the shared services."""
     if backend.name == "redis-cluster":
-        await _clean_redis_cluster(REDIS_CLUSTER, backend.ns)
+        await _clean_redis_cluster(address("redis-cluster"), backend.ns)
     elif "redis" in backend.name:
         await _clean_redis(REDIS, backend.ns)
     if backend.name.startswith("kafka"):
-        await delete_topic(KAFKA, backend.ns)
+        await delete_topic(address("tansu"), backend.ns)
     if backend.name.startswith("pg"):
         import asyncpg
 
@@ -79,7 +79,7 @@ async def cleanup(backend: Backend) -> None:
         finally:
             await conn.close()
     if backend.name == "nats-cluster":
-        await _clean_nats(NATS_CLUSTER, backend.ns)
+        await _clean_nats(address("nats-cluster"), backend.ns)
     elif "nats" in backend.name:
         await _clean_nats(NATS, backend.ns)
 

@@ -41,7 +41,8 @@ from roost.protocol.errors import Conflict, Unavailable
 from roost.protocol.types import KIND_JOIN, Draft, Message
 
 from ..backends import NATS, REDIS, Backend, cleanup
-from ..kafka_infra import KAFKA, Noida, Tansu, delete_topic
+from ..clusters import address
+from ..kafka_infra import Noida, delete_topic
 from .procs import ServerProcess
 from .test_crash import read_all
 from .test_multinode import stream
@@ -58,10 +59,10 @@ def issue_token(user: str) -> str:
 
 
 @pytest.fixture
-async def tansu_topic(kafka_broker: Tansu) -> AsyncIterator[str]:
+async def tansu_topic(kafka_broker: str) -> AsyncIterator[str]:
     ns = "k" + uuid.uuid4().hex[:12]
     yield ns
-    await delete_topic(KAFKA, ns)
+    await delete_topic(kafka_broker, ns)
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ async def test_kill_9_of_a_node_over_one_topic_loses_nothing_and_repeats_nothing
     tmp_path: Path, tansu_topic: str, bus: str
 ) -> None:
     ns = tansu_topic
-    store = f"kafka://{KAFKA}/{ns}"
+    store = f"kafka://{address('tansu')}/{ns}"
     bus_url = f"{REDIS if bus == 'redis' else NATS}?prefix={ns}"
     a, b = nodes_over(tmp_path, 2, store, bus_url)
     late: ServerProcess | None = None
@@ -166,7 +167,7 @@ async def test_kill_9_of_a_node_over_one_topic_loses_nothing_and_repeats_nothing
 
 
 async def test_two_stores_racing_the_same_cmid_agree_on_one_seq(tansu_topic: str) -> None:
-    url = f"kafka://{KAFKA}/{tansu_topic}"
+    url = f"kafka://{address('tansu')}/{tansu_topic}"
     one, two = await asyncio.gather(KafkaStore.from_url(url).open(), KafkaStore.from_url(url).open())
     try:
         assert await one.create_room("r", "alice")
@@ -203,7 +204,7 @@ async def test_two_stores_racing_the_same_cmid_agree_on_one_seq(tansu_topic: str
 
 
 async def test_a_store_opened_later_replays_the_same_state(tansu_topic: str) -> None:
-    url = f"kafka://{KAFKA}/{tansu_topic}?partitions=3"
+    url = f"kafka://{address('tansu')}/{tansu_topic}?partitions=3"
     first = await KafkaStore.from_url(url).open()
     try:
         for room in ("a", "b", "c", "d"):

@@ -39,8 +39,6 @@ from .test_crash import read_all
 pytestmark = pytest.mark.slow
 
 SECRET = "multinode-test-secret"
-REDIS_PORT = 16379
-NATS_PORT, NATS_MONITOR = 14230, 18230
 FAST = {"initial_backoff_s": 0.02, "max_backoff_s": 0.2}
 
 
@@ -62,14 +60,14 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     name: str = request.param
     ns = "m" + uuid.uuid4().hex[:10]
     if name == "redis":
-        redis = RedisServer(tmp_path / "redis", REDIS_PORT, appendfsync="always")
+        redis = RedisServer(tmp_path / "redis", appendfsync="always")
         redis.start()
         try:
             yield Engine(name, f"{redis.url}?prefix={ns}", redis=redis, ns=ns)
         finally:
             redis.kill()
     elif name == "nats":
-        nats = NatsServer(tmp_path / "nats", NATS_PORT, NATS_MONITOR)
+        nats = NatsServer(tmp_path / "nats")
         nats.start()
         try:
             yield Engine(name, f"{nats.url}?prefix={ns}", nats=nats, ns=ns)
@@ -86,7 +84,7 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 
 def restore(engine: Engine) -> None:
-    """A test that killed a cluster node leaves the (shared) cluster whole again."""
+    """A test that killed a cluster node leaves the session's cluster whole again, for the tests after it."""
     rig = engine.cluster or engine.redis_cluster
     if rig is not None:
         for node, proc in rig.procs.items():

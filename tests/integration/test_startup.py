@@ -10,7 +10,6 @@ from pathlib import Path
 
 import aiohttp
 
-from roost.chaos.infra import free_port
 from roost.client import connect
 
 from ..clusters import NatsServer
@@ -23,7 +22,7 @@ async def get(url: str) -> tuple[int, dict]:  # type: ignore[type-arg]
 
 
 async def test_a_node_started_before_its_broker_listens_says_why_and_serves_when_it_comes(tmp_path: Path) -> None:
-    nats = NatsServer(tmp_path / "nats", free_port(), free_port())
+    nats = NatsServer(tmp_path / "nats")
     (tmp_path / "data").mkdir()
     node = ServerProcess(tmp_path / "data", None, "--store", f"{nats.url}?prefix=startup")
     node.spawn()
