@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
+from roost.chaos.infra import wait_until
 from roost.config import Settings
 from roost.node import Node, serve
 from roost.protocol.codes import Code
@@ -69,9 +69,5 @@ async def _dead_peer(node: Node) -> None:
     await make_room(node, "alice", "r")
     silent = await Raw.open(node, "alice", autoping=False)  # never answers pings
     assert len(node.websocket.sessions) == 1
-    for _ in range(50):
-        await asyncio.sleep(0.1)
-        if not node.websocket.sessions:
-            break
-    assert not node.websocket.sessions
+    await wait_until("the silent peer dropped", lambda: not node.websocket.sessions, 5)
     await silent.close()
