@@ -5,7 +5,8 @@ embedded store itself (its file lock, its internals).
 
 ``redis_cluster``/``nats_cluster``/``kafka_broker`` (session scope) start the session's own clusters and
 broker (tests/clusters.py, tests/kafka_infra.py) the first time a test needs one, on ports the OS hands
-out, and stop them when the session ends: sessions running at once on one machine never meet.
+out, and stop them when the session ends: sessions running at once on one machine never meet (unless
+``ROOST_CLUSTER_DIR`` names clusters started by hand for them to share: see tests/clusters.py).
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ async def test_kill_9_mid_stream_loses_no_acked_message(tmp_path: Path) -> None:
                     await asyncio.sleep(0.01)
                 server.kill()
                 killed.set()
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.3)  # the subject: down for a while, with sends and a subscriber waiting
                 await server.start()
 
             received: list[Message] = []

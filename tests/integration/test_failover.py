@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from roost.chaos.infra import wait_until
 from roost.client import Client, Sent, connect
 from roost.config import Limits
 
@@ -50,6 +51,10 @@ MOVE_BOUND_S = SHED_BOUND_S + 3.0
 async def readyz(node: ServerProcess) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as http, http.get(f"{node.url}/readyz") as resp:
         return resp.status, await resp.json()
+
+
+async def ready(node: ServerProcess, want: bool = True) -> bool:
+    return ((await readyz(node))[0] == 200) is want
 
 
 @pytest.fixture
@@ -150,10 +155,7 @@ async def test_a_node_cut_off_from_its_broker_sheds_its_clients_to_another_node(
         assert all(last["checks"][name]["error"] for name, check in last["checks"].items() if not check["ok"])
 
         # Healed: B is ready again and takes a new connection.
-        deadline = time.monotonic() + 20
-        while (await readyz(b))[0] != 200:
-            assert time.monotonic() < deadline, "B never became ready again"
-            await asyncio.sleep(0.1)
+        await wait_until("B ready again", lambda: ready(b), 20)
         async with connect([b.ws_url], tokens[users[7]], **FAST) as late:
             assert late.url == b.ws_url
     finally:
@@ -165,10 +167,7 @@ async def test_a_node_that_is_not_ready_refuses_websocket_upgrades_with_4504(tmp
     """A node whose store is blackholed from the start of a connection attempt answers 503 + 4504."""
     async with node_behind_proxy(tmp_path, "--secret", SECRET) as (node, proxy):
         proxy.blackhole()
-        deadline = time.monotonic() + DETECT_S + 5
-        while (await readyz(node))[0] != 503:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
+        await wait_until("the node not ready", lambda: ready(node, False), DETECT_S + 5)
         async with aiohttp.ClientSession() as http:
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(node.ws_url)

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from roost.chaos.infra import wait_until
 from roost.client import Client, Sent, connect
 from roost.protocol.types import Message
 
@@ -329,7 +330,7 @@ async def test_kill_9_of_aof_redis_mid_stream_loses_no_acked_message(
     async def restart_redis() -> None:
         old = redis.pid
         redis.kill()
-        await asyncio.sleep(1.0)  # sends fail meanwhile (4503) and are retried by the SDK
+        await asyncio.sleep(1.0)  # the subject: an outage; sends fail meanwhile (4503) and the SDK retries them
         await asyncio.to_thread(redis.start)  # same dir and port: reloads the AOF
         assert redis.pid != old
 
@@ -346,7 +347,7 @@ async def test_kill_9_of_a_nats_node_with_r3_streams_loses_no_acked_message(
     async def kill_the_room_leader() -> None:
         victim = await stream_leader(cluster, engine.ns, "r")
         cluster.kill(victim)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # the subject: an outage long enough for the stream to elect another leader
         await asyncio.to_thread(cluster.restart, victim)  # rejoins and catches up
 
     await stream_through_a_broker_fault(engine, nodes_factory, tmp_path, kill_the_room_leader, timeout=90)
@@ -398,8 +399,11 @@ async def test_redis_cluster_failover_moves_the_subscriptions_to_the_promoted_re
             while len(later) < 5:
                 await asyncio.sleep(0.005)
             rc.kill(master)
-            while rc.owner(f"{tag}:meta") == master:
-                await asyncio.sleep(0.2)
+
+            async def moved() -> bool:  # asked off the loop: a dead node can take its timeout to not answer
+                return await asyncio.to_thread(rc.owner, f"{tag}:meta") != master
+
+            await wait_until("a replica took over the room's slot", moved, 30, every_s=0.2)
             failed_over.set()
             await asyncio.to_thread(rc.restart, master)  # it rejoins as a replica
 
@@ -430,11 +434,8 @@ async def test_a_resubscribe_refused_while_the_broker_is_down_is_retried(
         await open_room("r", alice, bob)
         engine.redis.kill()
         nodes[0].kill()  # bob reconnects to node 1 and resubscribes while the store is down: 4503
-        for _ in range(100):
-            if bob.connected.is_set() and bob.reconnects >= 1:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)
+        await wait_until("bob back on node 1", lambda: bob.connected.is_set() and bob.reconnects >= 1)
+        await asyncio.sleep(1.0)  # the subject: the store stays down while his resubscribes are refused
         await asyncio.to_thread(engine.redis.start)
         sent = await asyncio.wait_for(alice.send("r", "after the outage", cmid="after"), 20)
         arrived = await texts_within(bob, 5.0)
