@@ -90,7 +90,7 @@ def _wait_dead(pid: int, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if not _alive(pid):
             return True
-        time.sleep(0.02)
+        time.sleep(0.02)  # a wait helper's poll
     return not _alive(pid)
 
 
@@ -272,7 +272,7 @@ def _until(what: str, check: object, timeout: float, procs: Sequence[Proc] = (),
                 return
         except Exception as exc:
             last = exc
-        time.sleep(interval)
+        time.sleep(interval)  # a wait helper's poll
     note = f" (last error: {last})" if last else ""
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{note}")
 

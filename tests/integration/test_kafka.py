@@ -130,8 +130,7 @@ async def test_kill_9_of_a_node_over_one_topic_loses_nothing_and_repeats_nothing
         alice_tok, bob_tok, carol_tok = (issue_token(u) for u in ("alice", "bob", "carol"))
 
         async def kill_a(acks: list[Sent]) -> None:
-            while len(acks) < 100:
-                await asyncio.sleep(0.005)
+            await wait_until("100 acks", lambda: len(acks) >= 100, 60, every_s=0.005)
             a.kill()
 
         async with (

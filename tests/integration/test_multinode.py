@@ -266,8 +266,7 @@ async def test_kill_9_of_a_node_fails_its_clients_over_with_nothing_lost_or_repe
     killed = asyncio.Event()
 
     async def kill_node0(acks: list[Sent]) -> None:
-        while len(acks) < 100:
-            await asyncio.sleep(0.005)
+        await wait_until("100 acks", lambda: len(acks) >= 100, 60, every_s=0.005)
         nodes[0].kill()
         killed.set()
 
@@ -304,8 +303,7 @@ async def stream_through_a_broker_fault(
     struck = asyncio.Event()
 
     async def chaos(acks: list[Sent]) -> None:
-        while len(acks) < 100:
-            await asyncio.sleep(0.005)
+        await wait_until("100 acks", lambda: len(acks) >= 100, 60, every_s=0.005)
         await fault()
         struck.set()
 
@@ -399,8 +397,7 @@ async def test_redis_cluster_failover_moves_the_subscriptions_to_the_promoted_re
         assert redis_call(master, "WAIT", 1, 2000, timeout=3) == 1
 
         async def kill_master(later: list[Sent]) -> None:
-            while len(later) < 5:
-                await asyncio.sleep(0.005)
+            await wait_until("5 acks", lambda: len(later) >= 5, 60, every_s=0.005)
             rc.kill(master)
 
             async def moved() -> bool:  # asked off the loop: a dead node can take its timeout to not answer
@@ -430,9 +427,10 @@ async def test_a_resubscribe_refused_while_the_broker_is_down_is_retried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert engine.redis is not None
-    # Node 1 must take bob's connection while the store is down: without a long grace it stops taking
-    # connections (4504) 3 s after the store went, and a reconnect slower than that never happens.
-    monkeypatch.setenv("ROOST_LIMIT_UNREADY_GRACE_S", "60")
+    # Node 1 must take bob's connection while the store is down, but a node refuses new connections (4504)
+    # from its first failed readiness probe on (every 1 s): bob's reconnect raced it. Here the nodes probe
+    # once, at start, and so take him.
+    monkeypatch.setenv("ROOST_LIMIT_PROBE_INTERVAL_S", "600")
     nodes = await nodes_factory(engine, 2)
     n0, n1 = (n.ws_url for n in nodes)
     tok = await tokens(tmp_path, "alice", "bob")
