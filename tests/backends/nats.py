@@ -8,10 +8,10 @@ from pathlib import Path
 
 from roost.ports import Storage
 
+from ..clusters import address
 from .engine import DigestPin, Engine
 
 NATS = os.environ.get("ROOST_TEST_NATS", "nats://127.0.0.1:4222")
-NATS_CLUSTER = "nats://127.0.0.1:14221,127.0.0.1:14222,127.0.0.1:14223"  # tests/clusters.py NatsCluster
 
 
 async def _clean_nats(url: str, ns: str) -> None:
@@ -33,7 +33,7 @@ def _nats(ns: str) -> str:
 
 
 def _nats_cluster(ns: str) -> str:
-    return f"{NATS_CLUSTER}?prefix={ns}&replicas=3"
+    return f"{address('nats-cluster')}?prefix={ns}&replicas=3"
 
 
 async def _clean(ns: str) -> None:
@@ -41,7 +41,7 @@ async def _clean(ns: str) -> None:
 
 
 async def _clean_cluster(ns: str) -> None:
-    await _clean_nats(NATS_CLUSTER, ns)
+    await _clean_nats(address("nats-cluster"), ns)
 
 
 async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:

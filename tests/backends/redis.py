@@ -9,10 +9,10 @@ from pathlib import Path
 
 from roost.ports import Storage
 
+from ..clusters import address
 from .engine import DigestPin, Engine
 
 REDIS = os.environ.get("ROOST_TEST_REDIS", "redis://127.0.0.1:6379/0")
-REDIS_CLUSTER = "redis+cluster://127.0.0.1:7001"  # tests/clusters.py RedisCluster
 
 
 async def _clean_redis(url: str, ns: str) -> None:
@@ -49,7 +49,7 @@ def _redis(ns: str) -> str:
 
 
 def _redis_cluster(ns: str) -> str:
-    return f"{REDIS_CLUSTER}?prefix={ns}"
+    return f"{address('redis-cluster')}?prefix={ns}"
 
 
 async def _clean(ns: str) -> None:
@@ -57,7 +57,7 @@ async def _clean(ns: str) -> None:
 
 
 async def _clean_cluster(ns: str) -> None:
-    await _clean_redis_cluster(REDIS_CLUSTER, ns)
+    await _clean_redis_cluster(address("redis-cluster"), ns)
 
 
 async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:

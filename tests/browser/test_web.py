@@ -207,7 +207,7 @@ async def test_two_users_chat_through_kill_9_and_a_reload(server: ServerProcess,
     assert (await shown(alice))[-1][2] == XSS
     await wait_shown(bob, [XSS])
     await bob.wait_for_selector("#typing:not(.on)")
-    await asyncio.sleep(0.8)  # the typing line has faded out
+    await bob.wait_for_function("() => getComputedStyle(document.querySelector('#typing')).opacity === '0'")
     await screenshot(bob, tmp_path, "screenshot-phone.png")
 
     # Bob types: alice sees it.
@@ -225,13 +225,13 @@ async def test_two_users_chat_through_kill_9_and_a_reload(server: ServerProcess,
             await send(alice, text)
             if i > 10 and await alice.locator("#pending li[data-state=pending]").count():
                 saw_pending.set()
-            await asyncio.sleep(0.06)
+            await asyncio.sleep(0.06)  # the subject: sends spread over the outage
 
     async def chaos() -> None:
         await alice.wait_for_function("() => document.querySelectorAll('#messages li.msg').length >= 12")
         server.kill()
         await alice.wait_for_selector("#conn:not([data-state=connected])")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the subject: down for a while, with alice typing
         await server.start()
 
     await asyncio.gather(typist(), chaos())
@@ -388,7 +388,7 @@ async def test_history_unread_failures_direct_messages_and_typing(
     await bob.fill("#body", "And")
     await alice.wait_for_selector("#typing.on")
     await alice.fill("#body", "Thanks! Fixing both now.")
-    await asyncio.sleep(0.3)  # the typing line fades in
+    await alice.wait_for_function("() => getComputedStyle(document.querySelector('#typing')).opacity === '1'")
     await screenshot(alice, tmp_path, "screenshot.png")
     assert watch.dialogs == [] and watch.errors == []
 

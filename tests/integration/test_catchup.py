@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from roost.chaos.infra import wait_until
 from roost.node import Node
 from roost.protocol.codes import Code
 
@@ -20,6 +21,17 @@ async def collect_until_head(raw: Raw, room: str, head: int, timeout: float = 20
         assert frame["type"] == "msg", frame
         seqs.append(frame["seq"])
     return seqs
+
+
+async def collect_until_live(raw: Raw, room: str, timeout: float = 20.0) -> list[int]:
+    """The seqs of the catch-up, up to the ``live`` frame that ends it."""
+    seqs: list[int] = []
+    while True:
+        frame = await raw.until(lambda f: f["type"] in ("msg", "live", "error") and f.get("room") == room, timeout)
+        if frame["type"] == "live":
+            return seqs
+        assert frame["type"] == "msg", frame
+        seqs.append(frame["seq"])
 
 
 async def test_messages_sent_during_catch_up_are_neither_lost_nor_duplicated(node: Node) -> None:
@@ -38,17 +50,18 @@ async def test_messages_sent_during_catch_up_are_neither_lost_nor_duplicated(nod
             await asyncio.sleep(0)
 
     task = asyncio.create_task(writer())
-    await asyncio.sleep(0.05)
+    await wait_until("the writer under way", lambda: sent > 0)
     bobs = [await Raw.open(node, "bob") for _ in range(3)]
     for i, bob in enumerate(bobs):
         await bob.send({"type": "subscribe", "room": "r", "after": i * 10, "id": "s"})
-    await asyncio.sleep(0.5)
+    caught_up = await asyncio.gather(*(collect_until_live(bob, "r") for bob in bobs))  # writes go on meanwhile
     stop.set()
     await task
     head = (await node.backends.store.position("r")).head
-    assert sent > 0
     for i, bob in enumerate(bobs):
-        seqs = await collect_until_head(bob, "r", head)
+        seqs = caught_up[i]
+        if not seqs or seqs[-1] < head:
+            seqs += await collect_until_head(bob, "r", head)
         assert seqs == list(range(i * 10 + 1, head + 1))
         await bob.close()
 

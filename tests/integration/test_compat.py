@@ -27,9 +27,9 @@ async def test_last_sync_timestamp_returns_what_was_stored_since_oldest_first_pa
     await make_room(node, "alice", "r", "bob")
     for i in range(3):
         await node.service.send("alice", "r", f"old{i}", f"old {i}")
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # the subject: the clock moves past the old messages
     synced_at = int(time.time() * 1000)
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # the subject: and past the sync time
     new = [(await node.service.send("alice", "r", f"new{i}", f"new {i}")).message for i in range(3)]
     status, page = await _get(node, "bob", f"/api/messages?room_id=r&last_sync_timestamp={synced_at}&limit=2")
     assert status == 200, page

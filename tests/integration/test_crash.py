@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
+from roost.chaos.infra import wait_until
 from roost.client import Client, Sent, connect
 from roost.protocol.types import Message
 
@@ -66,11 +67,10 @@ async def test_kill_9_mid_stream_loses_no_acked_message(tmp_path: Path) -> None:
                 await asyncio.gather(*(one(i) for i in range(total)))
 
             async def chaos() -> None:
-                while len(acks) < total // 3:
-                    await asyncio.sleep(0.01)
+                await wait_until("a third acked", lambda: len(acks) >= total // 3, 60, every_s=0.01)
                 server.kill()
                 killed.set()
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.3)  # the subject: down for a while, with sends and a subscriber waiting
                 await server.start()
 
             received: list[Message] = []

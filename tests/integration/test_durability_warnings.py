@@ -11,7 +11,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from roost.chaos.infra import free_port
 from roost.config import Settings
 from roost.node import serve
 
@@ -47,7 +46,7 @@ async def test_a_redis_without_aof_is_named_unsafe(tmp_path: Path, caplog: pytes
 
 @pytest.mark.parametrize(("fsync", "warned"), [("always", False), ("everysec", True)])
 async def test_a_redis_with_an_fsynced_aof_is_not(tmp_path: Path, fsync: str, warned: bool) -> None:
-    redis = RedisServer(tmp_path / "redis", free_port(), appendfsync=fsync)
+    redis = RedisServer(tmp_path / "redis", appendfsync=fsync)
     redis.start()
     try:
         settings = Settings(port=0, data_dir=str(tmp_path / "data"), store=redis.url)

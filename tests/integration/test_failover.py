@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from roost.chaos.infra import wait_until
 from roost.client import Client, Sent, connect
 from roost.config import Limits
 
@@ -50,6 +51,10 @@ MOVE_BOUND_S = SHED_BOUND_S + 3.0
 async def readyz(node: ServerProcess) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as http, http.get(f"{node.url}/readyz") as resp:
         return resp.status, await resp.json()
+
+
+async def ready(node: ServerProcess, want: bool = True) -> bool:
+    return ((await readyz(node))[0] == 200) is want
 
 
 @pytest.fixture
@@ -114,16 +119,19 @@ async def test_a_node_cut_off_from_its_broker_sheds_its_clients_to_another_node(
         unready_bodies: list[Any] = []
 
         async def partition(acks: list[Sent]) -> None:
-            while len(acks) < 60:
-                await asyncio.sleep(0.01)
+            await wait_until("60 acks", lambda: len(acks) >= 60, 60, every_s=0.01)
             t0 = time.monotonic()
             proxy.cut() if fault == "cut" else proxy.blackhole()
-            while not all(clients[u].url == a.ws_url and clients[u].connected.is_set() for u in on_b):
+
+            async def moved() -> bool:  # and what B says meanwhile
+                if all(clients[u].url == a.ws_url and clients[u].connected.is_set() for u in on_b):
+                    return True
                 status, body = await readyz(b)
                 if status == 503:
                     unready_bodies.append(body)
-                assert time.monotonic() - t0 < 30, "B's clients were never moved"
-                await asyncio.sleep(0.05)
+                return False
+
+            await wait_until("B's clients moved to A", moved, 30, every_s=0.05)
             moved_after.append(time.monotonic() - t0)
             status, body = await readyz(b)
             assert status == 503, body
@@ -150,10 +158,7 @@ async def test_a_node_cut_off_from_its_broker_sheds_its_clients_to_another_node(
         assert all(last["checks"][name]["error"] for name, check in last["checks"].items() if not check["ok"])
 
         # Healed: B is ready again and takes a new connection.
-        deadline = time.monotonic() + 20
-        while (await readyz(b))[0] != 200:
-            assert time.monotonic() < deadline, "B never became ready again"
-            await asyncio.sleep(0.1)
+        await wait_until("B ready again", lambda: ready(b), 20)
         async with connect([b.ws_url], tokens[users[7]], **FAST) as late:
             assert late.url == b.ws_url
     finally:
@@ -165,10 +170,7 @@ async def test_a_node_that_is_not_ready_refuses_websocket_upgrades_with_4504(tmp
     """A node whose store is blackholed from the start of a connection attempt answers 503 + 4504."""
     async with node_behind_proxy(tmp_path, "--secret", SECRET) as (node, proxy):
         proxy.blackhole()
-        deadline = time.monotonic() + DETECT_S + 5
-        while (await readyz(node))[0] != 503:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
+        await wait_until("the node not ready", lambda: ready(node, False), DETECT_S + 5)
         async with aiohttp.ClientSession() as http:
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await http.ws_connect(node.ws_url)

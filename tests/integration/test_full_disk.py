@@ -8,17 +8,16 @@ to give space back.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from roost.chaos.infra import wait_until
 from roost.config import Settings
 from roost.node import serve
 from roost.protocol.errors import Unavailable
@@ -39,6 +38,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 async def readyz(url: str) -> tuple[int, dict]:  # type: ignore[type-arg]
     async with aiohttp.ClientSession() as http, http.get(url + "/readyz") as resp:
         return resp.status, await resp.json()
+
+
+async def unready(url: str) -> tuple[int, dict] | None:  # type: ignore[type-arg]
+    status = await readyz(url)
+    return status if status[0] == 503 else None
+
+
+async def ready(url: str) -> bool:
+    return (await readyz(url))[0] == 200
 
 
 async def test_a_full_disk_refuses_writes_says_so_and_recovers(
@@ -63,25 +71,21 @@ async def test_a_full_disk_refuses_writes_says_so_and_recovers(
                         break
             assert stored > 0 and refused == 30
 
-            deadline = time.monotonic() + 10
-            while (status := await readyz(node.url))[0] != 503:
-                assert time.monotonic() < deadline, "the node never said it was not ready"
-                await asyncio.sleep(0.2)
+            status = await wait_until("the node says it is not ready", lambda: unready(node.url), 10)
             assert not status[1]["checks"]["store"]["ok"] and "full" in status[1]["checks"]["store"]["error"]
 
             # Space returns: writes resume by themselves, and the node is ready again.
             filler.unlink()
-            deadline = time.monotonic() + 15
-            while True:
+
+            async def resumed() -> bool:
                 try:
                     await service.send("alice", "r", "after", "back")
-                    break
                 except Unavailable:
-                    assert time.monotonic() < deadline, "writes never resumed"
-                    await asyncio.sleep(0.2)
-            while (await readyz(node.url))[0] != 200:
-                assert time.monotonic() < deadline, "the node never became ready again"
-                await asyncio.sleep(0.2)
+                    return False
+                return True
+
+            await wait_until("writes resumed", resumed, 15, every_s=0.2)
+            await wait_until("the node ready again", lambda: ready(node.url), 15)
             wal = small_disk / "data" / "roost.sqlite3-wal"
             assert wal.stat().st_size < 64 * 1024, wal.stat().st_size
 

@@ -60,9 +60,9 @@ async def test_paging_backwards_visits_every_message_once(node: Node) -> None:
 async def test_since_ts_is_accepted_for_compatibility(node: Node) -> None:
     await make_room(node, "alice", "r")
     await node.service.send("alice", "r", "old", "old")
-    time.sleep(0.01)
+    time.sleep(0.01)  # the subject: a millisecond clock moves between the two sends and the cut
     cut = time.time_ns() // 1_000_000
-    time.sleep(0.01)
+    time.sleep(0.01)  # the subject: likewise
     await node.service.send("alice", "r", "new", "new")
     _, page = await api(node, "GET", f"/api/rooms/r/messages?since_ts={cut}", "alice")
     assert [m["body"] for m in page["messages"]] == ["new"]

@@ -26,7 +26,6 @@ e. A broker ``kill -9`` that loses acknowledged records (noida-db writes its fil
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,12 +35,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from roost.auth import TokenAuthority
 from roost.backends.kafka import KafkaStore
+from roost.chaos.infra import wait_until
 from roost.client import Sent, connect
 from roost.protocol.errors import Conflict, Unavailable
 from roost.protocol.types import KIND_JOIN, Draft, Message
 
 from ..backends import NATS, REDIS, Backend, cleanup
-from ..kafka_infra import KAFKA, Noida, Tansu, delete_topic
+from ..clusters import address
+from ..kafka_infra import Noida, delete_topic
 from .procs import ServerProcess
 from .test_crash import read_all
 from .test_multinode import stream
@@ -58,10 +59,10 @@ def issue_token(user: str) -> str:
 
 
 @pytest.fixture
-async def tansu_topic(kafka_broker: Tansu) -> AsyncIterator[str]:
+async def tansu_topic(kafka_broker: str) -> AsyncIterator[str]:
     ns = "k" + uuid.uuid4().hex[:12]
     yield ns
-    await delete_topic(KAFKA, ns)
+    await delete_topic(kafka_broker, ns)
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ async def test_kill_9_of_a_node_over_one_topic_loses_nothing_and_repeats_nothing
     tmp_path: Path, tansu_topic: str, bus: str
 ) -> None:
     ns = tansu_topic
-    store = f"kafka://{KAFKA}/{ns}"
+    store = f"kafka://{address('tansu')}/{ns}"
     bus_url = f"{REDIS if bus == 'redis' else NATS}?prefix={ns}"
     a, b = nodes_over(tmp_path, 2, store, bus_url)
     late: ServerProcess | None = None
@@ -129,8 +130,7 @@ async def test_kill_9_of_a_node_over_one_topic_loses_nothing_and_repeats_nothing
         alice_tok, bob_tok, carol_tok = (issue_token(u) for u in ("alice", "bob", "carol"))
 
         async def kill_a(acks: list[Sent]) -> None:
-            while len(acks) < 100:
-                await asyncio.sleep(0.005)
+            await wait_until("100 acks", lambda: len(acks) >= 100, 60, every_s=0.005)
             a.kill()
 
         async with (
@@ -166,7 +166,7 @@ async def test_kill_9_of_a_node_over_one_topic_loses_nothing_and_repeats_nothing
 
 
 async def test_two_stores_racing_the_same_cmid_agree_on_one_seq(tansu_topic: str) -> None:
-    url = f"kafka://{KAFKA}/{tansu_topic}"
+    url = f"kafka://{address('tansu')}/{tansu_topic}"
     one, two = await asyncio.gather(KafkaStore.from_url(url).open(), KafkaStore.from_url(url).open())
     try:
         assert await one.create_room("r", "alice")
@@ -203,7 +203,7 @@ async def test_two_stores_racing_the_same_cmid_agree_on_one_seq(tansu_topic: str
 
 
 async def test_a_store_opened_later_replays_the_same_state(tansu_topic: str) -> None:
-    url = f"kafka://{KAFKA}/{tansu_topic}?partitions=3"
+    url = f"kafka://{address('tansu')}/{tansu_topic}?partitions=3"
     first = await KafkaStore.from_url(url).open()
     try:
         for room in ("a", "b", "c", "d"):
@@ -267,7 +267,7 @@ async def test_a_broker_restart_under_running_nodes_loses_nothing_and_idempotenc
             # Between two bursts (see the module docstring: noida-db may rewrite offsets it was writing when
             # it stops), the broker stops and starts again under the running nodes and connected clients.
             await asyncio.to_thread(noida.stop)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the subject: the broker is away for a while
             await asyncio.to_thread(noida.start)
             more_acks, more = await stream("r", {"alice": (alice, 120)}, [bob], tag="again-")
             assert bob.reconnects == 0  # the nodes reconnected to the broker by themselves
@@ -327,16 +327,16 @@ async def test_a_broker_that_loses_acked_records_is_refused_not_served(noida: No
             assert next_one.message.seq == applied and not next_one.duplicate
             return
         # The consumer finds its position past the end of the log (or the fence sees the end go back).
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        async def refused() -> Unavailable | None:
             try:
                 await store.position("r")
             except Unavailable as exc:
-                assert "lost" in str(exc) or "backwards" in str(exc) or "gone" in str(exc), exc
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("the store kept serving a log that lost acknowledged records")
+                return exc
+            return None
+
+        exc = await wait_until("the store refuses a log that lost acknowledged records", refused, every_s=0.1)
+        assert "lost" in str(exc) or "backwards" in str(exc) or "gone" in str(exc), exc
         with pytest.raises(Unavailable):  # no seq is handed out again
             await store.append(Draft("r", "alice", "late", "must not reuse a lost seq"))
     finally:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from roost.chaos.infra import wait_until
 from roost.client import RequestFailed, connect
 from roost.node import Node
 from roost.protocol.types import Message
@@ -79,9 +80,12 @@ async def test_metrics_follow_what_the_node_did(embedded_node: Node) -> None:
         assert "alice" not in text and '"m"' not in text
     finally:
         await bob.aclose()
-    await asyncio.sleep(0.2)
-    _, samples = await scrape(node)
-    assert value(samples, "roost_connections") == 1
+
+    async def bob_gone() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+        _, samples = await scrape(node)
+        return samples if value(samples, "roost_connections") == 1 else None
+
+    samples = await wait_until("bob's close seen by the node", bob_gone)
     assert value(samples, "roost_connection_closes_total", code="1000") == 1
     await alice.aclose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from roost.chaos.infra import wait_until
 from roost.client import Client, Cursor, RequestFailed, Sent, connect
 from roost.node import Node
 from roost.protocol.codes import Code
@@ -86,7 +87,7 @@ async def test_the_outbox_resends_with_the_same_id_and_nothing_is_stored_twice(n
 
         async def cutter() -> None:
             for _ in range(5):
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the subject: cuts spread over the sends in flight
                 await drop_connections(node, "alice")
 
         sends = [asyncio.create_task(alice.send("r", f"m{i}", cmid=f"id-{i}")) for i in range(400)]
@@ -172,10 +173,6 @@ async def test_rooms_through_the_sdk_and_a_kick_ends_the_followed_room(embedded_
             async for item in bob:
                 if isinstance(item, Message) and item.kind == "kick":
                     break
-        for _ in range(100):
-            if "plans" not in bob.cursors:
-                break
-            await asyncio.sleep(0.02)
-        assert "plans" not in bob.cursors
+        await wait_until("bob's cursor for the room he was kicked from dropped", lambda: "plans" not in bob.cursors)
         await alice.ban("plans", "bob")
         await alice.unban("plans", "bob")

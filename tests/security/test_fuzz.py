@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from roost.backends.local import LocalBus
 from roost.backends.sqlite import SqliteStore
+from roost.chaos.infra import wait_until
 from roost.config import Limits
 from roost.gateway.session import Session
 from roost.hub import Hub
@@ -83,10 +84,11 @@ async def scenario(inputs: list[str | bytes]) -> None:
             for data in inputs:
                 await session.receive(data)
             await session.receive(json.dumps({"type": "ping", "id": "last"}))
-            for _ in range(200):
-                if any(f.get("ref") == "last" for f in transport.sent) or transport.closed:
-                    break
-                await asyncio.sleep(0.005)
+            await wait_until(
+                "the last ping answered, or the session closed",
+                lambda: transport.closed or any(f.get("ref") == "last" for f in transport.sent),
+                every_s=0.005,
+            )
             assert not any(f.get("code") == Code.INTERNAL for f in transport.sent), transport.sent
             assert transport.closed in (None, Code.SLOW_CONSUMER)
             if transport.closed is None:

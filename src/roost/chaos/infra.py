@@ -10,19 +10,42 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 
-__all__ = ["NatsServer", "Process", "RedisServer", "RoostNode", "free_port", "wait_healthy"]
+__all__ = ["NatsServer", "Process", "RedisServer", "RoostNode", "free_port", "wait_healthy", "wait_until"]
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+async def wait_until(
+    what: str, check: Callable[[], T | Awaitable[T]], within_s: float = 10.0, every_s: float = 0.02
+) -> T:
+    """Poll ``check`` (a function or a coroutine function) until it returns something truthy, and return that.
+
+    The way to wait for something to have happened, instead of sleeping for as long as it usually takes: on a
+    quiet machine it returns as soon as the condition holds, on a loaded one it waits up to ``within_s``
+    (a bound on failing, so generous) and then fails saying ``what`` never happened."""
+    deadline = time.monotonic() + within_s
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what}: not within {within_s:g} s")
+        await asyncio.sleep(every_s)
 
 
 def _port_open(port: int) -> bool:
