@@ -115,6 +115,8 @@ async def _workload(url: str, secret: str, rooms: int, members: int, messages: i
             ws, room = socks[r][0], f"c{prefix}r{r}"
             for i in range(per_room):
                 await gates[r].acquire()
+                if ws.closed:
+                    raise RuntimeError(f"the server closed the sender of room {r}: {ws.close_code}")
                 await ws.send_json({"type": "send", "room": room, "cmid": f"m{i}", "body": "x" * 200, "id": f"a{i}"})
 
         await asyncio.gather(
@@ -205,6 +207,10 @@ async def _one(src: Path, work: Path, messages: int, args: argparse.Namespace) -
     try:
         await _wait_ready(f"http://127.0.0.1:{port}", within_s=300)
         await _workload(f"ws://127.0.0.1:{port}", secret, args.rooms, args.members, messages, args.window)
+    except Exception:
+        log = Path(f"{out}.log").read_text(errors="replace").splitlines()
+        print("the server's last log lines:", *[line for line in log if not line.startswith("==")][-20:], sep="\n")
+        raise
     finally:
         server.send_signal(signal.SIGTERM)
         await asyncio.to_thread(server.wait, 300)
