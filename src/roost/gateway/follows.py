@@ -96,6 +96,11 @@ class Follows:
             follow.fetching.cancel()
         self.hub.detach(room, self)
 
+    async def release(self) -> None:
+        """Unfollow every room (the connection ends)."""
+        for room in list(self._follows):
+            await self.unfollow(room)
+
     def _run(self, room: str, follow: _Follow) -> None:
         """Carry out what the room's sync machine asks for."""
         if not follow.attached:
@@ -194,12 +199,6 @@ class Follows:
         if follow is not None and follow.fetching is None:
             follow.sync.head_seen(position)
             self._run(room, follow)
-
-
-    async def release(self) -> None:
-        """Unfollow every room (the connection ends)."""
-        for room in list(self._follows):
-            await self.unfollow(room)
 
 
 def _resync_error(action: Resync, room: str, ref: str | None) -> frames.Error:

@@ -81,6 +81,7 @@ class ChatService:
 
     @relations.setter
     def relations(self, index: RelationIndex) -> None:
+        """Replaced in every part at once (a node that starts cold, in tests), so they keep sharing one."""
         self.writer.relations = self.relation_rules.relations = self.reads.relations = index
 
     async def send(self, user: str, room: str, cmid: str, body: str) -> Appended:
