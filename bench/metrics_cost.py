@@ -133,7 +133,7 @@ import sys, time
 from roost.metrics import NodeMetrics
 
 
-class Service:  # the statements ChatService._append and Session's send path add, in the same shape
+class Service:  # the statements Writer.append and Session's send path add, in the same shape
     def __init__(self, metrics):
         self.metrics = metrics
 
@@ -176,7 +176,7 @@ run(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "with")
 
 def _micro(src: Path, members: int, n: int, variant: str, work: Path) -> int:
     """Instructions of a loop that does, ``n`` times, exactly what the metrics add to one message (the
-    statements of ``ChatService._append``, ``Session`` send and delivery), or the same loop without them."""
+    statements of ``Writer.append``, ``Session`` send and delivery), or the same loop without them."""
     out = work / f"micro-{variant}-{n}.out"
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", _MICRO]
     argv += [str(members), str(n), variant]

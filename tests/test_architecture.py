@@ -3,6 +3,7 @@
 * ``roost.protocol`` is sans-I/O: no asyncio, sockets, clocks or drivers.
 * ``roost.client`` (the SDK) depends on ``roost.protocol`` only, so it ships without server code.
 * ``roost.gateway`` never imports a backend: it is handed a service.
+* ``roost.service`` sits below the gateways, beside the hub and the backends: it imports none of them.
 * Backends never import each other.
 """
 
@@ -52,6 +53,15 @@ def test_the_sdk_depends_on_the_protocol_only(path: Path) -> None:
 @pytest.mark.parametrize("path", files("gateway"), ids=lambda p: p.name)
 def test_the_gateway_never_imports_a_backend(path: Path) -> None:
     assert not {m for m in imports(path) if m.startswith("roost.backends")}
+
+
+NOT_FOR_THE_SERVICE = ("roost.cli", "roost.node", "roost.gateway", "roost.client", "roost.hub", "roost.backends")
+
+
+@pytest.mark.parametrize("path", files("service"), ids=lambda p: p.name)
+def test_the_service_imports_nothing_above_or_beside_it(path: Path) -> None:
+    bad = {m for m in imports(path) if m.startswith(NOT_FOR_THE_SERVICE)}
+    assert not bad, f"{path.name} imports {bad}"
 
 
 SHARED = {"__init__.py", "boundary.py", "idempotency.py", "options.py"}

@@ -1,0 +1,96 @@
+"""Dispatch: what each client request does, once its turn has come, and the answer it gets.
+
+One ``match`` over the typed client frames, each case a call into the service (or the connection's
+``Follows``) and its reply (``ack``, ``ok``, ``history``, ``pong``) pushed to the outbox. Errors are
+raised, not answered here: the session answers them with the request's ``ref`` (``Session._handle``).
+When a request runs is the session's business (``Session.receive``: ordering and in-flight limit).
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..ports import Appended
+from ..protocol import frames
+from ..protocol.codes import Code
+from ..protocol.errors import ProtocolError
+from ..service import ChatService
+from .follows import Follows
+from .outbox import Outbox
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    def __init__(self, service: ChatService, follows: Follows, outbox: Outbox, user: str) -> None:
+        self.service = service
+        self._metrics = service.metrics
+        self.follows = follows
+        self.outbox = outbox
+        self.user = user
+
+    async def dispatch(self, frame: frames.ClientFrame) -> None:
+        user = self.user
+        match frame:
+            case frames.Send(room=room, cmid=cmid, body=body, id=ref):
+                started = time.perf_counter()
+                appended = await self.service.send(user, room, cmid, body)
+                m = appended.message
+                self.outbox.push(frames.encode(frames.Ack(ref, room, cmid, m.seq, m.ts, appended.duplicate)))
+                self._metrics.send_ack_seconds.observe(time.perf_counter() - started)
+            case frames.Edit(room=room, target=target, body=body, cmid=cmid, id=ref):
+                self._ack(ref, await self.service.edit(user, room, target, body, cmid))
+            case frames.Delete(room=room, target=target, cmid=cmid, id=ref):
+                self._ack(ref, await self.service.delete(user, room, target, cmid))
+            case frames.React(room=room, target=target, emoji=emoji, remove=remove, id=ref):
+                self._ack(ref, await self.service.react(user, room, target, emoji, remove=remove))
+            case frames.Subscribe(room=room, after=after, epoch=epoch, id=ref):
+                await self.follows.subscribe(room, after, epoch, ref)
+            case frames.Unsubscribe(room=room, id=ref):
+                await self.follows.unfollow(room)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.History(room=room, after=after, before=before, limit=limit, id=ref):
+                result = await self.service.history(user, room, after=after, before=before, limit=limit)
+                p = result.page.position
+                reply = frames.HistoryPage(ref, room, result.page.messages, result.has_more, p.epoch, p.head, p.first)
+                self.outbox.push(frames.encode(reply))
+            case frames.Create(room=room, kind=kind, id=ref):
+                await self.service.create_room(user, room, kind)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Dm(user=other, id=ref):
+                self.outbox.push(frames.encode(frames.Ok(ref, await self.service.dm(user, other))))
+            case frames.Invite(room=room, user=other, id=ref):
+                await self.service.invite(user, room, other)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Kick(room=room, user=other, id=ref):
+                await self.service.kick(user, room, other)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Ban(room=room, user=other, id=ref):
+                await self.service.ban(user, room, other)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Unban(room=room, user=other, id=ref):
+                await self.service.unban(user, room, other)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Role(room=room, user=other, role=role, id=ref):
+                await self.service.set_role(user, room, other, role)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Join(room=room, id=ref):
+                await self.service.join(user, room)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Leave(room=room, id=ref):
+                await self.follows.unfollow(room)
+                await self.service.leave(user, room)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Typing(room=room):
+                await self.service.typing(user, room)
+            case frames.Read(room=room, seq=seq, id=ref):
+                await self.service.mark_read(user, room, seq)
+                self.outbox.push(frames.encode(frames.Ok(ref, room)))
+            case frames.Ping(id=ref):
+                self.outbox.push(frames.encode(frames.Pong(ref)))
+            case frames.Auth():
+                raise ProtocolError("already authenticated", Code.BAD_FRAME)
+
+    def _ack(self, ref: str | None, appended: Appended) -> None:
+        m = appended.message
+        self.outbox.push(frames.encode(frames.Ack(ref, m.room, m.cmid, m.seq, m.ts, appended.duplicate)))

@@ -1,0 +1,134 @@
+"""Edits, deletions and reactions: the rules of relation events (see ``protocol/relations.py``).
+
+A relation is a message of its own (kind ``edit``, ``delete``, ``react``, ``unreact``, a JSON body naming
+the target seq), stored through the one write path, so it is sequenced, delivered and caught up like text
+on every engine. Who may do what is decided here only: the sender edits, the sender or a moderator
+deletes, and the target is a kept ``text`` message that is not deleted.
+"""
+
+from __future__ import annotations
+
+from ..config import Limits
+from ..ports import Appended, Store
+from ..protocol.codes import Code
+from ..protocol.errors import AuthError, Conflict, NotFound, ProtocolError
+from ..protocol.relations import (
+    KIND_DELETE,
+    KIND_EDIT,
+    KIND_REACT,
+    KIND_UNREACT,
+    MAX_EMOJI_BYTES,
+    DeleteContent,
+    EditContent,
+    ReactContent,
+    Relations,
+    encode_content,
+    react_cmid,
+)
+from ..protocol.types import KIND_TEXT, MAX_SEQ, Draft, Message
+from ..ratelimit import RateLimiter
+from ..relindex import RelationIndex
+from .rooms import Rooms
+from .writes import Writer, check_cmid, check_text
+
+__all__ = ["RelationRules"]
+
+
+class RelationRules:
+    """Relation events on a room's text messages; ``sends`` is the user's send rate, which they share."""
+
+    def __init__(
+        self,
+        store: Store,
+        relations: RelationIndex,
+        rooms: Rooms,
+        writer: Writer,
+        sends: RateLimiter,
+        limits: Limits,
+    ) -> None:
+        self.store = store
+        self.relations = relations
+        self.rooms = rooms
+        self.writer = writer
+        self.sends = sends
+        self.limits = limits
+
+
+    async def edit(self, user: str, room: str, target: int, body: str, cmid: str) -> Appended:
+        """Store ``kind: edit`` replacing the text of ``target``. Only its sender may; not once deleted."""
+        check_text(cmid, body, self.limits.max_body_bytes)
+        self.sends.check(user)
+        await self.rooms.check_member(user, room)
+        original, relations = await self._target(room, target)
+        if original.sender != user:
+            raise AuthError(f"only {original.sender} may edit message {target}", Code.FORBIDDEN)
+        self._refuse_deleted(relations, target)
+        return await self.writer.append(Draft(room, user, cmid, encode_content(EditContent(target, body)), KIND_EDIT))
+
+    async def delete(
+        self, user: str, room: str, target: int, cmid: str | None = None, *, moderator: bool = False
+    ) -> Appended:
+        """Store ``kind: delete`` of ``target``: its sender, the room's moderators, or a caller that has
+        authorized the request itself (``moderator=True``: an admin API; membership is then not checked).
+
+        Without ``cmid`` the key is ``~delete-<target>``: a retry is answered with the first delete."""
+        cmid = f"~delete-{target}" if cmid is None else cmid
+        check_cmid(cmid)
+        self.sends.check(user)
+        if moderator:
+            await self.rooms.require_room(room)
+        else:
+            await self.rooms.check_member(user, room)
+        original, relations = await self._target(room, target)
+        if original.sender != user and not moderator and not await self.rooms.can_moderate(user, room):
+            raise AuthError(f"only {original.sender} or a moderator may delete message {target}", Code.FORBIDDEN)
+        existing = relations.deleted(target)
+        if existing is not None and (existing.sender, existing.cmid) != (user, cmid):
+            raise Conflict(f"message {target} is already deleted")
+        return await self.writer.append(Draft(room, user, cmid, encode_content(DeleteContent(target)), KIND_DELETE))
+
+    async def react(self, user: str, room: str, target: int, emoji: str, *, remove: bool = False) -> Appended:
+        """Store ``kind: react`` (or ``unreact`` with ``remove``) of ``emoji`` on ``target``.
+
+        One reaction per (user, target, emoji): the cmid is derived (``react_cmid``), so a retry or a
+        double click, even on two nodes at once, is one stored event answered as a duplicate."""
+        if not emoji.strip() or len(emoji.encode()) > MAX_EMOJI_BYTES or any(_control(c) for c in emoji):
+            raise ProtocolError(f"emoji must be 1-{MAX_EMOJI_BYTES} bytes of visible text", Code.BAD_FRAME)
+        self.sends.check(user)
+        await self.rooms.check_member(user, room)
+        _, relations = await self._target(room, target)
+        self._refuse_deleted(relations, target)
+        on, unreacts = relations.reaction(target, user, emoji)
+        if not remove:
+            kind, generation = KIND_REACT, unreacts  # when ``on``, this key exists: the store says duplicate
+        elif on:
+            kind, generation = KIND_UNREACT, unreacts
+        elif unreacts:
+            kind, generation = KIND_UNREACT, unreacts - 1  # removed already: answered with that unreact
+        else:
+            raise NotFound(f"{user} has no {emoji} on message {target}")
+        cmid = react_cmid(kind, target, emoji, generation)
+        return await self.writer.append(Draft(room, user, cmid, encode_content(ReactContent(target, emoji)), kind))
+
+    async def _target(self, room: str, target: int) -> tuple[Message, Relations]:
+        """The stored text message ``target`` of ``room`` and the relations known up to the head."""
+        if not 1 <= target <= MAX_SEQ:
+            raise ProtocolError(f"target must be between 1 and {MAX_SEQ}", Code.BAD_FRAME)
+        page = await self.store.read(room, target - 1, 1)
+        if not page.messages or page.messages[0].seq != target:
+            gone = " (no longer kept)" if target < page.position.first else ""
+            raise NotFound(f"no message {target} in {room!r}{gone}")
+        original = page.messages[0]
+        if original.kind != KIND_TEXT:
+            raise ProtocolError(f"message {target} is a {original.kind!r} event, not a text message", Code.BAD_FRAME)
+        return original, await self.relations.relations(room, target, page.position)
+
+    @staticmethod
+    def _refuse_deleted(relations: Relations, target: int) -> None:
+        if relations.deleted(target) is not None:
+            raise Conflict(f"message {target} is deleted")
+
+
+def _control(char: str) -> bool:
+    """C0/C1 control characters (newlines, escapes): not part of any emoji."""
+    return ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0

@@ -1,0 +1,214 @@
+"""Rooms and membership: kinds (public, private, direct), who may join, and who is a member.
+
+The rules are here, not in a backend (docs/security.md, "Authorization"): they are kept in the
+Directory's generic per-room attributes (the namespaces below), which every engine stores and none
+interprets, so the rules are the same everywhere. Every membership change is also a message in the
+room's sequence, written through the one write path, so a member who was offline converges by reading
+the room. ``check_member`` is the membership check of every read and write, HTTP and WebSocket alike.
+Moderation (invitations, kicks, bans, roles) is ``moderation.py``, over the role and ban lookups here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from ..config import Limits
+from ..ports import Directory
+from ..protocol.codes import Code
+from ..protocol.errors import AuthError, Conflict, NotFound, ProtocolError, RoostError
+from ..protocol.types import KIND_JOIN, KIND_LEAVE, valid_room, valid_user
+from .writes import Writer
+
+__all__ = ["ROOM_KINDS", "RoomInfo", "Rooms", "check_room_name", "dm_room", "kind_of"]
+
+PUBLIC: Final = "public"
+PRIVATE: Final = "private"
+DIRECT: Final = "direct"
+ROOM_KINDS: Final = (PUBLIC, PRIVATE, DIRECT)
+OWNER: Final = "owner"
+ADMIN: Final = "admin"
+MEMBER: Final = "member"
+RANK: Final = {MEMBER: 0, ADMIN: 1, OWNER: 2}
+DM_PREFIX: Final = "dm:"
+# Attribute namespaces of the Directory, and what they hold.
+NS_META: Final = "meta"
+"""``kind`` and ``owner``, fixed at creation. A room without them predates kinds: public, no owner."""
+NS_ROLES: Final = "roles"
+"""user -> ``admin`` (absent: a plain member; the owner is in ``meta``)."""
+NS_BANS: Final = "bans"
+"""user -> who banned them."""
+NS_INVITES: Final = "invites"
+"""user -> who invited them; used up by the join it allows."""
+
+
+def dm_room(a: str, b: str) -> str:
+    """The one room of two users: ``dm:<a>:<b>`` with the names sorted (user names contain no ``:``)."""
+    first, second = sorted((a, b))
+    return f"{DM_PREFIX}{first}:{second}"
+
+
+def _dm_pair(room: str) -> tuple[str, ...]:
+    return tuple(room.removeprefix(DM_PREFIX).split(":")) if room.startswith(DM_PREFIX) else ()
+
+
+def kind_of(room: str, meta: dict[str, str]) -> str:
+    """A room's kind. Any ``dm:`` room is direct, also one made by the web page's old naming convention
+    (a public room then, created before kinds existed); other rooms without a kind are public."""
+    return DIRECT if room.startswith(DM_PREFIX) else meta.get("kind", PUBLIC)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    room: str
+    kind: str
+    owner: str
+    members: dict[str, str]
+    """member -> role"""
+    bans: list[str]
+    invites: list[str]
+
+
+def check_room_name(room: str) -> None:
+    if not valid_room(room):
+        raise ProtocolError("room names are 1-128 characters of A-Z a-z 0-9 _ . : @ -", Code.BAD_FRAME)
+
+
+class Rooms:
+    """Who is in which room, with which role; every change is also a sequenced event (``writer``)."""
+
+    def __init__(self, directory: Directory, writer: Writer, limits: Limits) -> None:
+        self.directory = directory
+        self.writer = writer
+        self.limits = limits
+
+    async def create_room(self, user: str, room: str, kind: str = PUBLIC) -> None:
+        """Create a public or private room; the creator is its owner and first member."""
+        check_room_name(room)
+        if kind not in (PUBLIC, PRIVATE):
+            raise ProtocolError("kind must be public or private (direct conversations come from dm)", Code.BAD_FRAME)
+        if room.startswith(DM_PREFIX):
+            raise ProtocolError("room names starting with dm: are direct conversations: use dm", Code.BAD_FRAME)
+        await self._check_room_limit(user)
+        if not await self.directory.create_room(room, user, {"kind": kind, "owner": user}):
+            raise Conflict(f"room {room!r} already exists")
+        await self.writer.event(room, user, KIND_JOIN)
+
+    async def dm(self, user: str, other: str) -> str:
+        """The direct conversation of ``user`` and ``other``: created on first use with both as members.
+
+        Idempotent: later calls only bring ``user`` back in (after a ``leave``). Nobody else may join it."""
+        if not valid_user(other):
+            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+        if other == user:
+            raise ProtocolError("a direct conversation needs two different users", Code.BAD_FRAME)
+        room = dm_room(user, other)
+        if await self.directory.is_member(room, user):
+            return room
+        await self._check_room_limit(user)
+        if await self.directory.create_room(room, user, {"kind": DIRECT}):
+            await self.writer.event(room, user, KIND_JOIN)
+            if await self.directory.add_member(room, other):
+                await self.writer.event(room, other, KIND_JOIN)
+        elif await self.directory.add_member(room, user):
+            await self.writer.event(room, user, KIND_JOIN)
+        return room
+
+    async def join(self, user: str, room: str) -> None:
+        await self.require_room(room)
+        if await self.directory.is_member(room, user):
+            return
+        meta = await self.directory.room_attrs(room, NS_META)
+        kind = kind_of(room, meta)
+        invited = False
+        if kind == DIRECT:
+            if user not in _dm_pair(room):
+                raise AuthError(f"{room!r} is a direct conversation of two other users", Code.FORBIDDEN)
+        else:
+            if await self.banned(room, user):
+                raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
+            if kind == PRIVATE and user != meta.get("owner"):
+                invited = user in await self.directory.room_attrs(room, NS_INVITES)
+                if not invited:
+                    raise AuthError(f"{room!r} is private: an invitation is needed", Code.FORBIDDEN)
+        await self._check_room_limit(user)
+        if not await self.directory.add_member(room, user):
+            return
+        # A ban that raced this join wins: the ban is written before its removal, so either this check
+        # sees it, or the ban's removal comes after the add above.
+        if kind != DIRECT and await self.banned(room, user):
+            await self.directory.remove_member(room, user)
+            raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
+        if invited:
+            await self.directory.set_room_attr(room, NS_INVITES, user, None)
+        await self.writer.event(room, user, KIND_JOIN)
+
+    async def leave(self, user: str, room: str) -> None:
+        await self.require_room(room)
+        if await self.directory.remove_member(room, user):
+            await self.drop_role(room, user)
+            await self.writer.event(room, user, KIND_LEAVE)
+
+    async def rooms_of(self, user: str) -> list[str]:
+        return await self.directory.rooms_of(user)
+
+    async def public_rooms(self) -> list[str]:
+        """Rooms anyone may find and join: not private ones, not direct conversations."""
+        out = []
+        for room in await self.directory.all_rooms():
+            if room.startswith(DM_PREFIX):
+                continue
+            if kind_of(room, await self.directory.room_attrs(room, NS_META)) == PUBLIC:
+                out.append(room)
+        return out
+
+    async def all_rooms(self) -> list[str]:
+        return await self.directory.all_rooms()
+
+    async def room_info(self, room: str) -> RoomInfo:
+        """Everything about a room's membership (admin API; members see their own rooms' roles)."""
+        await self.require_room(room)
+        meta = await self.directory.room_attrs(room, NS_META)
+        roles = await self.directory.room_attrs(room, NS_ROLES)
+        owner = meta.get("owner", "")
+        members = {u: OWNER if u == owner else roles.get(u, MEMBER) for u in await self.directory.members(room)}
+        bans = sorted(await self.directory.room_attrs(room, NS_BANS))
+        invites = sorted(await self.directory.room_attrs(room, NS_INVITES))
+        return RoomInfo(room, kind_of(room, meta), owner, members, bans, invites)
+
+    async def check_member(self, user: str, room: str) -> None:
+        """Raise unless ``user`` may read and write ``room``."""
+        if await self.directory.is_member(room, user):
+            return
+        await self.require_room(room)
+        raise AuthError(f"not a member of {room!r}", Code.FORBIDDEN)
+
+    async def can_moderate(self, user: str, room: str) -> bool:
+        """May ``user`` delete others' messages in ``room``? Its owner and admins may."""
+        meta = await self.directory.room_attrs(room, NS_META)
+        return RANK[await self.role(room, user, meta)] >= RANK[ADMIN]
+
+    async def require_room(self, room: str) -> None:
+        check_room_name(room)
+        if not await self.directory.room_exists(room):
+            raise NotFound(f"no room {room!r}")
+
+    async def role(self, room: str, user: str, meta: dict[str, str]) -> str:
+        if user == meta.get("owner"):
+            return OWNER
+        return (await self.directory.room_attrs(room, NS_ROLES)).get(user, MEMBER)
+
+    async def drop_role(self, room: str, user: str) -> None:
+        if user in await self.directory.room_attrs(room, NS_ROLES):
+            await self.directory.set_room_attr(room, NS_ROLES, user, None)
+
+    async def banned(self, room: str, user: str) -> bool:
+        return user in await self.directory.room_attrs(room, NS_BANS)
+
+    async def _check_room_limit(self, user: str) -> None:
+        """Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
+        if len(await self.directory.rooms_of(user)) >= self.limits.max_rooms_per_user:
+            raise RoostError(
+                f"in {self.limits.max_rooms_per_user} rooms already (the per-user limit): leave one first",
+                Code.TOO_MANY_ROOMS,
+            )
