@@ -33,7 +33,6 @@ class RoomState:
     """Room attributes by namespace (``meta`` from the create record)."""
 
 
-
 class Replica:
     """The rooms and the directory, as the records applied so far make them."""
 

@@ -36,7 +36,6 @@ class _RedisSubscription:
         await self._bus._unsubscribe(self._channel, self._sink)
 
 
-
 class RedisBus:
     """Pub/sub on the rooms' ``live`` channels: classic on a standalone Redis, sharded on a cluster.
 
