@@ -33,6 +33,8 @@ __all__ = ["KafkaLog"]
 
 
 class KafkaLog:
+    """This node's follower of the topic; everything the store knows comes through ``_apply``."""
+
     def __init__(
         self,
         bootstrap: str,

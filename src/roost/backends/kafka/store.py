@@ -24,6 +24,9 @@ __all__ = ["KafkaStore"]
 
 
 class KafkaStore(KafkaLog):
+    """``KafkaStore(bootstrap, topic, ...)`` or ``KafkaStore.from_url(url)``, then ``await open()``: the constructor
+    and lifecycle are ``KafkaLog``'s; this class answers the ports from its replica."""
+
     async def durability_warnings(self) -> list[str]:
         """Nothing this store can see about its own durability settings is unsafe (docs/backends.md)."""
         return []

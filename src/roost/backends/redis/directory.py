@@ -24,6 +24,8 @@ __all__ = ["RedisDirectory"]
 
 
 class RedisDirectory:
+    """The client, the key names and the error boundary that the store's log builds on."""
+
     def __init__(self, client: aioredis.Redis | RedisCluster, *, prefix: str = "roost") -> None:
         self.client = client
         self.prefix = prefix

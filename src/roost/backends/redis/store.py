@@ -29,6 +29,8 @@ _SEQ_MARK: Final = b',"seq":0,'
 
 
 class RedisStore(RedisDirectory):
+    """``publish``: the append script also publishes (the store is the bus too); ``keep``: retention per room."""
+
     def __init__(
         self,
         client: aioredis.Redis | RedisCluster,
