@@ -68,8 +68,29 @@ SHARED = {"__init__.py", "boundary.py", "idempotency.py", "options.py"}
 """Not engines: the URL dispatcher, the error mapping every engine applies at its boundary, the idempotency
 digest, URL options."""
 
+BACKENDS = SRC / "backends"
+ENGINES = {p.stem for p in files("backends") if p.name not in SHARED} | {
+    d.name for d in BACKENDS.iterdir() if (d / "__init__.py").is_file()
+}
+"""An engine is one module of backends/ or, when it is large, one package of them (``redis/``, ``kafka/``)."""
 
-@pytest.mark.parametrize("path", [p for p in files("backends") if p.name != "__init__.py"], ids=lambda p: p.name)
+
+def _engine_of(path: Path) -> str:
+    rel = path.relative_to(BACKENDS)
+    return rel.parts[0] if len(rel.parts) > 1 else path.stem
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in sorted(BACKENDS.rglob("*.py")) if p != BACKENDS / "__init__.py"],
+    ids=lambda p: str(p.relative_to(BACKENDS)),
+)
 def test_backends_do_not_import_each_other(path: Path) -> None:
-    others = {f"roost.backends.{p.stem}" for p in files("backends") if p != path and p.name not in SHARED}
-    assert not (imports(path) & others)
+    others = {f"roost.backends.{e}" for e in ENGINES if e != _engine_of(path)}
+    bad = {m for m in imports(path) if any(m == o or m.startswith(o + ".") for o in others)}
+    assert not bad, f"{path.relative_to(BACKENDS)} imports another engine: {bad}"
+
+
+def test_the_engine_list_sees_packages() -> None:
+    """The check above is not vacuous for split engines: their packages count as engines."""
+    assert {"redis", "sqlite"} <= ENGINES and not ENGINES & {p.removesuffix(".py") for p in SHARED}

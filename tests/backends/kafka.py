@@ -20,7 +20,7 @@ async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:
     from roost.backends.kafka import KafkaStore
 
     assert isinstance(store, KafkaStore)
-    return store._rooms["r"].idem["alice", "c1"][2]
+    return store._state.rooms["r"].idem["alice", "c1"][2]
 
 
 ENGINES = (

@@ -1,0 +1,128 @@
+"""Following rooms: one client-side RoomSync per room drops duplicates and repairs gaps from history.
+
+The cursor advances before a message is handed over; a gap seen on the live stream is read from history
+(with a growing wait after failed reads), and a room whose continuity is lost is announced with
+``Resynced`` and followed again from the oldest message the server still has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from ..protocol import frames
+from ..protocol.sync import Deliver, Fetch, Resync, RoomSync
+from ..protocol.types import Message, Position
+from .backoff import retry_delay
+from .core import ClientCore, FollowedRoom
+from .errors import ClientClosed, ConnectionLost, RequestFailed
+from .events import Cursor, Resynced
+
+__all__ = ["Rooms"]
+
+
+class Rooms(ClientCore):
+    """``history`` lives here: it serves the application's page reads and this part's gap repair alike."""
+
+    async def history(
+        self, room: str, *, after: int | None = None, before: int | None = None, limit: int = 50
+    ) -> frames.HistoryPage:
+        reply = await self._request(
+            frames.History(room=room, after=after, before=before, limit=limit, id=self._next_id())
+        )
+        assert isinstance(reply, frames.HistoryPage)
+        return reply
+
+    async def _subscribe(self, room: str, entry: FollowedRoom) -> None:
+        cursor = entry.cursor
+        entry.sync = None
+        frame = frames.Subscribe(
+            room=room,
+            after=cursor.seq if cursor else None,
+            epoch=cursor.epoch if cursor else None,
+            id=f"sub:{room}:{self._next_id()}",
+        )
+        await self._write(frame)
+
+    async def _subscribe_quietly(self, room: str, entry: FollowedRoom) -> None:
+        with contextlib.suppress(ConnectionLost, ConnectionError, RuntimeError):
+            await self._subscribe(room, entry)
+
+    def _on_subscribed(self, frame: frames.Subscribed) -> None:
+        entry = self._rooms.get(frame.room)
+        if entry is None:
+            return
+        # The server's backlog starts right after ``frame.after``: that is the cursor from now on
+        # (equal to ours when we had one; the server's choice when we asked for "from now").
+        cursor = entry.cursor = entry.start = Cursor(frame.epoch, frame.after)
+        entry.sync = RoomSync.resumed(cursor.seq, cursor.epoch)
+        entry.subscribed.set()
+
+    def _on_message(self, message: Message) -> None:
+        entry = self._rooms.get(message.room)
+        if entry is None or entry.sync is None:
+            return
+        if entry.sync.live(message):
+            self._deliver(entry, message)
+        else:
+            self._run_sync(message.room, entry)
+
+    def _deliver(self, entry: FollowedRoom, message: Message) -> None:
+        epoch = entry.cursor.epoch if entry.cursor else None
+        entry.cursor = Cursor(epoch, message.seq)
+        self._incoming.put_nowait(message)
+
+    def _run_sync(self, room: str, entry: FollowedRoom) -> None:
+        assert entry.sync is not None
+        for action in entry.sync.take_actions():
+            if isinstance(action, Deliver):
+                for message in action.items:
+                    self._deliver(entry, message)
+            elif isinstance(action, Fetch) and not entry.fetching:
+                entry.fetching = True
+                self._spawn(self._fill(room, entry, action))
+            elif isinstance(action, Resync):
+                self._resync(room, action.reason, action.position)
+
+    async def _fill(self, room: str, entry: FollowedRoom, fetch: Fetch) -> None:
+        """Repair a gap seen on the live stream from history."""
+        sync = entry.sync
+        try:
+            page = await self.history(room, after=fetch.after, limit=fetch.limit)
+        except (RequestFailed, ConnectionLost, ClientClosed) as exc:
+            entry.fetching = False
+            if sync is None or entry.sync is not sync:
+                return
+            sync.fetch_failed()
+            if isinstance(exc, ClientClosed):
+                return
+            entry.fill_failures += 1
+            entry.fetching = True  # the read is queued in the machine; nobody else may start it meanwhile
+            await asyncio.sleep(retry_delay(None, entry.fill_failures))
+            entry.fetching = False
+            if entry.sync is sync and not self._closed:
+                self._run_sync(room, entry)
+            return
+        entry.fetching = False
+        entry.fill_failures = 0
+        if sync is None or entry.sync is not sync:
+            return
+        sync.page(page.messages, Position(page.epoch, page.head, page.first))
+        self._run_sync(room, entry)
+
+    def _retry_subscribe(self, room: str) -> None:
+        entry = self._rooms.get(room)
+        if entry is not None and not entry.subscribed.is_set() and self._ws is not None and not self._ws.closed:
+            self._spawn(self._subscribe_quietly(room, entry))
+
+    def _resync(self, room: str, reason: str, position: Position | None) -> None:
+        entry = self._rooms.get(room)
+        if entry is None:
+            return
+        self._incoming.put_nowait(Resynced(room, reason, position))
+        if position is not None:
+            entry.cursor = Cursor(position.epoch, max(0, position.first - 1))
+        else:
+            entry.cursor = None
+        if self._ws is not None and not self._ws.closed:
+            self._spawn(self._subscribe_quietly(room, entry))
