@@ -220,13 +220,14 @@ async def _one(src: Path, work: Path, messages: int, args: argparse.Namespace) -
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline-src", required=True, help="src folder of the baseline checkout")
+    parser.add_argument("--this-src", default=str(THIS_SRC), help="src folder of the measured checkout (default: here)")
     parser.add_argument("--messages", type=int, default=300, help="N: messages in the short run (2N in the long)")
     parser.add_argument("--rooms", type=int, default=4)
     parser.add_argument("--members", type=int, default=50, help="members per room (S1: 50)")
     parser.add_argument("--window", type=int, default=16, help="unacknowledged sends per room")
     parser.add_argument("--repeat", type=int, default=1, help="measure each variant this many times")
     args = parser.parse_args()
-    variants = {"this tree": THIS_SRC, "baseline": Path(args.baseline_src).resolve()}
+    variants = {"this tree": Path(args.this_src).resolve(), "baseline": Path(args.baseline_src).resolve()}
     n = args.messages
     per_message: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="roost-metrics-cost-") as tmp:
@@ -246,7 +247,7 @@ async def main() -> None:
         # The metrics' own statements, counted alone: the difference above is within the run-to-run spread
         # of a whole server (batching depends on timing), this one is exact.
         counts = {
-            (variant, k): _micro(THIS_SRC, args.members, k, variant, Path(tmp))
+            (variant, k): _micro(variants["this tree"], args.members, k, variant, Path(tmp))
             for variant in ("with", "without")
             for k in (20_000, 40_000)
         }
