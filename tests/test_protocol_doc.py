@@ -383,3 +383,34 @@ def test_every_rule_a_test_names_is_in_the_docs() -> None:
     rules = _rules_in_docs()
     unknown = {rule: tests for rule, tests in _rules_named_by_tests().items() if rule not in rules}
     assert not unknown, f"tests name rules the docs do not have: {unknown}"
+
+
+def _kib(n: int) -> str:
+    return f"{n // 1024} KiB"
+
+
+def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
+    """[R-SEC-7] The "Default" column of security.md's limits table, row by row, is ``roost.config.Limits()``
+    (the hard frame cap is the transport's ``client_max_size``, 4 x ``max_frame_bytes``)."""
+    from roost.config import Limits
+
+    limits = Limits()
+    wanted = {
+        "message body": _kib(limits.max_body_bytes),
+        "client frame": f"{_kib(limits.max_frame_bytes)} (hard cap {_kib(4 * limits.max_frame_bytes)} closes the "
+        "socket)",
+        "sends per user per node": f"{limits.sends_per_s:g}/s, burst {limits.send_burst:g}",
+        "typing signals per user per node": f"{limits.typing_per_s:g}/s, burst {2 * limits.typing_per_s:g}",
+        "connections per user per node": str(limits.max_connections_per_user),
+        "rooms per user": str(limits.max_rooms_per_user),
+        "history page": str(limits.max_history_page),
+        "authentication timeout": f"{limits.auth_timeout_s:g} s",
+        "outgoing queue per connection": f"{limits.outbox_frames:,} frames / {limits.outbox_bytes // 2**20} MiB of "
+        "live traffic",
+        "one write to a connection's socket": f"{limits.write_timeout_s:g} s",
+    }
+    section = (DOC.parent / "security.md").read_text(encoding="utf-8").split("## Limits (config.Limits)", 1)[1]
+    rows = {label.split(" (")[0]: default for label, default, _ in _table(section)}
+    assert rows == wanted
+    close = next(excess for label, _, excess in _table(section) if label.startswith("one write"))
+    assert f"not taken in {limits.close_timeout_s:g} s" in close

@@ -204,3 +204,23 @@ async def test_a_subscriber_without_cursor_gets_a_contiguous_stream_under_load(n
     finally:
         stop.set()
         await task
+
+
+async def test_history_never_answers_4410_its_page_carries_epoch_and_first(node: Node) -> None:
+    """[R-RESYNC-2] A ``history`` read does not return 4410: from a cursor behind trimmed history, beyond the head,
+    or at ``before=0`` it answers a page with ``epoch``, ``head`` and ``first``, from which the client sees the
+    hole itself."""
+    await make_room(node, "alice", "r")
+    for i in range(10):
+        await node.service.send("alice", "r", f"c{i}", str(i))
+    await node.backends.store.trim("r", keep_last=4)  # type: ignore[attr-defined]
+    alice = await Raw.open(node, "alice")
+    subscribed = await alice.request({"type": "subscribe", "room": "r", "after": 0, "id": "s"})
+    assert subscribed["code"] == Code.RESYNC_REQUIRED
+    behind = await alice.request({"type": "history", "room": "r", "after": 2, "id": "h1"})
+    assert behind["type"] == "history" and behind["first"] == 8 and behind["head"] == 11
+    assert behind["epoch"] == subscribed["epoch"] and [m["seq"] for m in behind["messages"]] == [8, 9, 10, 11]
+    for query in ({"after": 1000}, {"before": 0}, {"before": 3}):
+        page = await alice.request({"type": "history", "room": "r", **query, "id": "h2"})
+        assert page["type"] == "history" and page["messages"] == [] and page["first"] == 8, (query, page)
+    await alice.close()
