@@ -5,9 +5,11 @@ Each test names the rule ids it checks; tests/test_protocol_doc.py fails on a ru
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -237,3 +239,46 @@ async def test_the_http_routes_are_the_ones_section_15_names_and_need_a_token(em
             body = {"name": "alice"} if path == "/api/login" else None
             async with http.request(method, node.url + path, json=body) as resp:
                 assert resp.status == 200, (method, path, resp.status)
+
+
+@pytest.mark.parametrize("in_progress", [63, 64])
+async def test_the_server_stops_reading_a_connection_with_64_frames_in_progress(
+    embedded_node: Node, monkeypatch: pytest.MonkeyPatch, in_progress: int
+) -> None:
+    """[R-WIRE-8] Backpressure: with 64 frames of a connection in progress the server reads nothing more from it.
+    A ``history`` held in the store plus pings waiting behind it make ``in_progress`` frames; one more ping waits
+    for a free place only when 64 are taken, and a malformed frame after it (decode errors are answered at once,
+    without taking a place) is then not read until the ``history`` completes."""
+    node = embedded_node
+    await make_room(node, "alice", "r")
+    store = node.service.store
+    gate = asyncio.Event()
+    read_before = store.read_before
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        await gate.wait()
+        return await read_before(*args, **kwargs)
+
+    monkeypatch.setattr(store, "read_before", held)
+    alice = await Raw.open(node, "alice")
+    await alice.send({"type": "history", "room": "r", "id": "h"})
+    for i in range(in_progress - 1):
+        await alice.send({"type": "ping", "id": f"p{i}"})
+    await alice.send({"type": "ping", "id": "one-more"})
+    await alice.send("{not json")
+    if in_progress < 64:
+        refused = await alice.recv()
+        assert refused["type"] == "error" and refused["code"] == Code.BAD_FRAME
+    else:
+        with pytest.raises(TimeoutError):
+            await alice.recv(timeout=0.5)
+    gate.set()
+    seen: list[dict[str, Any]] = []
+    errors = 0 if in_progress < 64 else 1  # the malformed frame, read only now
+    while len(seen) < in_progress + 1 + errors:
+        seen.append(await alice.recv())
+    assert {f.get("ref") for f in seen if f["type"] != "error"} == {"h", "one-more"} | {
+        f"p{i}" for i in range(in_progress - 1)
+    }
+    assert [f["code"] for f in seen if f["type"] == "error"] == [Code.BAD_FRAME] * errors
+    await alice.close()
