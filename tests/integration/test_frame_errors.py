@@ -118,14 +118,14 @@ def _cases(text: int, deleted: int, alices: int) -> list[tuple[str, str, dict[st
     ]
 
 
-async def test_every_error_a_client_frame_lists_is_the_servers_answer(embedded_settings: Settings) -> None:
+async def test_every_error_a_client_frame_lists_is_the_servers_answer(settings: Settings) -> None:
     """[R-CODE-3] [R-CODE-4] [R-CODE-5] [R-CODE-6] [R-CODE-7] [R-CODE-8] [R-CODE-9] [R-CODE-10] [R-CODE-11]
     [R-CODE-12] [R-CODE-13] [R-CODE-14] [R-CODE-15] [R-CODE-16] [R-CODE-17] [R-CODE-18] [R-CODE-19] The errors
     section 5 lists for ``create``, ``dm``, ``invite``, ``kick``, ``ban``, ``unban``, ``role``, ``join``,
     ``leave``, ``subscribe``, ``send``, ``edit``, ``delete``, ``react``, ``history``, ``typing`` and ``read``,
     each in the situation the list gives, with the frame's ``id`` as ``ref``; and the successes the lists single
     out (``leave``/``unsubscribe`` of a room one does not follow, a ban ahead of time, a dm with a full user)."""
-    async with serve(with_limits(embedded_settings, max_rooms_per_user=4)) as node:
+    async with serve(with_limits(settings, max_rooms_per_user=4)) as node:
         service = node.service
         await service.create_room("alice", "pub")
         for user in ("bob", "carol", "dave"):

@@ -440,3 +440,30 @@ async def test_an_emoji_is_1_to_32_bytes_without_control_characters(
     else:
         assert reply["type"] == "error" and reply["code"] == code and head == sent.message.seq, reply
     await alice.close()
+
+
+async def test_racing_relations_that_both_passed_fold_to_one_final_state(node: Node) -> None:
+    """[R-REL-10] Two requests racing on different nodes can both pass their checks and both be stored (two
+    deletes of one message, an edit just after a delete): the fold gives the same final state either way (the
+    first delete counts, the late edit is ignored), and every read path serves the target as a tombstone."""
+    from roost.protocol.relations import DeleteContent, EditContent, encode_content
+    from roost.protocol.types import Draft
+
+    await make_room(node, "alice", "r", "carol")
+    await node.service.set_role("alice", "r", "carol", "admin")
+    target = (await node.service.send("carol", "r", "c1", "words")).message.seq
+    # What two nodes store when each checked the room before the other's write landed:
+    store = node.backends.store
+    await store.append(Draft("r", "carol", f"~delete-{target}", encode_content(DeleteContent(target)), "delete"))
+    await store.append(Draft("r", "alice", f"~delete-{target}", encode_content(DeleteContent(target)), "delete"))
+    await store.append(Draft("r", "carol", "late", encode_content(EditContent(target, "too late")), "edit"))
+    page = (await node.service.history("alice", "r", after=0)).page.messages
+    assert [m.kind for m in page] == ["join", "join", "role", "deleted", "delete", "delete", "edit"]
+    assert page[3].body == "" and json.loads(page[6].body) == {"target": target, "body": ""}
+    raced = {m.seq: m for m in fold(page)}
+    alone = {m.seq: m for m in fold(page[:5])}  # only the first delete, no late edit
+    assert raced[target] == alone[target] and raced[target].deleted and raced[target].body == ""
+    alice = await Raw.open(node, "alice")
+    reply = await alice.request({"type": "delete", "room": "r", "target": target, "id": "d", "cmid": "again"})
+    assert reply["type"] == "error" and reply["code"] == Code.CONFLICT
+    await alice.close()
