@@ -282,3 +282,23 @@ async def test_the_server_stops_reading_a_connection_with_64_frames_in_progress(
     }
     assert [f["code"] for f in seen if f["type"] == "error"] == [Code.BAD_FRAME] * errors
     await alice.close()
+
+
+async def test_a_sync_of_more_than_100_rooms_is_413_and_its_limit_defaults_to_100_clamped_to_500(
+    embedded_node: Node,
+) -> None:
+    """[R-LIMIT-2] ``POST /api/sync`` takes at most 100 rooms (413 with code 4413 beyond); its ``limit`` is 100
+    per room when absent and is clamped to 500."""
+    node = embedded_node
+    await make_room(node, "alice", "r")
+    for i in range(600):
+        await node.service.send("alice", "r", f"c{i}", str(i))
+    rooms = {f"r{i}": 0 for i in range(100)}
+    status, body = await api(node, "POST", "/api/sync", "alice", {"rooms": rooms})
+    assert status == 200 and len(body["rooms"]) == 100
+    status, body = await api(node, "POST", "/api/sync", "alice", {"rooms": {**rooms, "r": 0}})
+    assert status == 413 and body["error"]["code"] == Code.TOO_LARGE
+    status, body = await api(node, "POST", "/api/sync", "alice", {"rooms": {"r": 0}})
+    assert len(body["rooms"]["r"]["messages"]) == 100
+    status, body = await api(node, "POST", "/api/sync", "alice", {"rooms": {"r": 0}, "limit": 10_000})
+    assert len(body["rooms"]["r"]["messages"]) == 500
