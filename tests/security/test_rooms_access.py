@@ -76,6 +76,9 @@ async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(e
 
 
 async def test_the_admin_api_needs_an_administrator(embedded_settings: Settings) -> None:
+    """[R-HTTP-4] [R-SEC-8] The admin API answers a token with the ``admin`` role, or a user named by ``--admin``:
+    every room of every kind with member counts, a room's members and bans, ban and unban anywhere; anyone else
+    gets 403/4403, no valid token 401/4401."""
     async with serve(replace(embedded_settings, admins=("root",))) as node:
         await node.service.create_room("alice", "lobby")
         await node.service.join("bob", "lobby")
@@ -130,6 +133,8 @@ async def test_the_admin_api_needs_an_administrator(embedded_settings: Settings)
 
 
 async def test_an_administrator_removes_a_message_as_a_tombstone(embedded_settings: Settings) -> None:
+    """[R-HTTP-4] ``DELETE /api/admin/rooms/{room}/messages/{seq}`` stores a ``delete`` by the administrator,
+    served as a tombstone; a retry returns the same delete; a missing message is 404/4404."""
     async with serve(replace(embedded_settings, admins=("root",))) as node:
         await node.service.create_room("alice", "lobby")
         await node.service.join("bob", "lobby")
