@@ -61,7 +61,7 @@ async def test_sends_are_in_the_outbox_before_they_go_out_and_pipelined_with_the
             assert alice.unacked == 3  # in the outbox, whether transmitted yet or not
             async with asyncio.timeout(5):
                 while len(received) < 3:  # all three on the wire, none acked: pipelined
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # a wait helper's poll
             assert [(f.cmid, f.body, f.id) for f in received] == [(f"c{i}", f"m{i}", f"send:c{i}") for i in range(3)]
             assert alice.unacked == 3 and not any(s.done() for s in sends)
             release.set()

@@ -259,9 +259,9 @@ async def test_catch_up_is_paced_by_the_reader(embedded_settings: Settings, monk
         reads = _CountedCatchup(node, monkeypatch)
         bob = await Raw.open(node, "bob")
         await bob.send({"type": "subscribe", "room": "r", "after": 0, "id": "s"})
-        await asyncio.sleep(1.5)  # bob reads nothing: the reads stop when the socket buffers are full
+        await asyncio.sleep(1.5)  # the subject: bob reads nothing, the reads stop when the socket buffers are full
         stalled = reads.calls
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # the subject: a window in which no further page may be read
         assert reads.calls == stalled < 15
         seqs: list[int] = []
         while True:
@@ -271,7 +271,7 @@ async def test_catch_up_is_paced_by_the_reader(embedded_settings: Settings, monk
             if frame["type"] == "msg":
                 seqs.append(frame["seq"])
                 if frame["seq"] % 100 == 0:
-                    await asyncio.sleep(0.05)  # slow, but reading
+                    await asyncio.sleep(0.05)  # the subject: a slow reader, but reading
         assert seqs == list(range(1, 1503)) and reads.calls >= 16
         assert (await bob.request({"type": "ping", "id": "p"}))["type"] == "pong"
         await bob.close()
