@@ -383,3 +383,87 @@ def test_every_rule_a_test_names_is_in_the_docs() -> None:
     rules = _rules_in_docs()
     unknown = {rule: tests for rule, tests in _rules_named_by_tests().items() if rule not in rules}
     assert not unknown, f"tests name rules the docs do not have: {unknown}"
+
+
+def _kib(n: int) -> str:
+    return f"{n // 1024} KiB"
+
+
+def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
+    """[R-SEC-7] The "Default" column of security.md's limits table, row by row, is ``roost.config.Limits()``
+    (the hard frame cap is the transport's ``client_max_size``, 4 x ``max_frame_bytes``)."""
+    from roost.config import Limits
+
+    limits = Limits()
+    wanted = {
+        "message body": _kib(limits.max_body_bytes),
+        "client frame": f"{_kib(limits.max_frame_bytes)} (hard cap {_kib(4 * limits.max_frame_bytes)} closes the "
+        "socket)",
+        "sends per user per node": f"{limits.sends_per_s:g}/s, burst {limits.send_burst:g}",
+        "typing signals per user per node": f"{limits.typing_per_s:g}/s, burst {2 * limits.typing_per_s:g}",
+        "connections per user per node": str(limits.max_connections_per_user),
+        "rooms per user": str(limits.max_rooms_per_user),
+        "history page": str(limits.max_history_page),
+        "authentication timeout": f"{limits.auth_timeout_s:g} s",
+        "outgoing queue per connection": f"{limits.outbox_frames:,} frames / {limits.outbox_bytes // 2**20} MiB of "
+        "live traffic",
+        "one write to a connection's socket": f"{limits.write_timeout_s:g} s",
+    }
+    section = (DOC.parent / "security.md").read_text(encoding="utf-8").split("## Limits (config.Limits)", 1)[1]
+    rows = {label.split(" (")[0]: default for label, default, _ in _table(section)}
+    assert rows == wanted
+    close = next(excess for label, _, excess in _table(section) if label.startswith("one write"))
+    assert f"not taken in {limits.close_timeout_s:g} s" in close
+
+
+def test_the_limits_table_of_section_13_has_the_values_of_the_code() -> None:
+    """[R-LIMIT-1] The "Value" column of section 13's table, row by row, holds the values the server uses: the
+    defaults of ``roost.config.Limits``, the frames in progress of the gateway, the name and ``cmid`` patterns,
+    the emoji and seq bounds, the transport's hard frame cap and the default token lifetime."""
+    from roost.auth import TokenAuthority
+    from roost.config import Limits
+    from roost.gateway.session import MAX_IN_FLIGHT
+    from roost.protocol.relations import MAX_EMOJI_BYTES
+    from roost.protocol.types import _CMID_RE, _ROOM_RE, _USER_RE, MAX_SEQ
+
+    limits = Limits()
+    doc = DOC.read_text(encoding="utf-8")
+    section = doc.split("\n## 13. Limits\n", 1)[1]
+    rows = {label: value for label, value, _ in _table(section)}
+    ttl_days = TokenAuthority("a-secret-only-to-read-the-default-ttl!").ttl_s // 86400
+    wanted = {
+        "`body` of a message": f"{limits.max_body_bytes} bytes",
+        "client frame": str(limits.max_frame_bytes),
+        "client frame, hard": f"{4 * limits.max_frame_bytes} bytes",
+        "HTTP request body": f"{4 * limits.max_frame_bytes} bytes",
+        "`history` page": f"clamped to 1-{limits.max_history_page}",
+        "a seq a client sends (`after`, `before`, `seq`, `target`)": f"0 to 2**{MAX_SEQ.bit_length() - 1}",
+        "catch-up page": f"{limits.catchup_page} messages",
+        "frames in progress per connection": str(MAX_IN_FLIGHT),
+        "outbox (frames queued for one connection)": f"{limits.outbox_frames} frames or "
+        f"{limits.outbox_bytes // 2**20} MiB",
+        "one write to a connection's socket (`write_timeout_s`)": f"{limits.write_timeout_s:g} s",
+        "closing a connection (`close_timeout_s`)": f"{limits.close_timeout_s:g} s",
+        "sends per user, over all their connections and HTTP (`sends_per_s`, `send_burst`)": (
+            f"{limits.sends_per_s:g} per second, bursts up to {limits.send_burst}"
+        ),
+        "typing signals per user (`typing_per_s`)": f"{limits.typing_per_s:g} per second, bursts up to "
+        f"{2 * limits.typing_per_s:g}",
+        "connections per user (`max_connections_per_user`)": str(limits.max_connections_per_user),
+        "authentication": f"{limits.auth_timeout_s:g} s",
+        "heartbeat": f"ping every {limits.heartbeat_s:g} s; pong expected within {limits.heartbeat_s / 2:g} s",
+        "room name": "1-128",
+        "rooms per user": f"{limits.max_rooms_per_user} memberships",
+        "user name": "1-64",
+        "`cmid`": "1-64 printable ASCII",
+        "`emoji` of a reaction": f"1-{MAX_EMOJI_BYTES} bytes",
+        "token lifetime": f"{ttl_days} days by default",
+    }
+    assert MAX_SEQ == 2**53
+    assert (_ROOM_RE.pattern, _USER_RE.pattern, _CMID_RE.pattern) == (
+        r"[A-Za-z0-9_.:@-]{1,128}",
+        r"[A-Za-z0-9_.@-]{1,64}",
+        r"[\x21-\x7e]{1,64}",
+    )
+    missing = {label: value for label, value in wanted.items() if value not in rows.get(label, "")}
+    assert not missing, f"section 13 does not say (label: value): {missing}"

@@ -7,9 +7,12 @@ import asyncio
 import pytest
 
 from roost.chaos.infra import wait_until
-from roost.node import Node
+from roost.config import Settings
+from roost.node import Node, serve
 from roost.protocol.codes import Code
+from roost.protocol.types import Page
 
+from ..conftest import with_limits
 from .test_send import make_room
 from .wsutil import Raw
 
@@ -217,3 +220,94 @@ async def test_a_subscriber_without_cursor_gets_a_contiguous_stream_under_load(n
     finally:
         stop.set()
         await task
+
+
+async def test_history_never_answers_4410_its_page_carries_epoch_and_first(node: Node) -> None:
+    """[R-RESYNC-2] A ``history`` read does not return 4410: from a cursor behind trimmed history, beyond the head,
+    or at ``before=0`` it answers a page with ``epoch``, ``head`` and ``first``, from which the client sees the
+    hole itself."""
+    await make_room(node, "alice", "r")
+    for i in range(10):
+        await node.service.send("alice", "r", f"c{i}", str(i))
+    await node.backends.store.trim("r", keep_last=4)  # type: ignore[attr-defined]
+    alice = await Raw.open(node, "alice")
+    subscribed = await alice.request({"type": "subscribe", "room": "r", "after": 0, "id": "s"})
+    assert subscribed["code"] == Code.RESYNC_REQUIRED
+    behind = await alice.request({"type": "history", "room": "r", "after": 2, "id": "h1"})
+    assert behind["type"] == "history" and behind["first"] == 8 and behind["head"] == 11
+    assert behind["epoch"] == subscribed["epoch"] and [m["seq"] for m in behind["messages"]] == [8, 9, 10, 11]
+    for query in ({"after": 1000}, {"before": 0}, {"before": 3}):
+        page = await alice.request({"type": "history", "room": "r", **query, "id": "h2"})
+        assert page["type"] == "history" and page["messages"] == [] and page["first"] == 8, (query, page)
+    await alice.close()
+
+
+class _CountedCatchup:
+    """Counts the service's catch-up reads, optionally holding them until ``gate`` is set."""
+
+    def __init__(self, node: Node, monkeypatch: pytest.MonkeyPatch, gate: asyncio.Event | None = None) -> None:
+        self.calls = 0
+        self.called = asyncio.Event()
+        self._real = node.service.catchup
+        self._gate = gate
+        monkeypatch.setattr(node.service, "catchup", self)
+
+    async def __call__(self, room: str, after: int, limit: int) -> Page:
+        self.calls += 1
+        self.called.set()
+        if self._gate is not None:
+            await self._gate.wait()
+        return await self._real(room, after, limit)
+
+
+async def test_catch_up_is_paced_by_the_reader(embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[R-SUB-9] The next catch-up page is read only after the previous one was written to the socket: a client
+    that reads nothing stops the reads once the socket buffers are full (a room of 24 MB in pages of 1.6 MB),
+    and one that reads slowly gets the whole room and ``live``, and is not disconnected."""
+    async with serve(with_limits(embedded_settings, catchup_page=100)) as node:
+        await make_room(node, "alice", "r", "bob")
+        body = "x" * 16_000
+        for start in range(0, 1500, 100):
+            await asyncio.gather(*(node.service.send("alice", "r", f"c{i}", body) for i in range(start, start + 100)))
+        reads = _CountedCatchup(node, monkeypatch)
+        bob = await Raw.open(node, "bob")
+        await bob.send({"type": "subscribe", "room": "r", "after": 0, "id": "s"})
+        await asyncio.sleep(1.5)  # the subject: bob reads nothing, the reads stop when the socket buffers are full
+        stalled = reads.calls
+        await asyncio.sleep(1.5)  # the subject: a window in which no further page may be read
+        assert reads.calls == stalled < 15
+        seqs: list[int] = []
+        while True:
+            frame = await bob.recv(timeout=10)
+            if frame["type"] == "live":
+                break
+            if frame["type"] == "msg":
+                seqs.append(frame["seq"])
+                if frame["seq"] % 100 == 0:
+                    await asyncio.sleep(0.05)  # the subject: a slow reader, but reading
+        assert seqs == list(range(1, 1503)) and reads.calls >= 16
+        assert (await bob.request({"type": "ping", "id": "p"}))["type"] == "pong"
+        await bob.close()
+
+
+async def test_a_catch_up_buffer_that_overflows_costs_reads_not_messages(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[R-SUB-10] Live messages that arrive during a catch-up are buffered up to ``outbox_frames`` (4096 by
+    default; 8 here); beyond that the buffer is dropped and the catch-up reads them from the store: every
+    message arrives once, in order, at the price of more reads."""
+    async with serve(with_limits(settings, outbox_frames=8, catchup_page=5)) as node:
+        await make_room(node, "alice", "r", "bob")
+        for i in range(10):
+            await node.service.send("alice", "r", f"pre{i}", f"pre {i}")
+        gate = asyncio.Event()
+        reads = _CountedCatchup(node, monkeypatch, gate)
+        bob = await Raw.open(node, "bob")
+        await bob.send({"type": "subscribe", "room": "r", "after": 0, "id": "s"})
+        await reads.called.wait()  # subscribed to live traffic, the first page is held
+        for i in range(40):
+            await node.service.send("alice", "r", f"live{i}", f"live {i}")
+        gate.set()
+        assert await collect_until_head(bob, "r", 52) == list(range(1, 53))
+        assert reads.calls >= 52 // 5  # the live messages were read again, a page of 5 at a time
+        await bob.close()

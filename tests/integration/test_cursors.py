@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 
 from roost.node import Node
 from roost.protocol.codes import Code
@@ -101,3 +102,33 @@ async def test_a_text_frame_that_is_not_utf8_closes_with_1007(embedded_node: Nod
     msg = await alice.ws.receive(timeout=5)
     assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.INVALID_TEXT
     await alice.close()
+
+
+async def test_a_frame_over_the_transports_limit_closes_with_1009(embedded_node: Node) -> None:
+    """[R-WIRE-7] A client frame over 4 x ``max_frame_bytes`` (256 KiB) is refused by the transport itself: the
+    connection is closed with 1009 (message too big); one just over ``max_frame_bytes`` is a 4413 error frame."""
+    alice = await Raw.open(embedded_node, "alice")
+    limit = embedded_node.settings.limits.max_frame_bytes
+    await alice.send({"type": "ping", "id": "x" * limit})
+    assert (await alice.recv())["code"] == Code.TOO_LARGE
+    await alice.send({"type": "ping", "id": "x" * (4 * limit + 1)})
+    msg = await alice.ws.receive(timeout=5)
+    assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG == 1009
+    await alice.close()
+
+
+async def test_after_a_4410_the_room_is_no_longer_followed(node: Node) -> None:
+    """[R-RESYNC-3] After a 4410 the room is no longer followed on the connection, also when a subscription of
+    the room was active before the refused ``subscribe``: later messages of the room do not arrive."""
+    await make_room(node, "alice", "r", "bob")
+    bob = await Raw.open(node, "bob")
+    await bob.request({"type": "subscribe", "room": "r", "after": 0, "id": "s1"})
+    await bob.until(lambda f: f["type"] == "live")
+    refused = await bob.request({"type": "subscribe", "room": "r", "after": 0, "epoch": "another", "id": "s2"})
+    assert refused["type"] == "error" and refused["code"] == Code.RESYNC_REQUIRED
+    await node.service.send("alice", "r", "later", "not delivered")
+    assert (await bob.request({"type": "ping", "id": "p"}))["type"] == "pong"
+    with pytest.raises(TimeoutError):
+        await bob.until(lambda f: f["type"] == "msg", timeout=0.5)
+    assert not [f for f in bob.frames if f.get("type") == "msg"]
+    await bob.close()

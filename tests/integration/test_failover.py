@@ -167,7 +167,7 @@ async def test_a_node_cut_off_from_its_broker_sheds_its_clients_to_another_node(
 
 
 async def test_a_node_that_is_not_ready_refuses_websocket_upgrades_with_4504(tmp_path: Path) -> None:
-    """A node whose store is blackholed from the start of a connection attempt answers 503 + 4504."""
+    """[R-CODE-21] A node whose store is blackholed from the start of a connection attempt answers 503 + 4504."""
     async with node_behind_proxy(tmp_path, "--secret", SECRET) as (node, proxy):
         proxy.blackhole()
         await wait_until("the node not ready", lambda: ready(node, False), DETECT_S + 5)
@@ -245,3 +245,20 @@ def test_no_user_can_name_the_probe_rooms() -> None:
     from roost.readiness import PROBE_ROOM
 
     assert not valid_room(PROBE_ROOM) and not valid_room(f"{PROBE_ROOM}-0123abcd")
+
+
+async def test_a_node_that_stays_unready_closes_its_connections_with_4504(tmp_path: Path) -> None:
+    """[R-CODE-21] A node that cannot reach its store for longer than its grace period closes every connection
+    with 4504: a close, no error frame; and refuses new WebSocket upgrades with HTTP 503 (the test above)."""
+    async with node_behind_proxy(tmp_path, "--secret", SECRET) as (node, proxy):
+        token = await issue_token("alice", tmp_path / "tokens", SECRET)
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{node.ws_url}?token={token}") as ws:
+            assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+            t0 = time.monotonic()
+            proxy.blackhole()
+            frames_seen = []
+            async for msg in ws:
+                frames_seen.append(msg.data)
+            elapsed = time.monotonic() - t0
+            assert ws.close_code == 4504 and frames_seen == [], (ws.close_code, frames_seen)
+            assert elapsed <= SHED_BOUND_S + 2, elapsed

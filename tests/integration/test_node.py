@@ -60,7 +60,7 @@ async def test_a_flood_is_rate_limited_with_retry_after(settings: Settings) -> N
 
 
 async def test_a_connection_is_closed_when_its_token_expires(node: Node) -> None:
-    """[R-AUTH-6] Mid-connection expiry: an error frame 4401 "token expired", then close 4401."""
+    """[R-AUTH-6] [R-SEC-6] Mid-connection expiry: an error frame 4401 "token expired", then close 4401."""
     await make_room(node, "alice", "r")
     short = node.tokens.issue("alice", ttl_s=1)
     async with aiohttp.ClientSession() as http, http.ws_connect(node.ws_url + "?token=" + short) as ws:

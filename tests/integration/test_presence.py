@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from roost.config import Settings
 from roost.node import Node, serve
 
+from ..conftest import with_limits
 from .test_send import make_room
 from .wsutil import Raw
 
@@ -53,3 +55,30 @@ async def test_a_user_on_two_nodes_stays_online_until_the_last_goes(shared: Sett
         offline = await watcher.until(lambda f: f["type"] == "presence" and f["user"] == "bob")
         assert offline["status"] == "offline"
         await watcher.close()
+
+
+async def test_a_node_that_dies_takes_its_users_offline_within_four_intervals(shared: Settings) -> None:
+    """[R-PRESENCE-2] A node that stops announcing (dead, no goodbye) takes its users offline on the other
+    nodes when their announcements expire: three presence intervals after the last one, noticed at the next
+    sweep, so within four intervals of the death and no sooner than two."""
+    interval = 0.3
+    settings = with_limits(shared, presence_interval_s=interval)
+    async with serve(settings) as one, serve(replace(settings, data_dir=settings.data_dir + "-2")) as two:
+        await make_room(one, "alice", "r", "bob")
+        watcher = await Raw.open(one, "alice")
+        watcher.skip_types = set()
+        await watcher.request({"type": "subscribe", "room": "r", "id": "s"})
+        bob = await Raw.open(two, "bob")
+        await bob.request({"type": "subscribe", "room": "r", "id": "s"})
+        online = await watcher.until(lambda f: f["type"] == "presence" and f["user"] == "bob")
+        assert online["status"] == "online"
+        heartbeat = two.hub.presence._task  # the dead node's announcements stop; no offline is ever sent
+        assert heartbeat is not None
+        heartbeat.cancel()
+        died = time.monotonic()
+        offline = await watcher.until(lambda f: f["type"] == "presence" and f["user"] == "bob", timeout=10)
+        elapsed = time.monotonic() - died
+        assert offline["status"] == "offline"
+        assert 2 * interval - 0.05 <= elapsed <= 4 * interval + 0.5, elapsed
+        await watcher.close()
+        await bob.close()

@@ -13,8 +13,9 @@ from .wsutil import Raw
 
 
 async def test_read_position_is_shared_by_a_users_devices(node: Node) -> None:
-    """[R-READ-1] One read position per user and room, shared by the user's devices: it never moves back, and
-    a seq beyond the head is taken as the head."""
+    """[R-READ-1] [R-READ-2] One read position per user and room, shared by the user's devices: it never moves
+    back, and a seq beyond the head is taken as the head; the user's other device, following the room, gets the
+    ``receipt``."""
     await make_room(node, "alice", "r", "bob")
     for i in range(8):
         await node.service.send("alice", "r", f"c{i}", f"m{i}")  # seqs 3..10
@@ -43,6 +44,7 @@ async def test_read_position_is_shared_by_a_users_devices(node: Node) -> None:
 
 
 async def test_receipts_and_unread_counts_agree_across_nodes(shared: Settings) -> None:
+    """[R-READ-2] A follower of the room on another node gets the ``receipt`` of another user's ``read``."""
     async with serve(shared) as one, serve(replace(shared, data_dir=shared.data_dir + "-2")) as two:
         await make_room(one, "alice", "r", "bob")
         for i in range(4):

@@ -95,7 +95,8 @@ async def test_a_member_who_was_offline_catches_up_and_folds_to_the_final_state(
 
 
 async def test_only_the_sender_edits_and_a_stranger_cannot_delete(node: Node) -> None:
-    """[R-REL-3] Only the sender may edit (4403 for anyone else); a member who is not a moderator may not delete."""
+    """[R-REL-3] [R-REL-8] Only the sender may edit (4403 for anyone else); a member who is not a moderator may
+    not delete; the room's owner moderates it."""
     await make_room(node, "alice", "r", "bob", "carol")
     sent = await node.service.send("bob", "r", "b1", "bob's words")
     head = (await node.backends.store.position("r")).head
@@ -117,7 +118,8 @@ async def test_only_the_sender_edits_and_a_stranger_cannot_delete(node: Node) ->
 
 
 async def test_a_room_admin_may_delete_others_messages_and_a_member_may_not(node: Node) -> None:
-    """[R-REL-3] A moderator (a room admin) may delete others' messages; a plain member may not."""
+    """[R-REL-3] [R-REL-8] A moderator (a room admin) may delete others' messages; a plain member may not, nor
+    an admin made a member again."""
     await make_room(node, "alice", "r", "bob")
     await node.service.join("carol", "r")
     first = await node.service.send("bob", "r", "b1", "one")
@@ -405,4 +407,63 @@ async def test_a_trimmed_target_is_unknown(node: Node) -> None:
     assert ok["type"] == "ack"
     result = await node.service.history("alice", "r", after=0)
     assert [m.kind for m in result.page.messages] == ["text", "deleted", "delete"]
+    await alice.close()
+
+
+@pytest.mark.parametrize(
+    ("emoji", "code"),
+    [
+        ("", Code.BAD_FRAME),
+        ("   ", Code.BAD_FRAME),
+        ("👍" * 8 + "x", Code.BAD_FRAME),  # 33 bytes
+        ("ok\n", Code.BAD_FRAME),
+        ("\x1b[31m", Code.BAD_FRAME),
+        ("\x85", Code.BAD_FRAME),  # a C1 control character
+        ("👍" * 8, None),  # 32 bytes: the most
+        ("x", None),
+    ],
+    ids=["empty", "blank", "33-bytes", "newline", "escape", "c1", "32-bytes", "one-byte"],
+)
+async def test_an_emoji_is_1_to_32_bytes_without_control_characters(
+    embedded_node: Node, emoji: str, code: Code | None
+) -> None:
+    """[R-REL-9] A reaction's ``emoji`` is 1-32 bytes of UTF-8 with no control characters: anything else is 4400
+    and nothing is stored; 32 bytes is accepted."""
+    node = embedded_node
+    await make_room(node, "alice", "r")
+    sent = await node.service.send("alice", "r", "a1", "text")
+    alice = await Raw.open(node, "alice")
+    reply = await alice.request({"type": "react", "room": "r", "target": sent.message.seq, "emoji": emoji, "id": "1"})
+    head = (await node.backends.store.position("r")).head
+    if code is None:
+        assert reply["type"] == "ack" and head == sent.message.seq + 1
+    else:
+        assert reply["type"] == "error" and reply["code"] == code and head == sent.message.seq, reply
+    await alice.close()
+
+
+async def test_racing_relations_that_both_passed_fold_to_one_final_state(node: Node) -> None:
+    """[R-REL-10] Two requests racing on different nodes can both pass their checks and both be stored (two
+    deletes of one message, an edit just after a delete): the fold gives the same final state either way (the
+    first delete counts, the late edit is ignored), and every read path serves the target as a tombstone."""
+    from roost.protocol.relations import DeleteContent, EditContent, encode_content
+    from roost.protocol.types import Draft
+
+    await make_room(node, "alice", "r", "carol")
+    await node.service.set_role("alice", "r", "carol", "admin")
+    target = (await node.service.send("carol", "r", "c1", "words")).message.seq
+    # What two nodes store when each checked the room before the other's write landed:
+    store = node.backends.store
+    await store.append(Draft("r", "carol", f"~delete-{target}", encode_content(DeleteContent(target)), "delete"))
+    await store.append(Draft("r", "alice", f"~delete-{target}", encode_content(DeleteContent(target)), "delete"))
+    await store.append(Draft("r", "carol", "late", encode_content(EditContent(target, "too late")), "edit"))
+    page = (await node.service.history("alice", "r", after=0)).page.messages
+    assert [m.kind for m in page] == ["join", "join", "role", "deleted", "delete", "delete", "edit"]
+    assert page[3].body == "" and json.loads(page[6].body) == {"target": target, "body": ""}
+    raced = {m.seq: m for m in fold(page)}
+    alone = {m.seq: m for m in fold(page[:5])}  # only the first delete, no late edit
+    assert raced[target] == alone[target] and raced[target].deleted and raced[target].body == ""
+    alice = await Raw.open(node, "alice")
+    reply = await alice.request({"type": "delete", "room": "r", "target": target, "id": "d", "cmid": "again"})
+    assert reply["type"] == "error" and reply["code"] == Code.CONFLICT
     await alice.close()

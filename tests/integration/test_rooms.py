@@ -48,8 +48,8 @@ async def events(node: Node, room: str, after: int = 0) -> list[tuple[str, str, 
 
 
 async def test_a_private_room_is_unlisted_and_joined_only_by_invitation(node: Node) -> None:
-    """[R-ROOM-7] [R-ROOM-1] A private room is not listed and is joined only with an invitation, which the join uses
-    up."""
+    """[R-ROOM-7] [R-ROOM-1] [R-SEC-9] A private room is not listed and is joined only with an invitation, which the
+    join uses up; a public one is listed."""
     alice, bob = await Raw.open(node, "alice"), await Raw.open(node, "bob")
     await ok(alice, {"type": "create", "room": "plans", "kind": "private", "id": "c"})
     await ok(alice, {"type": "create", "room": "lobby", "id": "c2"})
@@ -148,7 +148,7 @@ async def test_a_ban_refuses_joins_and_invitations_until_unban(node: Node) -> No
 
 
 async def test_roles_decide_who_may_moderate_whom(node: Node) -> None:
-    """[R-ROOM-2] Owners and admins moderate; a kick or ban needs a higher role than the target's."""
+    """[R-ROOM-2] [R-SEC-10] Owners and admins moderate; a kick or ban needs a higher role than the target's."""
     await node.service.create_room("alice", "r")
     for user in ("bob", "carol", "dave"):
         await node.service.join(user, "r")
@@ -189,8 +189,8 @@ async def test_roles_decide_who_may_moderate_whom(node: Node) -> None:
 
 
 async def test_a_direct_conversation_has_exactly_its_two_users(node: Node) -> None:
-    """[R-ROOM-6] [R-ROOM-1] A direct conversation is created by ``dm`` for its two users and nobody else may join
-    it."""
+    """[R-ROOM-6] [R-ROOM-1] [R-SEC-9] A direct conversation is created by ``dm`` for its two users and nobody else
+    may join it; ``create`` cannot use the ``dm:`` prefix."""
     alice, bob, carol = await Raw.open(node, "alice"), await Raw.open(node, "bob"), await Raw.open(node, "carol")
     opened = await ok(alice, {"type": "dm", "user": "bob", "id": "d"})
     assert opened["room"] == "dm:alice:bob"

@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 from roost.chaos.infra import wait_until
-from roost.client import Client, Cursor, RequestFailed, Sent, connect
+from roost.client import Client, Cursor, RequestFailed, Resynced, Sent, connect
 from roost.node import Node
 from roost.protocol.codes import Code
 from roost.protocol.types import Message
@@ -46,6 +46,8 @@ async def test_send_returns_after_the_durable_ack_and_iteration_is_ordered(node:
 
 
 async def test_server_errors_reach_the_caller_with_their_code(node: Node) -> None:
+    """[R-CLIENT-8] A send refused with a code that is not retryable (4403) leaves the outbox and the failure
+    reaches the app with its code."""
     await make_room(node, "alice", "private")
     async with connect(node.ws_url, node.tokens.issue("mallory")) as mallory:
         try:
@@ -58,6 +60,8 @@ async def test_server_errors_reach_the_caller_with_their_code(node: Node) -> Non
 
 
 async def test_a_receiver_that_loses_its_connection_resumes_without_loss_or_duplicates(node: Node) -> None:
+    """[R-CLIENT-7] After every reconnect the client subscribes again from its cursor: cut five times while 300
+    messages flow, it hands every one to the app once, in order."""
     await make_room(node, "alice", "r", "bob")
     async with (
         connect(node.ws_url, node.tokens.issue("alice")) as alice,
@@ -125,6 +129,8 @@ def _drafts(n: int) -> list:  # type: ignore[type-arg]
 
 
 async def test_cursors_resume_a_new_client_where_the_old_one_stopped(node: Node) -> None:
+    """[R-CLIENT-6] [R-CLIENT-7] The cursor is the last message handed to the app; a new client given the saved
+    cursors subscribes from them and gets exactly what came after."""
     await make_room(node, "alice", "r")
     async with connect(node.ws_url, node.tokens.issue("alice")) as first:
         await first.subscribe("r", after=0)
@@ -176,3 +182,28 @@ async def test_rooms_through_the_sdk_and_a_kick_ends_the_followed_room(embedded_
         await wait_until("bob's cursor for the room he was kicked from dropped", lambda: "plans" not in bob.cursors)
         await alice.ban("plans", "bob")
         await alice.unban("plans", "bob")
+
+
+async def test_on_4410_the_sdk_tells_the_app_and_resumes_from_first(node: Node) -> None:
+    """[R-CLIENT-5] On 4410 the client tells the app (``Resynced`` with the room's position), replaces its cursor
+    with ``(epoch, first - 1)`` and subscribes again from there: it gets everything the room still keeps, in
+    order, once. Here the SDK resumes from a cursor behind trimmed history."""
+    await make_room(node, "alice", "r")
+    for i in range(10):
+        await node.service.send("alice", "r", f"c{i}", f"m{i}")  # seqs 2..11
+    await node.backends.store.trim("r", keep_last=4)  # type: ignore[attr-defined]
+    epoch = (await node.backends.store.position("r")).epoch
+    async with connect(node.ws_url, node.tokens.issue("alice"), cursors={"r": Cursor(epoch, 2)}) as alice:
+        await alice.subscribe("r")
+        got: list[Message | Resynced] = []
+        async with asyncio.timeout(20):
+            async for item in alice:
+                if isinstance(item, Message | Resynced):
+                    got.append(item)
+                if isinstance(item, Message) and item.seq == 11:
+                    break
+        resynced, *messages = got
+        assert isinstance(resynced, Resynced) and resynced.room == "r" and resynced.position is not None
+        assert (resynced.position.first, resynced.position.head, resynced.position.epoch) == (8, 11, epoch)
+        assert [m.seq for m in messages if isinstance(m, Message)] == [8, 9, 10, 11]
+        assert alice.cursors["r"] == Cursor(epoch, 11)

@@ -40,6 +40,8 @@ async def answers_until_close(ws: aiohttp.ClientWebSocketResponse) -> list[dict]
 
 
 async def test_in_flight_sends_are_answered_before_the_close(tmp_path: Path) -> None:
+    """[R-CODE-20] On shutdown every request in flight is answered first (here: a 4509 error frame with its
+    ``ref``, as none can finish), then the connection is closed with 4509."""
     async with node_behind_proxy(tmp_path) as (node, proxy), aiohttp.ClientSession() as http:
         token = await login(http, node, "r")
         ws = await http.ws_connect(node.ws_url)
@@ -68,6 +70,8 @@ async def test_in_flight_sends_are_answered_before_the_close(tmp_path: Path) -> 
 
 
 async def test_a_burst_in_flight_at_sigterm_is_acked_or_refused_and_acks_are_kept(tmp_path: Path) -> None:
+    """[R-CODE-20] A burst of sends at SIGTERM: every send the server read is answered, its ack or a 4509 error
+    frame with its ``ref``, and every ack is kept."""
     (tmp_path / "data").mkdir()
     node = ServerProcess(tmp_path / "data")
     await node.start()

@@ -37,12 +37,17 @@ async def test_a_cross_site_websocket_is_refused(embedded_settings: Settings) ->
 
 
 async def test_connections_per_user_are_limited(embedded_settings: Settings) -> None:
+    """[R-LIMIT-3] One connection of a user over ``max_connections_per_user`` on a node is refused: a 4429 error
+    frame, then close 4429; other users are not affected, and a closed connection frees its place."""
     async with serve(with_limits(embedded_settings, max_connections_per_user=2)) as node:
         first, second = await Raw.open(node, "alice"), await Raw.open(node, "alice")
         async with aiohttp.ClientSession() as http, http.ws_connect(node.ws_url) as ws:
             await ws.send_json({"type": "auth", "token": node.tokens.issue("alice")})
             error = await ws.receive_json(timeout=5)
             assert error["code"] == Code.RATE_LIMITED
+            closing = await ws.receive(timeout=5)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == Code.RATE_LIMITED
         other = await Raw.open(node, "bob")  # other users are not affected
         await first.close()
         third = await Raw.open(node, "alice")  # a slot is free again

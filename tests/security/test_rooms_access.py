@@ -28,8 +28,8 @@ async def snapshot(node: Node, room: str) -> tuple[int, dict[str, int], list[str
 
 
 async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(embedded_node: Node) -> None:
-    """[R-SEC-3] Outsiders, kicked and banned users: every read, subscribe, send, receipt and moderation is 4403 over
-    WebSocket and HTTP, and nothing is stored."""
+    """[R-SEC-3] [R-ROOM-8] Outsiders, kicked and banned users: every read, subscribe, send, receipt, typing
+    signal and moderation is 4403 over WebSocket and HTTP, and nothing is stored."""
     node = embedded_node
     await node.service.create_room("alice", "private-room", "private")
     await node.service.invite("alice", "private-room", "kicked")
@@ -49,6 +49,7 @@ async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(e
             {"type": "history", "room": "private-room", "before": 100, "id": "4"},
             {"type": "send", "room": "private-room", "cmid": "x", "body": "let me in", "id": "5"},
             {"type": "read", "room": "private-room", "seq": 3, "id": "6"},
+            {"type": "typing", "room": "private-room", "id": "6t"},
             {"type": "join", "room": "private-room", "id": "7"},
             {"type": "invite", "room": "private-room", "user": user + "2", "id": "8"},
             {"type": "kick", "room": "private-room", "user": "alice", "id": "9"},
@@ -75,6 +76,9 @@ async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(e
 
 
 async def test_the_admin_api_needs_an_administrator(embedded_settings: Settings) -> None:
+    """[R-HTTP-4] [R-SEC-8] The admin API answers a token with the ``admin`` role, or a user named by ``--admin``:
+    every room of every kind with member counts, a room's members and bans, ban and unban anywhere; anyone else
+    gets 403/4403, no valid token 401/4401."""
     async with serve(replace(embedded_settings, admins=("root",))) as node:
         await node.service.create_room("alice", "lobby")
         await node.service.join("bob", "lobby")
@@ -129,6 +133,8 @@ async def test_the_admin_api_needs_an_administrator(embedded_settings: Settings)
 
 
 async def test_an_administrator_removes_a_message_as_a_tombstone(embedded_settings: Settings) -> None:
+    """[R-HTTP-4] ``DELETE /api/admin/rooms/{room}/messages/{seq}`` stores a ``delete`` by the administrator,
+    served as a tombstone; a retry returns the same delete; a missing message is 404/4404."""
     async with serve(replace(embedded_settings, admins=("root",))) as node:
         await node.service.create_room("alice", "lobby")
         await node.service.join("bob", "lobby")
