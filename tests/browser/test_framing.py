@@ -15,6 +15,7 @@ from ..integration.procs import ServerProcess
 
 
 async def test_every_answer_carries_the_security_headers(server: ServerProcess) -> None:
+    """[R-SEC-11] The policy and the framing headers are on pages, scripts, the API, health and errors alike."""
     async with aiohttp.ClientSession() as http:
         for path in ("/", "/roost.js", "/roost.css", "/healthz", "/api/rooms", "/no-such-page"):
             async with http.get(server.url + path) as answer:
@@ -24,6 +25,7 @@ async def test_every_answer_carries_the_security_headers(server: ServerProcess) 
 
 
 async def test_a_page_of_another_origin_cannot_frame_roost(server: ServerProcess, browser: Any) -> None:
+    """[R-SEC-11] Chromium refuses to show the page inside another origin's frame."""
     async def framing_page(request: web.Request) -> web.Response:
         html = f'<!doctype html><iframe id="f" src="{server.url}/" width="600" height="400"></iframe>'
         return web.Response(text=html, content_type="text/html")

@@ -6,13 +6,17 @@ over the Directory's per-room attributes, so what differs per backend is only wh
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from roost.config import Settings
 from roost.node import Node, serve
 from roost.protocol.codes import Code
+from roost.protocol.errors import AuthError
 
 from ..conftest import with_limits
 from .test_history import api
@@ -328,3 +332,23 @@ async def test_repeating_a_membership_change_stores_nothing(node: Node) -> None:
     assert await head(node, "lobby") == lobby
     await alice.close()
     await bob.close()
+
+
+async def test_a_join_racing_a_ban_never_leaves_a_banned_member(node: Node) -> None:
+    """[R-SEC-12] Joins and a ban of the same user, started together, any interleaving: afterwards the
+    user is banned and not a member, whichever of them won each step."""
+    await node.service.create_room("alice", "arena")
+    for attempt in range(10):
+        user = f"racer{attempt}"
+        if attempt % 2:
+            await node.service.join(user, "arena")  # half the time the user is a member before the race
+        results = await asyncio.gather(
+            *(node.service.join(user, "arena") for _ in range(3)),
+            node.service.ban("alice", "arena", user),
+            *(node.service.join(user, "arena") for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert all(r is None or isinstance(r, AuthError) for r in results), results
+        assert not await node.service.directory.is_member("arena", user), (attempt, results)
+        with pytest.raises(AuthError):
+            await node.service.join(user, "arena")
