@@ -52,6 +52,9 @@ class Listener:
         self.dead = False
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._resubscribing: set[str] = set()
+        self._leaving: dict[str, int] = {}
+        """Our own unsubscribes not yet confirmed, per channel: their confirmation can arrive after the
+        channel was subscribed again, and must not be taken for Redis moving its slot."""
         self._reset_due = False
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -105,6 +108,7 @@ class Listener:
             return
         async with guarded():
             if self.sharded:
+                self._leaving[channel] = self._leaving.get(channel, 0) + 1
                 await self._pubsub.sunsubscribe(channel)
             else:
                 await self._pubsub.unsubscribe(channel)
@@ -119,6 +123,7 @@ class Listener:
                 self._pubsub = conn.pubsub()
                 await self._pubsub.ping()  # connect now
                 self._resubscribing = set(self.channels)
+                self._leaving.clear()  # a new connection: no confirmation of the old one's unsubscribes comes
                 if self.channels:
                     if self.sharded:
                         await self._pubsub.ssubscribe(*self.channels)
@@ -199,8 +204,16 @@ class Listener:
                     if not self._resubscribing and self._reset_due:
                         self._reset_due = False
                         self.bus.reset()  # every channel is back: now repair from the store
-            elif kind == "sunsubscribe" and text(message["channel"]) in self.channels:
-                raise _SlotMoved(f"{text(message['channel'])} was unsubscribed by the server")
+            elif kind == "sunsubscribe":
+                channel = text(message["channel"])
+                left = self._leaving.get(channel, 0)
+                if left:  # the confirmation of our own unsubscribe, however late
+                    if left == 1:
+                        del self._leaving[channel]
+                    else:
+                        self._leaving[channel] = left - 1
+                elif channel in self.channels:
+                    raise _SlotMoved(f"{channel} was unsubscribed by the server")
 
     async def aclose(self) -> None:
         if self._task is not None:
