@@ -12,12 +12,13 @@ import time
 
 from aiohttp import WSMsgType, web
 
-from roost.chaos.infra import free_port
 from roost.client import connect
 from roost.client.backoff import SEND_RETRY
 from roost.protocol import frames
 from roost.protocol.codes import Code
 from roost.protocol.types import Message
+
+from .scripted_peer import Handler, scripted_peer
 
 ROOM, EPOCH = "r", "e1"
 
@@ -26,7 +27,7 @@ def _msg(seq: int) -> Message:
     return Message(ROOM, seq, f"c{seq}", "bob", f"m{seq}", 0)
 
 
-async def _peer(reads: list[float]) -> web.AppRunner:
+def _peer(reads: list[float]) -> Handler:
     """Welcome, a subscription at seq 2, then msg 5 (3 and 4 missing) and silence. The first history
     read is refused with 4503, the next ones answer with 3, 4, 5."""
 
@@ -54,32 +55,22 @@ async def _peer(reads: list[float]) -> web.AppRunner:
                     await sock.send_str(frames.encode(page).decode())
         return sock
 
-    app = web.Application()
-    app.router.add_get("/ws", ws)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    return runner
+    return ws
 
 
 async def test_a_failed_gap_read_is_retried_after_a_backoff_without_a_further_message() -> None:
     """[R-CLIENT-3] The gap is filled even though nothing more is said in the room, and the second read
     waits the retry delay instead of following the refusal at once."""
     reads: list[float] = []
-    runner = await _peer(reads)
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with connect(f"ws://127.0.0.1:{port}/ws", "token") as alice:
-            await alice.subscribe(ROOM, after=1)
-            got: list[int] = []
-            async with asyncio.timeout(10):
-                async for item in alice:
-                    assert isinstance(item, Message)
-                    got.append(item.seq)
-                    if len(got) == 4:
-                        break
-    finally:
-        await runner.cleanup()
+    async with scripted_peer(_peer(reads)) as url, connect(url, "token") as alice:
+        await alice.subscribe(ROOM, after=1)
+        got: list[int] = []
+        async with asyncio.timeout(10):
+            async for item in alice:
+                assert isinstance(item, Message)
+                got.append(item.seq)
+                if len(got) == 4:
+                    break
     assert got == [2, 3, 4, 5]
     assert len(reads) == 2, reads
     assert reads[1] - reads[0] >= SEND_RETRY.initial_s / 2

@@ -7,14 +7,15 @@ import asyncio
 
 from aiohttp import WSMsgType, web
 
-from roost.chaos.infra import free_port
 from roost.client import connect
 from roost.protocol import frames
+
+from .scripted_peer import Handler, scripted_peer
 
 ROOM = "r"
 
 
-async def _peer(received: list[frames.Send], release: asyncio.Event) -> web.AppRunner:
+def _peer(received: list[frames.Send], release: asyncio.Event) -> Handler:
     """Welcome, then record every ``send`` and ack them all once ``release`` is set."""
 
     async def ws(request: web.Request) -> web.WebSocketResponse:
@@ -38,11 +39,7 @@ async def _peer(received: list[frames.Send], release: asyncio.Event) -> web.AppR
         await asyncio.gather(*pending, return_exceptions=True)
         return sock
 
-    app = web.Application()
-    app.router.add_get("/ws", ws)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    return runner
+    return ws
 
 
 async def test_sends_are_in_the_outbox_before_they_go_out_and_pipelined_with_their_cmid_as_id() -> None:
@@ -51,21 +48,15 @@ async def test_sends_are_in_the_outbox_before_they_go_out_and_pipelined_with_the
     outbox until the ack arrives."""
     received: list[frames.Send] = []
     release = asyncio.Event()
-    runner = await _peer(received, release)
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with connect(f"ws://127.0.0.1:{port}/ws", "token") as alice:
-            sends = [asyncio.create_task(alice.send(ROOM, f"m{i}", cmid=f"c{i}")) for i in range(3)]
-            await asyncio.sleep(0)
-            assert alice.unacked == 3  # in the outbox, whether transmitted yet or not
-            async with asyncio.timeout(5):
-                while len(received) < 3:  # all three on the wire, none acked: pipelined
-                    await asyncio.sleep(0.01)  # a wait helper's poll
-            assert [(f.cmid, f.body, f.id) for f in received] == [(f"c{i}", f"m{i}", f"send:c{i}") for i in range(3)]
-            assert alice.unacked == 3 and not any(s.done() for s in sends)
-            release.set()
-            acks = await asyncio.gather(*sends)
-            assert [a.seq for a in acks] == [2, 3, 4] and alice.unacked == 0
-    finally:
-        await runner.cleanup()
+    async with scripted_peer(_peer(received, release)) as url, connect(url, "token") as alice:
+        sends = [asyncio.create_task(alice.send(ROOM, f"m{i}", cmid=f"c{i}")) for i in range(3)]
+        await asyncio.sleep(0)
+        assert alice.unacked == 3  # in the outbox, whether transmitted yet or not
+        async with asyncio.timeout(5):
+            while len(received) < 3:  # all three on the wire, none acked: pipelined
+                await asyncio.sleep(0.01)  # a wait helper's poll
+        assert [(f.cmid, f.body, f.id) for f in received] == [(f"c{i}", f"m{i}", f"send:c{i}") for i in range(3)]
+        assert alice.unacked == 3 and not any(s.done() for s in sends)
+        release.set()
+        acks = await asyncio.gather(*sends)
+        assert [a.seq for a in acks] == [2, 3, 4] and alice.unacked == 0
