@@ -7,7 +7,8 @@
 #   chromium  Debian's chromium for the browser tests
 #   node      Node.js: tests/vectors run the browser client's modules under it (no browser needed)
 #   promtool  Prometheus' promtool (Debian's prometheus package) to check docs/alerts.yml
-# With no argument it does all six. What it changes on a stock machine (README, "The test machine"):
+#   fuse      fusermount3 and libfuse3 (Debian's fuse3) and /dev/fuse: the power-loss filesystem's tests
+# With no argument it does all seven. What it changes on a stock machine (README, "The test machine"):
 # apt-get installs what is missing, starts what is stopped, creates database "test", and prepends two
 # "trust" lines for postgres@test from 127.0.0.1 and ::1 to pg_hba.conf (then reloads the server).
 # Anything it cannot do ends it with one line on stderr and exit status 1.
@@ -122,12 +123,17 @@ ensure_promtool() {
   need promtool prometheus   # tests/test_alerts.py checks docs/alerts.yml; the package's daemon is not started
 }
 
+ensure_fuse() {
+  need fusermount3 fuse3   # roost.chaos.powerfs (tests/chaos/test_powerfs.py, tests/integration/test_power_loss.py)
+  [ -c /dev/fuse ] || fail "/dev/fuse is missing: the power-loss tests need FUSE (a container needs --device /dev/fuse)"
+}
+
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(redis nats postgres chromium node promtool)
+[ ${#what[@]} -gt 0 ] || what=(redis nats postgres chromium node promtool fuse)
 for service in "${what[@]}"; do
   case "$service" in
-    redis | nats | postgres | chromium | node | promtool) "ensure_$service" ;;
-    *) fail "unknown service '$service' (redis, nats, postgres, chromium, node, promtool)" ;;
+    redis | nats | postgres | chromium | node | promtool | fuse) "ensure_$service" ;;
+    *) fail "unknown service '$service' (redis, nats, postgres, chromium, node, promtool, fuse)" ;;
   esac
 done
 echo "ensure-services: ready: ${what[*]}"

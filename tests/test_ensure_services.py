@@ -107,5 +107,5 @@ def test_missing_tool_without_root_is_one_line() -> None:
 def test_unknown_service_is_one_line() -> None:
     result = run_script("mysql")
     assert result.returncode == 1
-    known = "redis, nats, postgres, chromium, node, promtool"
+    known = "redis, nats, postgres, chromium, node, promtool, fuse"
     assert result.stderr == f"ensure-services: unknown service 'mysql' ({known})\n"

@@ -336,7 +336,7 @@ def test_the_ordering_classes_are_the_gateways_dispatch(definition: dict[str, An
 # ---- rule ids: every normative rule of the prose has a test that names it ------------------------------
 
 TESTS = Path(__file__).resolve().parent
-RULE_DOCS = (DOC, DOC.parent / "security.md")
+RULE_DOCS = (DOC, DOC.parent / "security.md", DOC.parent / "reliability.md")
 RULE_ID = re.compile(r"\bR-([A-Z]+)-(\d+)\b")
 
 

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import jwt
 from jwt import PyJWKSet
 
+from . import durable
 from .protocol.codes import Code
 from .protocol.errors import AuthError
 from .protocol.types import valid_user
@@ -136,10 +137,10 @@ def load_or_create_secret(data_dir: Path) -> str:
     path = data_dir / "secret"
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    durable.make_dirs(data_dir)
     secret = secrets.token_urlsafe(32)
-    path.write_text(secret)
-    path.chmod(0o600)
+    # Durably: a secret lost to a power cut would be replaced by a new one, voiding every token issued.
+    durable.write_file(path, secret.encode(), 0o600)
     return secret
 
 

@@ -5,14 +5,19 @@ operator's call). With ``appendonly yes`` + ``appendfsync always`` it says nothi
 from __future__ import annotations
 
 import logging
+import shutil
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from roost.chaos.infra import NatsServer, PostgresServer
 from roost.config import Settings
 from roost.node import serve
+from roost.protocol.errors import UsageError
 
 from ..backends import NATS, REDIS, _clean_nats, _clean_redis
 from ..clusters import NatsCluster, RedisServer
@@ -70,17 +75,66 @@ async def test_a_nats_store_with_fewer_replicas_than_its_cluster_can_give(
         async with serve(Settings(port=0, data_dir=str(tmp_path), store=url)) as node:
             warnings = await readyz_warnings(node.url)
         if warned:
-            assert len(warnings) == 1 and "1 replica(s) on a cluster of 3 servers" in warnings[0], warnings
+            assert len(warnings) == 2 and "1 replica(s) on a cluster of 3 servers" in warnings[0], warnings
+            assert "sync_interval" in warnings[1], warnings
         else:
             assert warnings == []
     finally:
         await _clean_nats(f"nats://{nats_cluster.servers}", ns)
 
 
-async def test_a_single_nats_server_is_not_warned_about(tmp_path: Path) -> None:
+async def test_a_single_nats_server_is_warned_about_power_loss(tmp_path: Path) -> None:
+    """[R-DUR-6] A NATS store of one replica without ``?sync=always`` is named unsafe for a power loss."""
     ns = "d" + uuid.uuid4().hex[:10]
     try:
         async with serve(Settings(port=0, data_dir=str(tmp_path), store=f"{NATS}?prefix={ns}")) as node:
-            assert await readyz_warnings(node.url) == []
+            warnings = await readyz_warnings(node.url)
+        assert len(warnings) == 1 and "sync_interval: always" in warnings[0], warnings
     finally:
         await _clean_nats(NATS, ns)
+
+
+async def test_sync_always_on_a_nats_server_that_cannot_is_refused(tmp_path: Path) -> None:
+    """[R-DUR-7] ``?sync=always`` says every server fsyncs before it acks: a server older than 2.10 cannot, and
+    the node refuses to start rather than promise it."""
+    ns = "d" + uuid.uuid4().hex[:10]
+    settings = Settings(port=0, data_dir=str(tmp_path), store=f"{NATS}?prefix={ns}&sync=always")
+    try:
+        with pytest.raises(UsageError, match="cannot fsync every write"):
+            async with serve(settings):
+                pass
+    finally:
+        await _clean_nats(NATS, ns)
+
+
+async def test_sync_always_on_a_nats_server_that_can_is_not_warned_about(tmp_path: Path) -> None:
+    """(R-DUR-6) With ``sync_interval: always`` on a 2.10+ server and ``?sync=always``, no warning."""
+    nats = NatsServer(tmp_path, binary=str(Path(sys.executable).with_name("nats-server")), sync_interval="always")
+    await nats.start()
+    try:
+        settings = Settings(port=0, data_dir=str(tmp_path / "data"), store=f"{nats.url}?sync=always")
+        async with serve(settings) as node:
+            assert await readyz_warnings(node.url) == []
+    finally:
+        nats.stop()
+
+
+async def test_a_postgres_that_acks_before_its_wal_is_on_disk_is_named_unsafe(tmp_path: Path) -> None:
+    """[R-DUR-9] ``fsync = off`` or ``synchronous_commit = off`` on the server (as the store's sessions see
+    them) is named at startup; PostgreSQL's defaults are not (test_power_loss.py shows they keep every ack)."""
+    reachable = Path(tempfile.mkdtemp(prefix="roost-pg-"))  # PostgreSQL's own user must reach its directory
+    reachable.chmod(0o755)
+    pg = PostgresServer(reachable, "fsync=off", "synchronous_commit=off")
+    pg.log = tmp_path / "postgres.log"
+    try:
+        await pg.start()
+        bus = f"{REDIS}?prefix=d{uuid.uuid4().hex[:10]}"
+        settings = Settings(port=0, data_dir=str(tmp_path), store=pg.url, bus=bus)
+        async with serve(settings) as node:
+            warnings = await readyz_warnings(node.url)
+        assert len(warnings) == 2, warnings
+        assert warnings[0].startswith("postgresql: fsync is off"), warnings
+        assert warnings[1].startswith("postgresql: synchronous_commit is off"), warnings
+    finally:
+        pg.stop()
+        shutil.rmtree(reachable, ignore_errors=True)

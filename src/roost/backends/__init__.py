@@ -62,12 +62,21 @@ async def open_store(url: str | None, data_dir: str, *, atomic_bus: bool = False
             prefix=options.get("prefix", "roost"),
             replicas=int(options.get("replicas", "1")),
             keep=int(options.get("keep", "0")),
+            sync_always=_sync_option(options.get("sync")),
         ).open()
     if url.startswith("kafka://"):
         from .kafka import KafkaStore
 
         return await KafkaStore.from_url(url).open()
     raise UsageError(f"unsupported store URL {url!r}")
+
+
+def _sync_option(value: str | None) -> bool:
+    if value in (None, ""):
+        return False
+    if value == "always":
+        return True
+    raise UsageError(f"nats URL option sync={value!r}: the only value is 'always' (docs/backends.md)")
 
 
 async def open_bus(url: str | None) -> Bus:

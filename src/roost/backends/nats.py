@@ -64,14 +64,16 @@ class _Stored(msgspec.Struct, frozen=True, array_like=True):
 
 _stored: Final = msgspec.json.Decoder(_Stored)
 _encode: Final = msgspec.json.Encoder().encode
+SYNC_ALWAYS_SINCE: Final = (2, 10)
+"""The first nats-server that takes ``jetstream { sync_interval: always }`` (fsync before each ack)."""
 _CACHE_MESSAGES: Final = 50_000
 """Recently read messages a node keeps (about 20 MB of 200-byte messages): a reconnect storm's working set."""
 
 
 def parse_nats_url(url: str) -> tuple[list[str], dict[str, str]]:
-    """``nats://h1:4222,h2:4222?prefix=x&replicas=3&keep=N`` -> server URLs and roost options."""
+    """``nats://h1:4222,h2:4222?prefix=x&replicas=3&keep=N&sync=always`` -> server URLs and roost options."""
     parts = urlsplit(url)
-    options = url_options(url, "nats", ("prefix", "replicas", "keep"))
+    options = url_options(url, "nats", ("prefix", "replicas", "keep", "sync"))
     servers = [f"nats://{host}" for host in parts.netloc.split(",") if host]
     return servers, options
 
@@ -150,8 +152,11 @@ class JetStreamStore:
         replicas: int = 1,
         keep: int = 0,
         duplicate_window_s: float = 3600.0,
+        sync_always: bool = False,
     ) -> None:
         self.nc = nc
+        self.sync_always = sync_always
+        """The operator says every server runs ``jetstream { sync_interval: always }`` (``?sync=always``)."""
         self.js: JetStreamContext = nc.jetstream(timeout=10)
         self.prefix = prefix
         self.replicas = replicas
@@ -168,6 +173,12 @@ class JetStreamStore:
         self._closed = False
 
     async def open(self) -> JetStreamStore:
+        version = self.nc.connected_server_version
+        if self.sync_always and (version.major, version.minor) < SYNC_ALWAYS_SINCE:
+            raise UsageError(
+                f"?sync=always: nats-server {version} cannot fsync every write (`jetstream {{ sync_interval:"
+                f" always }}` needs {'.'.join(map(str, SYNC_ALWAYS_SINCE))} or newer; docs/backends.md)"
+            )
         async with _translate():  # concurrently: each bucket is a stream (a Raft group with replicas > 1)
             self._rooms_kv, self._members_kv, self._idem_kv, self._attrs_kv = await asyncio.gather(
                 self._bucket("rooms"), self._bucket("members"), self._bucket("idem"), self._bucket("attrs")
@@ -184,18 +195,28 @@ class JetStreamStore:
         return kv
 
     async def durability_warnings(self) -> list[str]:
-        """Streams with fewer replicas than the cluster can give lose acked messages with one server's disk.
+        """Streams with fewer replicas than the cluster can give lose acked messages with one server's disk;
+        a server that fsyncs on an interval loses them to its own power loss.
 
         The cluster's size is what the client knows of it: the servers it was given and those the
-        cluster announced (nats-py's server pool)."""
+        cluster announced (nats-py's server pool). The server's ``sync_interval`` is not visible to a
+        client: ``?sync=always`` is the operator saying it is set (checked against the server's version)."""
         servers = len({(u.hostname, u.port) for u in self.nc.servers})
         wanted = min(servers, 3)
-        if self.replicas >= wanted:
-            return []
-        return [
-            f"nats: streams have {self.replicas} replica(s) on a cluster of {servers} servers: losing one server's"
-            f" disk loses acked messages; add ?replicas={wanted} to the store URL (docs/backends.md)"
-        ]
+        warnings = []
+        if self.replicas < wanted:
+            warnings.append(
+                f"nats: streams have {self.replicas} replica(s) on a cluster of {servers} servers: losing one"
+                f" server's disk loses acked messages; add ?replicas={wanted} to the store URL (docs/backends.md)"
+            )
+        if self.replicas < 3 and not self.sync_always:
+            warnings.append(
+                "nats: the JetStream file store fsyncs on an interval (2 min by default): a power loss or OS crash"
+                " of the server loses acked messages; run nats-server 2.10+ with `jetstream { sync_interval:"
+                " always }` and add ?sync=always to the store URL, or use ?replicas=3 on a cluster"
+                " (docs/backends.md)"
+            )
+        return warnings
 
     async def aclose(self) -> None:
         self._closed = True

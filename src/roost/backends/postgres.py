@@ -131,8 +131,23 @@ class PostgresStore:
         return self._pool
 
     async def durability_warnings(self) -> list[str]:
-        """Nothing this store can see about its own durability settings is unsafe (docs/backends.md)."""
-        return []
+        """A server that acks a commit before its WAL is on disk loses acked messages to a power loss or an OS
+        crash (docs/backends.md); the settings are read as this store's sessions see them."""
+        async with _translate(), self.pool.acquire() as conn:
+            fsync = await conn.fetchval("SHOW fsync")
+            commit = await conn.fetchval("SHOW synchronous_commit")
+        warnings = []
+        if fsync != "on":
+            warnings.append(
+                "postgresql: fsync is off: a power loss or OS crash can lose acked messages and corrupt the"
+                " database; turn it on (docs/backends.md)"
+            )
+        if commit in ("off",):
+            warnings.append(
+                "postgresql: synchronous_commit is off: a commit is acked before its WAL is on disk and a"
+                " power loss or OS crash loses the last acked messages; use on (the default) (docs/backends.md)"
+            )
+        return warnings
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from .. import durable
 from ..ports import Appended
 from ..protocol.errors import Conflict, NotFound, RoostError, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
@@ -149,7 +150,7 @@ class SqliteStore:
 
     async def open(self) -> SqliteStore:
         self._loop = asyncio.get_running_loop()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        durable.make_dirs(self.data_dir)  # SQLite syncs its files' names in it, not its own name in its parent
         fd = os.open(self.data_dir / "roost.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

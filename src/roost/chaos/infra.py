@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -16,7 +17,18 @@ from typing import TypeVar
 
 import aiohttp
 
-__all__ = ["NatsServer", "Process", "RedisServer", "RoostNode", "free_port", "wait_healthy", "wait_until"]
+from .. import durable
+
+__all__ = [
+    "NatsServer",
+    "PostgresServer",
+    "Process",
+    "RedisServer",
+    "RoostNode",
+    "free_port",
+    "wait_healthy",
+    "wait_until",
+]
 
 HOST = "127.0.0.1"
 T = TypeVar("T")
@@ -205,17 +217,73 @@ class RedisServer(Process):
 class NatsServer(Process):
     """A single nats-server with JetStream and a file store that survives restarts."""
 
-    def __init__(self, base: Path, port: int | None = None) -> None:
+    def __init__(
+        self, base: Path, port: int | None = None, binary: str | None = None, sync_interval: str | None = None
+    ) -> None:
+        """``sync_interval``: the JetStream setting (``always``: fsync before each ack; nats-server 2.10+)."""
         port = port or free_port()
         self.dir = base / f"nats-{port}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-        argv = [binary, "-a", HOST, "-p", str(port), "-js", "-sd", str(self.dir)]
+        binary = binary or shutil.which("nats-server") or "/usr/sbin/nats-server"
+        argv = [binary, "-a", HOST, "-p", str(port), "-js"]
+        if sync_interval is None:
+            argv += ["-sd", str(self.dir)]
+        else:
+            conf = base / f"nats-{port}.conf"
+            text = f'jetstream {{ store_dir: "{self.dir}", sync_interval: {sync_interval} }}\n'
+            durable.write_file(conf, text.encode(), 0o644)  # a power-loss test must not lose the server's config
+            argv += ["-c", str(conf)]
         super().__init__(f"nats-{port}", argv, base / f"nats-{port}.log", port)
 
     @property
     def url(self) -> str:
         return f"nats://{HOST}:{self.port}"
+
+    async def start(self) -> None:
+        self.spawn()
+        await self.wait_port()
+
+
+class PostgresServer(Process):
+    """A PostgreSQL cluster of its own (initdb'd in ``base``, which the ``postgres`` user must be able to
+    reach), run as that user in its own process group: ``kill`` takes the postmaster and every backend at once."""
+
+    def __init__(self, base: Path, *settings: str) -> None:
+        """``settings``: ``name=value`` server settings (``-c``), e.g. ``synchronous_commit=off``."""
+        port = free_port()
+        self.dir = base / f"pg-{port}"
+        self.dir.mkdir()
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.dir.chmod(0o700)
+        versions = Path("/usr/lib/postgresql")  # Debian's layout: the newest installed server
+        bin_dir = versions / max(os.listdir(versions), key=int) / "bin"
+        as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+        subprocess.run(
+            [*as_postgres, str(bin_dir / "initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+        )
+        argv = [*as_postgres, str(bin_dir / "postgres"), "-D", str(self.dir), "-p", str(port), "-k", ""]
+        for setting in ("listen_addresses=127.0.0.1", *settings):  # otherwise PostgreSQL's defaults
+            argv += ["-c", setting]
+        super().__init__(f"postgres-{port}", argv, base / f"postgres-{port}.log", port)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def spawn(self, env: dict[str, str] | None = None) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        self.kill()
 
     async def start(self) -> None:
         self.spawn()
