@@ -366,6 +366,10 @@ async def test_history_unread_failures_direct_messages_and_typing(
     rendered = ["On it.", "Two small comments in #big, see https://roost.example/r/0.2 - otherwise good to go."]
     await wait_shown(alice, rendered)  # the markdown subset: code, a link, bold (test_markdown_web.py)
     await alice.wait_for_selector("#online:text('online')")  # presence: bob follows the conversation
+    on_it = alice.locator("#messages li.msg[data-sender=bob]").first
+    await on_it.locator("button.react-more").click()  # the emoji picker (test_markdown_web.py)
+    await on_it.locator(".picker .pick[data-emoji='🚀']").click()
+    await bob.locator("#messages .reaction[data-emoji='🚀']").wait_for()
 
     # Typing shows, then fades on its own.
     await bob.fill("#body", "thinking")
