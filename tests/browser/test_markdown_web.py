@@ -104,6 +104,14 @@ async def test_the_page_renders_the_vectors_in_the_real_dom(server: ServerProces
     )
     for case, tree in zip(VECTORS["cases"], built, strict=True):
         assert tree == with_link_attributes(case["tree"]), case["name"]
+    refused = await page.evaluate(
+        """async (cases) => {
+            const md = await import('/markdown.js');
+            return cases.map(c => { try { md.toDom(c.tree); return false; } catch { return true; } });
+        }""",
+        VECTORS["refused"],
+    )
+    assert refused == [True] * len(VECTORS["refused"])
 
 
 async def test_markdown_links_and_injections_between_two_users(server: ServerProcess, browser: Any) -> None:

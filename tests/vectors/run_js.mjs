@@ -154,6 +154,9 @@ function runMarkdown(v) {
     parsed: v.cases.map((c) => markdown.parse(c.text)),
     built: v.cases.map((c) => markdown.render(c.text, recordingDocument).children.map(asTree)),
     hrefs: v.hrefs.map(([url]) => markdown.safeHref(url)),
+    refused: (v.refused ?? []).map((c) => {
+      try { markdown.toDom(c.tree, recordingDocument); return false; } catch { return true; }
+    }),
   };
 }
 

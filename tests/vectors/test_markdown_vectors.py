@@ -99,6 +99,11 @@ def test_only_http_https_and_mailto_urls_become_links(js_observed: dict[str, Any
     assert sum(href is None for _, href in VECTORS["hrefs"]) >= 20
 
 
+def test_the_dom_builder_refuses_what_is_not_allowed(js_observed: dict[str, Any]) -> None:
+    """[R-SEC-70] Even a tree the parser never makes cannot put another element, attribute or URL on the page."""
+    assert js_observed["refused"] == [True] * len(VECTORS["refused"])
+
+
 def test_hostile_input_renders() -> None:
     """16 KB bodies of unmatched markers render without exhausting the stack or hanging (closers that do not
     exist are remembered, nesting is capped)."""
