@@ -65,6 +65,7 @@ _WEB_FILES = {
     "sync.js": "text/javascript",
     "relations.js": "text/javascript",
     "backoff.js": "text/javascript",
+    "markdown.js": "text/javascript",
     "app.js": "text/javascript",
     "roost.css": "text/css",
     "sw.js": "text/javascript",

@@ -360,11 +360,16 @@ async def test_history_unread_failures_direct_messages_and_typing(
     await bob.click("#refreshRooms")
     await bob.click("[data-room='dm:alice:bob']")
     await wait_shown(bob, [first])
-    replies = ["On it.", "Two small comments in #big, otherwise good to go."]
+    replies = ["On it.", "Two small comments in `#big`, see https://roost.example/r/0.2 - otherwise **good to go**."]
     for text in replies:
         await send(bob, text)
-    await wait_shown(alice, replies)
+    rendered = ["On it.", "Two small comments in #big, see https://roost.example/r/0.2 - otherwise good to go."]
+    await wait_shown(alice, rendered)  # the markdown subset: code, a link, bold (test_markdown_web.py)
     await alice.wait_for_selector("#online:text('online')")  # presence: bob follows the conversation
+    on_it = alice.locator("#messages li.msg[data-sender=bob]").first
+    await on_it.locator("button.react-more").click()  # the emoji picker (test_markdown_web.py)
+    await on_it.locator(".picker .pick[data-emoji='🚀']").click()
+    await bob.locator("#messages .reaction[data-emoji='🚀']").wait_for()
 
     # Typing shows, then fades on its own.
     await bob.fill("#body", "thinking")
@@ -377,7 +382,7 @@ async def test_history_unread_failures_direct_messages_and_typing(
     await alice.keyboard.press("Alt+ArrowDown")
     await alice.wait_for_selector("#roomTitle:text('#big')")
     await alice.click("[data-room='dm:alice:bob']")
-    await wait_shown(alice, [first, *replies])
+    await wait_shown(alice, [first, *rendered])
 
     # Bob writes in #big while alice reads the conversation: her badge counts it; then he types to her.
     await bob.click("[data-room=big]")

@@ -12,6 +12,7 @@ const sync = await import(new URL("sync.js", web));
 const relations = await import(new URL("relations.js", web));
 const backoff = await import(new URL("backoff.js", web));
 const roost = await import(new URL("roost.js", web));
+const markdown = await import(new URL("markdown.js", web));
 
 const position = (p) => (p === null ? null : { epoch: p[0], head: p[1], first: p[2] });
 const unposition = (p) => (p === null ? null : [p.epoch, p.head, p.first]);
@@ -133,6 +134,32 @@ function syncNames() {
   };
 }
 
+/** A stand-in for `document` that records what toDom builds, as the vector trees write it (with every attribute). */
+const recordingDocument = {
+  createDocumentFragment: () => ({ children: [], append(...nodes) { this.children.push(...nodes); } }),
+  createTextNode: (text) => ({ text }),
+  createElement: (tag) => ({
+    tag, attrs: {}, children: [],
+    setAttribute(name, value) { this.attrs[name] = String(value); },
+    append(...nodes) { this.children.push(...nodes); },
+  }),
+};
+const asTree = (node) => (node.tag === undefined ? node.text
+  : [node.tag, ...(Object.keys(node.attrs).length ? [node.attrs] : []), ...node.children.map(asTree)]);
+
+function runMarkdown(v) {
+  return {
+    allowed: markdown.ALLOWED,
+    rel: markdown.LINK_REL,
+    parsed: v.cases.map((c) => markdown.parse(c.text)),
+    built: v.cases.map((c) => markdown.render(c.text, recordingDocument).children.map(asTree)),
+    hrefs: v.hrefs.map(([url]) => markdown.safeHref(url)),
+    refused: (v.refused ?? []).map((c) => {
+      try { markdown.toDom(c.tree, recordingDocument); return false; } catch { return true; }
+    }),
+  };
+}
+
 const request = JSON.parse(readFileSync(0, "utf-8"));
 const out = {};
 if (request.sync) out.sync = request.sync.map(runSyncCase);
@@ -140,5 +167,6 @@ if (request.sync_names) out.sync_names = syncNames();
 if (request.codes) out.codes = runCodes();
 if (request.frames) out.frames = runFrames(request.frames);
 if (request.relations) out.relations = request.relations.map(runRelationsCase);
+if (request.markdown) out.markdown = runMarkdown(request.markdown);
 if (request.backoff) out.backoff = runBackoff(request.backoff);
 process.stdout.write(JSON.stringify(out));

@@ -1,7 +1,10 @@
 // The Roost chat page (index.html). All names, rooms and messages reach the DOM through textContent
-// (or append() of plain strings), never as markup; the page's Content-Security-Policy allows no inline
-// script. Protocol logic lives in /roost.js (and the modules it imports: protocol, sync, relations, backoff).
+// (or append() of plain strings), never as markup; message bodies go through /markdown.js, which builds
+// its small subset with createElement and text nodes only. The page's Content-Security-Policy allows no
+// inline script or style. Protocol logic lives in /roost.js (and the modules it imports: protocol, sync,
+// relations, backoff).
 import { RELATION_KINDS, Relations, RoostClient, tokenSubject } from "/roost.js";
+import { render as renderMarkdown } from "/markdown.js";
 
 const WS_PATH = document.querySelector('meta[name="roost-websocket"]')?.content || "/ws";
 const PAGE = 50;
@@ -44,6 +47,9 @@ const S = {
   receipts: new Map(), // room -> Map(user -> seq)
   typers: new Map(),   // room -> Map(user -> last event ms)
   online: new Map(),   // room -> Set(user) from presence events (servers that send them)
+  kinds: new Map(),    // room -> Map(seq -> counts as unread), for the unread seqs seen or looked up
+  kindsLoading: new Set(), // rooms whose unread kinds are being read from history
+  kindsFailed: new Set(),  // rooms where that read failed: unknown seqs count until the next connection
   markerSeq: null,
   timers: [],
 };
@@ -160,7 +166,9 @@ function stopSession() {
   for (const t of S.timers) clearInterval(t);
   S.timers = [];
   S.views.clear();
-  for (const map of [S.online, S.typers, S.receipts]) map.clear();
+  for (const map of [S.online, S.typers, S.receipts, S.kinds]) map.clear();
+  S.kindsLoading.clear();
+  S.kindsFailed.clear();
   S.sentReads = {};
   S.open = null;
 }
@@ -190,6 +198,7 @@ function startSession(session) {
   window.roostClient = client; // for debugging from the console
   client.on("state", renderState);
   client.on("welcome", () => {
+    S.kindsFailed.clear();
     refreshRooms();
     const v = S.open && S.views.get(S.open);
     if (v && !v.fresh && !v.loading) openRoom(S.open); // its first page was lost with the last connection
@@ -270,12 +279,57 @@ function latestSeq(room) {
 function unreadCount(room) {
   const read = S.reads[room];
   if (read === undefined || room === S.open) return 0;
-  return Math.max(0, latestSeq(room) - read);
+  return countUnread(room, read, latestSeq(room));
+}
+
+// Unread counts count text messages only: a join, leave, invite, kick, ban, role change, edit or reaction
+// has a seq of its own but is not something to read (a new direct conversation with one message is "1",
+// not "3" with both joins). The kinds come from the messages the client delivers; seqs the page has not
+// seen (after a reload, or a room followed late) are read once from history.
+const UNREAD_SCAN = 500;
+
+function noteKind(room, seq, kind) {
+  if (seq <= (S.reads[room] ?? -1)) return;
+  if (!S.kinds.has(room)) S.kinds.set(room, new Map());
+  S.kinds.get(room).set(seq, kind === "text");
+}
+
+function countUnread(room, read, latest) {
+  if (latest <= read) return 0;
+  const kinds = S.kinds.get(room);
+  const from = Math.max(read + 1, latest - UNREAD_SCAN + 1);
+  let count = from - read - 1; // beyond the scan (a badge of 99+ anyway): taken as text
+  let unknown = 0, firstUnknown = 0;
+  for (let seq = from; seq <= latest; seq += 1) {
+    const counts = kinds?.get(seq);
+    if (counts === undefined) { unknown += 1; firstUnknown ||= seq; }
+    else if (counts) count += 1;
+  }
+  if (!unknown) return count;
+  if (S.kindsFailed.has(room)) return count + unknown; // history unreadable now: count them, as before
+  learnKinds(room, firstUnknown - 1, latest);
+  return count; // for a moment: the badge shows the known ones, never membership events
+}
+
+function learnKinds(room, after, latest) {
+  if (S.kindsLoading.has(room) || !S.client) return;
+  S.kindsLoading.add(room);
+  S.client.history(room, { after, limit: Math.min(UNREAD_SCAN, latest - after) }).then((page) => {
+    for (const m of page.messages) noteKind(room, m.seq, m.kind);
+    const last = page.messages.length ? page.messages[page.messages.length - 1].seq : after;
+    const upTo = page.has_more ? last : latest; // seqs the server no longer has are nothing to read
+    for (let seq = after + 1; seq <= upTo; seq += 1) if (!S.kinds.get(room)?.has(seq)) noteKind(room, seq, "none");
+  }, () => { S.kindsFailed.add(room); }).finally(() => {
+    S.kindsLoading.delete(room);
+    renderRoomsSoon();
+  });
 }
 
 function setRead(room, seq, tellServer = true) {
   if (seq <= (S.reads[room] ?? -1)) return;
   S.reads[room] = seq;
+  const kinds = S.kinds.get(room);
+  if (kinds) for (const known of kinds.keys()) if (known <= seq) kinds.delete(known);
   store.set(pageKey("reads"), S.reads);
   if (tellServer && S.serverReads) reportReadSoon(room);
 }
@@ -516,7 +570,7 @@ function openRoom(room) {
   const v = view(room);
   const read = S.reads[room];
   const latest = latestSeq(room);
-  S.markerSeq = read !== undefined && latest > read ? read : null;
+  S.markerSeq = read !== undefined && countUnread(room, read, latest) > 0 ? read : null;
   const sorted = [...v.msgs.values()].filter((m) => !RELATION_KINDS.has(m.kind)).sort((a, b) => a.seq - b.seq);
   messagesEl.append(...sorted.map(renderMessage));
   if (S.markerSeq !== null) insertByKey(h("li", { class: "unread-marker", role: "separator", dataset: { key: S.markerSeq + 0.5 }, text: "New messages" }));
@@ -625,6 +679,7 @@ function addMessages(v, list) {
   for (const m of list) {
     if (v.msgs.has(m.seq)) continue;
     v.msgs.set(m.seq, m);
+    noteKind(v.room, m.seq, m.kind);
     v.lo = v.lo === null ? m.seq : Math.min(v.lo, m.seq);
     v.hi = v.hi === null ? m.seq : Math.max(v.hi, m.seq);
     if (RELATION_KINDS.has(m.kind)) {
@@ -691,8 +746,8 @@ function renderMessage(m) {
   },
   h("span", { class: "who", text: m.sender }),
   h("time", { class: "time", datetime: new Date(m.ts).toISOString(), title: t.full, text: t.short }),
-  h("span", { class: "status", text: state.edited ? `(edited) #${m.seq}` : `#${m.seq}` }),
-  h("div", { class: "body", text: state.deleted ? "message deleted" : state.body }));
+  h("span", { class: "status", text: state.edited ? "(edited)" : "" }),
+  state.deleted ? h("div", { class: "body", text: "message deleted" }) : h("div", { class: "body" }, renderMarkdown(state.body)));
   if (state.deleted) return li;
   if (state.reactions.length) {
     li.append(h("div", { class: "reactions" }, ...state.reactions.map(([emoji, users]) => {
@@ -709,6 +764,11 @@ function renderMessage(m) {
     tools.append(h("button", { type: "button", class: "react", "aria-label": `React ${QUICK_REACTION}`, text: `+${QUICK_REACTION}`,
       onclick: () => react(m, QUICK_REACTION, false) }));
   }
+  tools.append(h("button", {
+    type: "button", class: "react-more", text: "☺+", title: "Add a reaction",
+    "aria-label": "Choose a reaction", "aria-haspopup": "true", "aria-expanded": "false",
+    onclick: (event) => togglePicker(li, event.currentTarget, m, state),
+  }));
   if (mine) {
     tools.append(
       h("button", { type: "button", class: "edit", text: "Edit", onclick: () => startEdit(li, m, state.body) }),
@@ -719,6 +779,52 @@ function renderMessage(m) {
 }
 
 const QUICK_REACTION = "👍";
+/** The picker's choices: these, then the emoji already used in the room (any text of 1-32 bytes the server took). */
+const COMMON_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀", "🚀", "✅", "🔥", "👎"];
+const MAX_USED_REACTIONS = 12;
+
+/** Emoji used in reactions of the room's loaded messages, beyond the common ones, most recent first. */
+function usedReactions(room) {
+  const seen = new Map(); // emoji -> latest seq of a react with it
+  for (const m of view(room).msgs.values()) {
+    if (m.kind !== "react") continue;
+    let emoji;
+    try { emoji = JSON.parse(m.body).emoji; } catch { continue; }
+    if (typeof emoji === "string" && emoji && !COMMON_REACTIONS.includes(emoji)) seen.set(emoji, Math.max(m.seq, seen.get(emoji) ?? 0));
+  }
+  return [...seen].sort((a, b) => b[1] - a[1]).slice(0, MAX_USED_REACTIONS).map(([emoji]) => emoji);
+}
+
+function closePickers(except = null) {
+  for (const picker of document.querySelectorAll(".picker")) {
+    if (picker === except) continue;
+    picker.closest("li")?.querySelector(".react-more")?.setAttribute("aria-expanded", "false");
+    picker.remove();
+  }
+}
+
+/** The emoji picker under a message: a row of buttons; choosing one reacts (or takes mine back). */
+function togglePicker(li, toggle, m, state) {
+  const open = li.querySelector(".picker");
+  closePickers();
+  if (open) { toggle.focus(); return; }
+  const mine = new Set(state.reactions.filter(([, users]) => users.includes(S.session.user)).map(([emoji]) => emoji));
+  const choices = [...COMMON_REACTIONS, ...usedReactions(m.room)];
+  const picker = h("div", { class: "picker", role: "group", "aria-label": "Reactions" }, ...choices.map((emoji) => h("button", {
+    type: "button", class: "pick", dataset: { emoji }, title: emoji, text: emoji, "aria-pressed": String(mine.has(emoji)),
+    onclick: () => { closePickers(); react(m, emoji, mine.has(emoji)); },
+  })));
+  picker.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { event.stopPropagation(); closePickers(); toggle.focus(); }
+  });
+  li.append(picker);
+  toggle.setAttribute("aria-expanded", "true");
+  picker.querySelector("button").focus();
+}
+
+document.addEventListener("click", (event) => {
+  if (!event.target.closest?.(".picker, .react-more")) closePickers();
+});
 
 /** Draw the line of stored message `m` again (an edit, deletion or reaction of it arrived). */
 function rerender(m) {
@@ -774,7 +880,7 @@ function addPending(entry, scroll, failed = null) {
     h("span", { class: "who", text: S.session.user }),
     h("time", { class: "time", text: timeOf(entry.t).short }),
     h("span", { class: "status", text: "" }),
-    h("div", { class: "body", text: entry.body }));
+    h("div", { class: "body" }, renderMarkdown(entry.body)));
   pendingEl.append(li);
   if (failed) markFailed(li, failed);
   else setPendingStatus(li);
@@ -791,8 +897,8 @@ function onAck({ entry, sent }) {
   const li = pendingEl.querySelector(`li[data-cmid="${CSS.escape(entry.cmid)}"]`);
   if (!li) return;
   li.dataset.state = "sent";
-  li.dataset.seq = sent.seq;
-  li.querySelector(".status").textContent = `#${sent.seq}`;
+  li.dataset.seq = sent.seq; // the seq is for tests and tools, not shown: the order on screen says it
+  li.querySelector(".status").textContent = "";
 }
 
 function onSendFailed({ entry, code, reason }) {
@@ -825,6 +931,7 @@ function onSubscribed({ room, cursor }) {
 }
 
 function onMessage(m) {
+  noteKind(m.room, m.seq, m.kind);
   const v = S.views.get(m.room);
   if (v) mergeLive(v, m);
   if (m.room === S.open) {

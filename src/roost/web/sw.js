@@ -1,8 +1,8 @@
 // The chat page's service worker: it keeps the page itself loadable while the server is down, so a
 // reload does not lose the messages waiting in the outbox (they live in localStorage; the page must
 // load to send them). Network first, the cache only as a fallback; /api and /ws are never touched.
-const CACHE = "roost-page-v2"; // v2: roost.js split into modules (the shell lists them all)
-const SHELL = ["/", "/app.js", "/roost.js", "/protocol.js", "/sync.js", "/relations.js", "/backoff.js", "/roost.css"];
+const CACHE = "roost-page-v3"; // v3: markdown.js (the shell lists every module)
+const SHELL = ["/", "/app.js", "/roost.js", "/protocol.js", "/sync.js", "/relations.js", "/backoff.js", "/markdown.js", "/roost.css"];
 const NETWORK_TIMEOUT_MS = 4000;
 
 self.addEventListener("install", (event) => {
