@@ -45,6 +45,9 @@ class Limits:
     """Per node: one more is refused with 4429."""
     max_rooms_per_user: int = 1000
     """Rooms one user may be a member of; creating, joining or opening a direct conversation beyond it: 4422."""
+    revocation_check_s: float = 10.0
+    """How often each node re-reads the revoked users and closes their void connections (4401), in case the
+    bus lost a revocation's notice; the notice itself closes them at once."""
     probe_interval_s: float = 1.0
     """How often readiness writes to the store and round-trips a message through the bus (/readyz)."""
     probe_timeout_s: float = 1.5
