@@ -145,6 +145,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any], dict[
         dev_login=not keyed,
         allowed_origins=tuple(values["allow_origin"]),
         admins=tuple(values["admin"]),
+        allowed_hosts=tuple(values["allowed_host"]),
         limits=Limits(**limits),
     )
     return settings, values, source

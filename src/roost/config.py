@@ -74,8 +74,11 @@ class Settings:
     dev_login: bool = True
     """Allow ``POST /api/login`` with just a name. Insecure: for the embedded default only."""
     allowed_origins: tuple[str, ...] = ()
+    """Origins allowed to open WebSockets besides the server's own (cross-site WebSocket hijacking)."""
     admins: tuple[str, ...] = ()
     """Users who are server administrators (the admin HTTP API) whatever their token says; a token with
     ``"roles": ["admin"]`` is one too."""
-    """Origins allowed to open WebSockets besides the server's own (cross-site WebSocket hijacking)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names requests may carry in ``Host`` besides IP addresses and localhost (DNS rebinding); empty: only
+    those in development mode, any with keys; ``*``: any (gateway/hosts.py)."""
     limits: Limits = field(default_factory=Limits)

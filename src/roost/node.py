@@ -20,6 +20,7 @@ from .backends.boundary import FAILURES
 from .config import Settings
 from .gateway.headers import add_security_headers
 from .gateway.health import health_routes, metrics_endpoint
+from .gateway.hosts import HostCheck
 from .gateway.http import HttpApi
 from .gateway.websocket import WebSocketEndpoint
 from .hub import Hub
@@ -171,7 +172,8 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
         log.warning("UNSAFE for the no-loss promise: %s", warning)
     await readiness.start()
     api = HttpApi(service, tokens, settings.dev_login, settings.admins, revocations)
-    app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
+    hosts = HostCheck(settings.allowed_hosts, settings.dev_login)
+    app = web.Application(middlewares=[hosts.middleware, api.errors], client_max_size=limits.max_frame_bytes * 4)
     app.on_response_prepare.append(add_security_headers)
     app.add_routes(api.routes())
     app.add_routes(health_routes(readiness))
