@@ -17,6 +17,7 @@ arrives (milliseconds). The bus is at-most-once, so each node also re-reads ever
 ``~roost``'s positions) every ``Limits.revocation_check_s`` (default 10 s) and closes what the bus missed.
 
 A token without ``iat`` cannot show it is newer than a revocation: it is void once its user has one.
+While the store is unreachable, authentication lets tokens through rather than fail (``Revocations.check``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import msgspec
 from .auth import Identity
 from .ports import Bus, Directory, Subscription
 from .protocol.codes import Code
-from .protocol.errors import AuthError, RoostError
+from .protocol.errors import AuthError, RoostError, Unavailable
 
 __all__ = ["CHANNEL", "RevocationWatch", "Revocations"]
 
@@ -65,6 +66,7 @@ class Revocations:
         self.directory = directory
         self.bus = bus
         self.clock = clock
+        self._warned = -1e9
 
     async def revoke(self, user: str) -> int:
         """Void every token of ``user`` issued up to now (this second included); return that time.
@@ -82,8 +84,21 @@ class Revocations:
         return (await self.directory.readers(ROOM_PREFIX + user)).get(READER, 0)
 
     async def check(self, identity: Identity) -> None:
-        """Raise 4401 if the token is revoked."""
-        if void(identity, await self.before(identity.user)):
+        """Raise 4401 if the token is revoked.
+
+        With the store unreachable the token is let through (logged): authentication does not add a
+        dependency on the store that clients did not have before (a reconnect during an outage, which then
+        subscribes as soon as the store is back). The periodic check closes a void connection once the
+        store answers again, within ``revocation_check_s``; every read and write needs the store anyway."""
+        try:
+            before = await self.before(identity.user)
+        except Unavailable as exc:
+            now = time.monotonic()
+            if now - self._warned >= 10.0:
+                self._warned = now
+                log.warning("revocations unreadable (%s): tokens let through until the store answers", exc.reason)
+            return
+        if void(identity, before):
             raise AuthError("token revoked: sign in again", Code.UNAUTHORIZED)
 
     async def all(self) -> dict[str, int]:
