@@ -65,9 +65,9 @@ def _cases(text: int, deleted: int, alices: int) -> list[tuple[str, str, dict[st
         ("role", "alice", {"room": "pub", "user": "zed", "role": "admin"}, UNKNOWN),
         ("role", "alice", {"room": "pub", "user": "bob", "role": "king"}, BAD),
         ("role", "alice", {"room": "pub", "user": "alice", "role": "admin"}, BAD),
-        ("join", "zed", {"room": "priv"}, FORBIDDEN),
+        ("join", "zed", {"room": "priv"}, UNKNOWN),  # R-SEC-63: as if there were none
         ("join", "dave", {"room": "pub"}, FORBIDDEN),
-        ("join", "zed", {"room": DM}, FORBIDDEN),
+        ("join", "zed", {"room": DM}, UNKNOWN),
         ("join", "zed", {"room": "nope"}, UNKNOWN),
         ("join", "zed", {"room": "bad name!"}, BAD),
         ("join", "full", {"room": "pub"}, TOO_MANY),

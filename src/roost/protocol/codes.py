@@ -24,9 +24,10 @@ class Code(IntEnum):
     UNAUTHORIZED = 4401
     """No token, a bad token or an expired one."""
     FORBIDDEN = 4403
-    """Authenticated, but not allowed: not a member of the room, banned, not invited, or lacking the role."""
+    """Authenticated, but not allowed: not a member of a public room, banned, or lacking the role."""
     UNKNOWN_ROOM = 4404
-    """The room does not exist (or the user a request names is not a member of it)."""
+    """The room does not exist, or is private or direct and the user is neither in it nor invited (the same
+    answer, so outsiders cannot tell which names are taken); or the user a request names is not a member."""
     AUTH_TIMEOUT = 4408
     """The connection did not authenticate in time."""
     CONFLICT = 4409

@@ -20,7 +20,7 @@ from ..protocol.errors import AuthError, Conflict, NotFound, ProtocolError, Roos
 from ..protocol.types import KIND_JOIN, KIND_LEAVE, valid_room, valid_user
 from .writes import Writer
 
-__all__ = ["ROOM_KINDS", "RoomInfo", "Rooms", "check_room_name", "dm_room", "kind_of"]
+__all__ = ["ROOM_KINDS", "RoomInfo", "Rooms", "check_room_name", "dm_room", "kind_of", "missing"]
 
 PUBLIC: Final = "public"
 PRIVATE: Final = "private"
@@ -67,6 +67,11 @@ class RoomInfo:
     """member -> role"""
     bans: list[str]
     invites: list[str]
+
+
+def missing(room: str) -> NotFound:
+    """The one answer for a room that does not exist, and for a private or direct room to an outsider."""
+    return NotFound(f"no room {room!r}")
 
 
 def check_room_name(room: str) -> None:
@@ -123,14 +128,14 @@ class Rooms:
         invited = False
         if kind == DIRECT:
             if user not in _dm_pair(room):
-                raise AuthError(f"{room!r} is a direct conversation of two other users", Code.FORBIDDEN)
+                raise missing(room)  # [R-SEC-63] as if there were none
         else:
-            if await self.banned(room, user):
-                raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
             if kind == PRIVATE and user != meta.get("owner"):
                 invited = user in await self.directory.room_attrs(room, NS_INVITES)
                 if not invited:
-                    raise AuthError(f"{room!r} is private: an invitation is needed", Code.FORBIDDEN)
+                    raise missing(room)  # [R-SEC-63] a banned user is never invited
+            if await self.banned(room, user):
+                raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
         await self._check_room_limit(user)
         if not await self.directory.add_member(room, user):
             return
@@ -144,10 +149,14 @@ class Rooms:
         await self.writer.event(room, user, KIND_JOIN)
 
     async def leave(self, user: str, room: str) -> None:
+        """Leaving a room one is not in is a no-op, but 4404 in a private or direct one that one is not invited
+        to, as for a room that does not exist (R-SEC-63)."""
         await self.require_room(room)
         if await self.directory.remove_member(room, user):
             await self.drop_role(room, user)
             await self.writer.event(room, user, KIND_LEAVE)
+        elif await self.hidden(room, user):
+            raise missing(room)
 
     async def rooms_of(self, user: str) -> list[str]:
         return await self.directory.rooms_of(user)
@@ -177,11 +186,22 @@ class Rooms:
         return RoomInfo(room, kind_of(room, meta), owner, members, bans, invites)
 
     async def check_member(self, user: str, room: str) -> None:
-        """Raise unless ``user`` may read and write ``room``."""
+        """Raise unless ``user`` may read and write ``room``: 4403 in a public room (which anyone may see
+        exists), 4404 in a private or direct one, the same answer as for a room that does not exist, so an
+        outsider cannot tell which private names are taken [R-SEC-63]."""
         if await self.directory.is_member(room, user):
             return
         await self.require_room(room)
+        if await self.hidden(room, user):
+            raise missing(room)
         raise AuthError(f"not a member of {room!r}", Code.FORBIDDEN)
+
+    async def hidden(self, room: str, user: str) -> bool:
+        """Is the room's existence kept from ``user``, not a member? A private or direct room is, unless
+        ``user`` holds an invitation to it (and so knows it)."""
+        if kind_of(room, await self.directory.room_attrs(room, NS_META)) == PUBLIC:
+            return False
+        return user not in await self.directory.room_attrs(room, NS_INVITES)
 
     async def can_moderate(self, user: str, room: str) -> bool:
         """May ``user`` delete others' messages in ``room``? Its owner and admins may."""
@@ -191,7 +211,7 @@ class Rooms:
     async def require_room(self, room: str) -> None:
         check_room_name(room)
         if not await self.directory.room_exists(room):
-            raise NotFound(f"no room {room!r}")
+            raise missing(room)
 
     async def role(self, room: str, user: str, meta: dict[str, str]) -> str:
         if user == meta.get("owner"):
