@@ -203,10 +203,13 @@ class Rooms:
             return False
         return user not in await self.directory.room_attrs(room, NS_INVITES)
 
-    async def can_moderate(self, user: str, room: str) -> bool:
-        """May ``user`` delete others' messages in ``room``? Its owner and admins may."""
+    async def may_delete_for(self, user: str, room: str, sender: str) -> bool:
+        """May ``user`` delete ``sender``'s messages in ``room``? [R-SEC-64] An owner or admin whose role is
+        higher than the sender's role now: the owner deletes admins' and members' messages, an admin
+        members' (and those of users no longer in the room); nobody but the owner deletes the owner's."""
         meta = await self.directory.room_attrs(room, NS_META)
-        return RANK[await self.role(room, user, meta)] >= RANK[ADMIN]
+        rank = RANK[await self.role(room, user, meta)]
+        return rank >= RANK[ADMIN] and rank > RANK[await self.role(room, sender, meta)]
 
     async def require_room(self, room: str) -> None:
         check_room_name(room)
