@@ -44,7 +44,9 @@ class Limits:
     max_connections_per_user: int = 32
     """Per node: one more is refused with 4429."""
     max_rooms_per_user: int = 1000
-    """Rooms one user may be a member of; creating, joining or opening a direct conversation beyond it: 4422."""
+    """Rooms (public, private) one user may be a member of, and, separately, direct conversations one user may
+    have opened; creating or joining a room, or opening a direct conversation, beyond it: 4422. Direct
+    conversations others opened with the user count against neither."""
     revocation_check_s: float = 10.0
     """How often each node re-reads the revoked users and closes their void connections (4401), in case the
     bus lost a revocation's notice; the notice itself closes them at once."""

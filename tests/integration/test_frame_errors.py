@@ -136,6 +136,8 @@ async def test_every_error_a_client_frame_lists_is_the_servers_answer(settings: 
         assert await service.dm("alice", "bob") == DM
         for room in ("f1", "f2", "f3", "f4"):
             await service.create_room("full", room)
+        for other in ("o1", "o2", "o3", "o4"):  # rooms and opened conversations are separate budgets
+            await service.dm("full", other)
         text = (await service.send("bob", "pub", "b1", "hello")).message.seq
         deleted = (await service.send("bob", "pub", "b2", "gone")).message.seq
         await service.delete("bob", "pub", deleted)

@@ -231,7 +231,9 @@ async def test_rooms_per_user_are_limited(settings: Settings) -> None:
     async with serve(with_limits(settings, max_rooms_per_user=2)) as node:
         alice = await Raw.open(node, "alice")
         await ok(alice, {"type": "create", "room": "a", "id": "1"})
+        await ok(alice, {"type": "create", "room": "a2", "id": "1b"})
         await ok(alice, {"type": "dm", "user": "bob", "id": "2"})
+        await ok(alice, {"type": "dm", "user": "dave", "id": "2b"})
         reply = await refused(alice, {"type": "create", "room": "c", "id": "3"}, Code.TOO_MANY_ROOMS)
         assert "2 rooms" in reply["reason"]
         await node.service.create_room("bob", "b")

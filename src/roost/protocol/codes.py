@@ -37,7 +37,8 @@ class Code(IntEnum):
     TOO_LARGE = 4413
     """A frame or a message body over the configured limit."""
     TOO_MANY_ROOMS = 4422
-    """The user is in ``max_rooms_per_user`` rooms already: leave one before creating or joining another."""
+    """The user is in ``max_rooms_per_user`` rooms already (or opened that many direct conversations): leave
+    one before creating or joining another."""
     RATE_LIMITED = 4429
     """Too many requests; retry after ``retry_after_s``."""
     INTERNAL = 4500

@@ -10,6 +10,7 @@ Moderation (invitations, kicks, bans, roles) is ``moderation.py``, over the role
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,7 +34,10 @@ RANK: Final = {MEMBER: 0, ADMIN: 1, OWNER: 2}
 DM_PREFIX: Final = "dm:"
 # Attribute namespaces of the Directory, and what they hold.
 NS_META: Final = "meta"
-"""``kind`` and ``owner``, fixed at creation. A room without them predates kinds: public, no owner."""
+"""``kind`` and ``owner`` (``opener`` for a direct conversation), fixed at creation. A room without them
+predates kinds: public, no owner."""
+OPENER: Final = "opener"
+"""Who opened a direct conversation: it counts against their limit only (``_check_dm_limit``)."""
 NS_ROLES: Final = "roles"
 """user -> ``admin`` (absent: a plain member; the owner is in ``meta``)."""
 NS_BANS: Final = "bans"
@@ -110,8 +114,8 @@ class Rooms:
         room = dm_room(user, other)
         if await self.directory.is_member(room, user):
             return room
-        await self._check_room_limit(user)
-        if await self.directory.create_room(room, user, {"kind": DIRECT}):
+        await self._check_dm_limit(user)
+        if await self.directory.create_room(room, user, {"kind": DIRECT, OPENER: user}):
             await self.writer.event(room, user, KIND_JOIN)
             if await self.directory.add_member(room, other):
                 await self.writer.event(room, other, KIND_JOIN)
@@ -229,9 +233,28 @@ class Rooms:
         return user in await self.directory.room_attrs(room, NS_BANS)
 
     async def _check_room_limit(self, user: str) -> None:
-        """Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
-        if len(await self.directory.rooms_of(user)) >= self.limits.max_rooms_per_user:
+        """Rooms (not direct conversations) the user is in, before a create or join [R-SEC-65].
+
+        Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
+        rooms = [r for r in await self.directory.rooms_of(user) if not r.startswith(DM_PREFIX)]
+        if len(rooms) >= self.limits.max_rooms_per_user:
             raise RoostError(
                 f"in {self.limits.max_rooms_per_user} rooms already (the per-user limit): leave one first",
+                Code.TOO_MANY_ROOMS,
+            )
+
+    async def _check_dm_limit(self, user: str) -> None:
+        """Direct conversations the user opened, before a ``dm`` [R-SEC-65]: those others opened with them
+        do not count, so 1,000 accounts opening one each cannot use up the user's own budget. The rooms'
+        ``meta`` is read only when the user is in that many direct conversations at all."""
+        dms = [r for r in await self.directory.rooms_of(user) if r.startswith(DM_PREFIX)]
+        limit = self.limits.max_rooms_per_user
+        if len(dms) < limit:
+            return
+        metas = await asyncio.gather(*(self.directory.room_attrs(r, NS_META) for r in dms))
+        # A conversation from before ``opener`` was recorded counts for both of its users.
+        if sum(1 for meta in metas if meta.get(OPENER, user) == user) >= limit:
+            raise RoostError(
+                f"opened {limit} direct conversations already (the per-user limit): leave one first",
                 Code.TOO_MANY_ROOMS,
             )
