@@ -1,6 +1,8 @@
 """Tokens: JWT bearer tokens. ``sub`` is the user; ``exp`` is required and enforced, also on
 long-lived connections (the gateway closes a connection when its token expires). A ``roles`` claim
 holding ``"admin"`` makes the user a server administrator (the admin HTTP API); nothing else reads it.
+``iat`` dates the token against its user's revocation (revocation.py): a token without one is void once its
+user has been revoked.
 
 Keys, by what the server is given:
 
@@ -41,6 +43,8 @@ class Identity(NamedTuple):
     expires_at: float
     admin: bool
     """The token's ``roles`` claim holds ``"admin"``."""
+    issued_at: float | None = None
+    """The token's ``iat``; None when it has none (void once its user has a revocation: revocation.py)."""
 
 
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
@@ -115,7 +119,9 @@ class TokenAuthority:
             raise AuthError("invalid token subject", Code.UNAUTHORIZED)
         roles = claims.get("roles")
         admin = isinstance(roles, list) and ADMIN_ROLE in roles
-        return Identity(user, float(claims["exp"]), admin)
+        iat = claims.get("iat")
+        issued_at = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
+        return Identity(user, float(claims["exp"]), admin, issued_at)
 
     def _key_for(self, header: dict[str, Any]) -> tuple[Any, list[str]]:
         alg = header.get("alg")

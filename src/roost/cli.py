@@ -1,4 +1,4 @@
-"""``roost``: serve, config, spec, token, chaos, bench.
+"""``roost``: serve, config, spec, token, revoke, chaos, bench.
 
 For ``serve`` and ``config show`` flags override ``ROOST_*`` variables, which override a ``--config`` TOML
 file, which overrides the defaults (config_sources.py holds the one table of settings)."""
@@ -91,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--secret", default=_env("SECRET"))
     token.add_argument("--ttl", type=int, default=7 * 24 * 3600, help="lifetime in seconds")
     token.add_argument("--admin", action="store_true", help='add "roles": ["admin"] (the admin HTTP API)')
+
+    revoke = sub.add_parser(
+        "revoke", help="void every token of USER issued up to now, on every node (through a running server)"
+    )
+    revoke.add_argument("user")
+    revoke.add_argument("--server", default=_env("SERVER", "http://127.0.0.1:8080"), help="any node's URL")
+    revoke.add_argument("--token", default=_env("ADMIN_TOKEN"), help="an admin token (default: one signed here)")
+    revoke.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
+    revoke.add_argument("--secret", default=_env("SECRET"))
     return parser
 
 
@@ -136,6 +145,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any], dict[
         dev_login=not keyed,
         allowed_origins=tuple(values["allow_origin"]),
         admins=tuple(values["admin"]),
+        allowed_hosts=tuple(values["allowed_host"]),
         limits=Limits(**limits),
     )
     return settings, values, source
@@ -360,5 +370,30 @@ def main(argv: list[str] | None = None) -> None:
         secret = args.secret or load_or_create_secret(Path(args.data_dir))
         claims = {"roles": ["admin"]} if args.admin else {}
         print(TokenAuthority(secret).issue(args.user, ttl_s=args.ttl, **claims))
+    elif args.command == "revoke":
+        _revoke(args)
     else:  # pragma: no cover - argparse rejects it first
         sys.exit(2)
+
+
+def _revoke(args: argparse.Namespace) -> None:
+    """``POST /api/admin/users/USER/revoke-tokens`` on a running node: the node writes the revocation to the
+    shared store and announces it, so it holds on every node (the CLI never opens the store itself)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    token = args.token
+    if not token:
+        secret = args.secret or load_or_create_secret(Path(args.data_dir))
+        token = TokenAuthority(secret).issue("roost-cli", ttl_s=60, roles=["admin"])
+    url = f"{args.server.rstrip('/')}/api/admin/users/{urllib.parse.quote(args.user, safe='')}/revoke-tokens"
+    request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        _fail(1, f"{args.server} refused: {exc.code} {exc.read().decode(errors='replace')}")
+    except (urllib.error.URLError, OSError) as exc:
+        _fail(1, f"cannot reach {args.server}: {exc}")
+    print(f"roost: tokens of {answer['user']} issued at or before {answer['revoked_before']} are void")

@@ -44,7 +44,12 @@ class Limits:
     max_connections_per_user: int = 32
     """Per node: one more is refused with 4429."""
     max_rooms_per_user: int = 1000
-    """Rooms one user may be a member of; creating, joining or opening a direct conversation beyond it: 4422."""
+    """Rooms (public, private) one user may be a member of, and, separately, direct conversations one user may
+    have opened; creating or joining a room, or opening a direct conversation, beyond it: 4422. Direct
+    conversations others opened with the user count against neither."""
+    revocation_check_s: float = 10.0
+    """How often each node re-reads the revoked users and closes their void connections (4401), in case the
+    bus lost a revocation's notice; the notice itself closes them at once."""
     probe_interval_s: float = 1.0
     """How often readiness writes to the store and round-trips a message through the bus (/readyz)."""
     probe_timeout_s: float = 1.5
@@ -71,8 +76,11 @@ class Settings:
     dev_login: bool = True
     """Allow ``POST /api/login`` with just a name. Insecure: for the embedded default only."""
     allowed_origins: tuple[str, ...] = ()
+    """Origins allowed to open WebSockets besides the server's own (cross-site WebSocket hijacking)."""
     admins: tuple[str, ...] = ()
     """Users who are server administrators (the admin HTTP API) whatever their token says; a token with
     ``"roles": ["admin"]`` is one too."""
-    """Origins allowed to open WebSockets besides the server's own (cross-site WebSocket hijacking)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names requests may carry in ``Host`` besides IP addresses and localhost (DNS rebinding); empty: only
+    those in development mode, any with keys; ``*``: any (gateway/hosts.py)."""
     limits: Limits = field(default_factory=Limits)

@@ -69,6 +69,13 @@ OPTIONS: tuple[Option, ...] = (
         env_name="ROOST_ALLOWED_ORIGINS",
     ),
     Option(
+        "allowed_host",
+        list,
+        [],
+        "host names clients may use in Host (DNS rebinding); IP addresses and localhost always pass; '*': any",
+        env_name="ROOST_ALLOWED_HOSTS",
+    ),
+    Option(
         "admin", list, [], "users who are server administrators, whatever their token says", env_name="ROOST_ADMINS"
     ),
     Option("log_level", str, "INFO", "DEBUG, INFO, WARNING, ERROR"),

@@ -20,11 +20,13 @@ from .backends.boundary import FAILURES
 from .config import Settings
 from .gateway.headers import add_security_headers
 from .gateway.health import health_routes, metrics_endpoint
+from .gateway.hosts import HostCheck
 from .gateway.http import HttpApi
 from .gateway.websocket import WebSocketEndpoint
 from .hub import Hub
 from .metrics import NodeMetrics, counted_by_label
 from .readiness import Readiness
+from .revocation import Revocations, RevocationWatch
 from .service import ChatService
 from .startup import StartingSite, open_with_retry
 
@@ -160,13 +162,19 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
             "bus": metrics.tally.bus_payloads,
         },
     )
-    websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins, readiness)
+    revocations = Revocations(backends.directory, backends.bus)
+    websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins, readiness, revocations)
+    revocation_watch = RevocationWatch(
+        revocations, websocket.close_revoked, limits.revocation_check_s, lambda: bool(websocket.sessions)
+    )
+    await revocation_watch.start()
     readiness.warnings = await backends.store.durability_warnings()
     for warning in readiness.warnings:
         log.warning("UNSAFE for the no-loss promise: %s", warning)
     await readiness.start()
-    api = HttpApi(service, tokens, settings.dev_login, settings.admins)
-    app = web.Application(middlewares=[api.errors], client_max_size=limits.max_frame_bytes * 4)
+    api = HttpApi(service, tokens, settings.dev_login, settings.admins, revocations)
+    hosts = HostCheck(settings.allowed_hosts, settings.dev_login)
+    app = web.Application(middlewares=[hosts.middleware, api.errors], client_max_size=limits.max_frame_bytes * 4)
     app.on_response_prepare.append(add_security_headers)
     app.add_routes(api.routes())
     app.add_routes(health_routes(readiness))
@@ -186,6 +194,7 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     finally:
         readiness.drain()
         await readiness.aclose()
+        await revocation_watch.aclose()
         await websocket.aclose()
         await runner.cleanup()
         await hub.aclose()

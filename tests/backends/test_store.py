@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from roost.ports import Storage
+from roost.ports import Storage, Subscription
 from roost.protocol.errors import Conflict, NotFound, Unavailable
 from roost.protocol.types import KIND_JOIN, KIND_TEXT, MAX_SEQ, Draft, Position
+from roost.revocation import Revocations
 
 from .conftest import Stores
 
@@ -225,6 +226,37 @@ async def test_mark_read_on_a_room_that_does_not_exist_is_kept_like_any_other(st
     assert await store.readers("~nowhere") == {"_node": 7}
     assert await store.read_positions("_node") == {"~nowhere": 7}
     assert not await store.room_exists("~nowhere")
+
+
+async def test_token_revocations_are_kept_per_user_and_only_move_forward(store: Storage) -> None:
+    """[R-SEC-60] The revocation times every node reads (roost/revocation.py) live in the Directory of every engine:
+    one per user, found by the user alone and all at once, and never moved back."""
+    clock = iter([1_000, 2_000, 1_500]).__next__
+    revocations = Revocations(store, _Silent(), clock=lambda: float(clock()))
+    assert await revocations.before("a.b@c-d") == 0
+    assert await revocations.revoke("a.b@c-d") == 1_000
+    assert await revocations.revoke("zed") == 2_000
+    assert await revocations.revoke("a.b@c-d") == 1_500
+    assert await revocations.before("a.b@c-d") == 1_500
+    assert await revocations.before("zed") == 2_000
+    assert await revocations.all() == {"a.b@c-d": 1_500, "zed": 2_000}
+    assert await store.rooms_of("zed") == [] and await store.read_positions("zed") == {}
+
+
+class _Silent:
+    """A bus that takes every publish and delivers nothing: the contract here is the store's."""
+
+    async def publish(self, room: str, payload: bytes) -> None:
+        return None
+
+    async def subscribe(self, room: str, sink: Callable[[bytes], None]) -> Subscription:
+        raise NotImplementedError
+
+    def on_reset(self, callback: Callable[[], None]) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
 
 # ---- close ----------------------------------------------------------------------------------------

@@ -63,4 +63,4 @@ async def test_rooms_through_roost_js(server: ServerProcess, browser: Any) -> No
     await page.goto(server.url + "/roost.css")
     ws = server.url.replace("http://", "ws://") + "/ws"
     out = await asyncio.wait_for(page.evaluate(ROOMS_SCRIPT, {"ws": ws, **tokens}), 30)
-    assert out == {"refused": 4403, "dm": "dm:alice:bob", "left": ["js-plans", 4403], "bad": "FrameError"}
+    assert out == {"refused": 4404, "dm": "dm:alice:bob", "left": ["js-plans", 4403], "bad": "FrameError"}

@@ -65,9 +65,9 @@ def _cases(text: int, deleted: int, alices: int) -> list[tuple[str, str, dict[st
         ("role", "alice", {"room": "pub", "user": "zed", "role": "admin"}, UNKNOWN),
         ("role", "alice", {"room": "pub", "user": "bob", "role": "king"}, BAD),
         ("role", "alice", {"room": "pub", "user": "alice", "role": "admin"}, BAD),
-        ("join", "zed", {"room": "priv"}, FORBIDDEN),
+        ("join", "zed", {"room": "priv"}, UNKNOWN),  # R-SEC-63: as if there were none
         ("join", "dave", {"room": "pub"}, FORBIDDEN),
-        ("join", "zed", {"room": DM}, FORBIDDEN),
+        ("join", "zed", {"room": DM}, UNKNOWN),
         ("join", "zed", {"room": "nope"}, UNKNOWN),
         ("join", "zed", {"room": "bad name!"}, BAD),
         ("join", "full", {"room": "pub"}, TOO_MANY),
@@ -136,6 +136,8 @@ async def test_every_error_a_client_frame_lists_is_the_servers_answer(settings: 
         assert await service.dm("alice", "bob") == DM
         for room in ("f1", "f2", "f3", "f4"):
             await service.create_room("full", room)
+        for other in ("o1", "o2", "o3", "o4"):  # rooms and opened conversations are separate budgets
+            await service.dm("full", other)
         text = (await service.send("bob", "pub", "b1", "hello")).message.seq
         deleted = (await service.send("bob", "pub", "b2", "gone")).message.seq
         await service.delete("bob", "pub", deleted)

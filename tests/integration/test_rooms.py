@@ -61,8 +61,9 @@ async def test_a_private_room_is_unlisted_and_joined_only_by_invitation(node: No
     _, listing = await api(node, "GET", "/api/rooms", "bob")
     assert listing["public"] == ["lobby"]
     before = await head(node, "plans")
-    await refused(bob, {"type": "join", "room": "plans", "id": "j"}, Code.FORBIDDEN)
-    await refused(bob, {"type": "invite", "room": "plans", "user": "carol", "id": "i0"}, Code.FORBIDDEN)
+    # An outsider is told there is no such room (R-SEC-63).
+    await refused(bob, {"type": "join", "room": "plans", "id": "j"}, Code.UNKNOWN_ROOM)
+    await refused(bob, {"type": "invite", "room": "plans", "user": "carol", "id": "i0"}, Code.UNKNOWN_ROOM)
     assert await head(node, "plans") == before  # nothing stored for refused requests
     await ok(alice, {"type": "invite", "room": "plans", "user": "bob", "id": "i"})
     await ok(alice, {"type": "invite", "room": "plans", "user": "bob", "id": "i2"})  # idempotent
@@ -75,7 +76,7 @@ async def test_a_private_room_is_unlisted_and_joined_only_by_invitation(node: No
     assert kinds == [("join", "alice"), ("invite", "bob"), ("join", "bob")]
     # The invitation was used up: after leaving, bob needs a new one.
     await ok(bob, {"type": "leave", "room": "plans", "id": "l"})
-    await refused(bob, {"type": "join", "room": "plans", "id": "j3"}, Code.FORBIDDEN)
+    await refused(bob, {"type": "join", "room": "plans", "id": "j3"}, Code.UNKNOWN_ROOM)
     # Inviting someone who is in already is a conflict.
     await refused(alice, {"type": "invite", "room": "plans", "user": "alice", "id": "x"}, Code.BAD_FRAME)
     await node.service.join("carol", "lobby")
@@ -203,7 +204,7 @@ async def test_a_direct_conversation_has_exactly_its_two_users(node: Node) -> No
     assert await node.backends.directory.members("dm:alice:bob") == ["alice", "bob"]
     assert [e[:2] for e in await events(node, "dm:alice:bob")] == [("join", "alice"), ("join", "bob")]
     start = await head(node, "dm:alice:bob")
-    await refused(carol, {"type": "join", "room": "dm:alice:bob", "id": "j"}, Code.FORBIDDEN)
+    await refused(carol, {"type": "join", "room": "dm:alice:bob", "id": "j"}, Code.UNKNOWN_ROOM)  # R-SEC-63
     await refused(carol, {"type": "create", "room": "dm:carol:dave", "id": "c"}, Code.BAD_FRAME)
     await refused(carol, {"type": "create", "room": "x", "kind": "direct", "id": "c2"}, Code.BAD_FRAME)
     await refused(alice, {"type": "invite", "room": "dm:alice:bob", "user": "carol", "id": "i"}, Code.FORBIDDEN)
@@ -218,7 +219,7 @@ async def test_a_direct_conversation_has_exactly_its_two_users(node: Node) -> No
     assert status == 200 and body["room"] == "dm:alice:carol"
     # A dm: room from before kinds (the web page used to create them as plain rooms) is direct too.
     assert await node.backends.directory.create_room("dm:bob:dave", "bob")
-    await refused(carol, {"type": "join", "room": "dm:bob:dave", "id": "old"}, Code.FORBIDDEN)
+    await refused(carol, {"type": "join", "room": "dm:bob:dave", "id": "old"}, Code.UNKNOWN_ROOM)
     assert (await node.service.room_info("dm:bob:dave")).kind == "direct"
     await node.service.dm("dave", "bob")
     assert await node.backends.directory.members("dm:bob:dave") == ["bob", "dave"]
@@ -230,7 +231,9 @@ async def test_rooms_per_user_are_limited(settings: Settings) -> None:
     async with serve(with_limits(settings, max_rooms_per_user=2)) as node:
         alice = await Raw.open(node, "alice")
         await ok(alice, {"type": "create", "room": "a", "id": "1"})
+        await ok(alice, {"type": "create", "room": "a2", "id": "1b"})
         await ok(alice, {"type": "dm", "user": "bob", "id": "2"})
+        await ok(alice, {"type": "dm", "user": "dave", "id": "2b"})
         reply = await refused(alice, {"type": "create", "room": "c", "id": "3"}, Code.TOO_MANY_ROOMS)
         assert "2 rooms" in reply["reason"]
         await node.service.create_room("bob", "b")
@@ -304,8 +307,9 @@ async def test_a_kick_on_one_node_ends_the_subscription_on_another(shared: Setti
         assert gone["code"] == Code.FORBIDDEN and gone["room"] == "r"
         ack = await alice.request({"type": "send", "room": "r", "cmid": "c", "body": "bob is gone", "id": "m"})
         assert ack["type"] == "ack"
-        await refused(bob, {"type": "history", "room": "r", "after": 0, "id": "h"}, Code.FORBIDDEN)
-        await refused(bob, {"type": "join", "room": "r", "id": "j"}, Code.FORBIDDEN)  # private: no invitation now
+        # Private, and bob is out without an invitation: as if it did not exist (R-SEC-63).
+        await refused(bob, {"type": "history", "room": "r", "after": 0, "id": "h"}, Code.UNKNOWN_ROOM)
+        await refused(bob, {"type": "join", "room": "r", "id": "j"}, Code.UNKNOWN_ROOM)
         assert not [f for f in bob.frames if f.get("body") == "bob is gone"]
         await alice.close()
         await bob.close()

@@ -3,6 +3,7 @@ stored; the admin HTTP API is for administrators only."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +30,8 @@ async def snapshot(node: Node, room: str) -> tuple[int, dict[str, int], list[str
 
 async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(embedded_node: Node) -> None:
     """[R-SEC-3] [R-ROOM-8] Outsiders, kicked and banned users: every read, subscribe, send, receipt, typing
-    signal and moderation is 4403 over WebSocket and HTTP, and nothing is stored."""
+    signal and moderation is refused over WebSocket and HTTP, and nothing is stored (with 4404, "no room", since
+    the room is private: R-SEC-63)."""
     node = embedded_node
     await node.service.create_room("alice", "private-room", "private")
     await node.service.invite("alice", "private-room", "kicked")
@@ -56,7 +58,7 @@ async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(e
             {"type": "unban", "room": "private-room", "user": "zed", "id": "10"},
         ):
             reply = await raw.request(frame)
-            assert reply["type"] == "error" and reply["code"] == Code.FORBIDDEN, (user, frame, reply)
+            assert reply["type"] == "error" and reply["code"] == Code.UNKNOWN_ROOM, (user, frame, reply)
         assert not [f for f in raw.frames if f.get("type") == "msg"]
         await raw.close()
         token = node.tokens.issue(user)
@@ -69,10 +71,78 @@ async def test_outsiders_and_removed_members_are_refused_and_nothing_is_stored(e
             ("POST", "/api/rooms/private-room/join", None),
         ):
             status, reply = await call(node, method, path, token, body)
-            assert status == 403 and reply["error"]["code"] == Code.FORBIDDEN, (user, path, reply)
+            assert status == 404 and reply["error"]["code"] == Code.UNKNOWN_ROOM, (user, path, reply)
         _, synced = await call(node, "POST", "/api/sync", token, {"rooms": {"private-room": 0}})
-        assert synced["rooms"]["private-room"]["error"]["code"] == Code.FORBIDDEN
+        assert synced["rooms"]["private-room"]["error"]["code"] == Code.UNKNOWN_ROOM
     assert await snapshot(node, "private-room") == before
+
+
+OUTSIDER_FRAMES: list[dict[str, Any]] = [
+    {"type": "subscribe", "room": "ROOM", "after": 0},
+    {"type": "history", "room": "ROOM", "after": 0},
+    {"type": "send", "room": "ROOM", "cmid": "x", "body": "hello?"},
+    {"type": "read", "room": "ROOM", "seq": 1},
+    {"type": "join", "room": "ROOM"},
+    {"type": "leave", "room": "ROOM"},
+    {"type": "invite", "room": "ROOM", "user": "zed"},
+    {"type": "kick", "room": "ROOM", "user": "alice"},
+    {"type": "ban", "room": "ROOM", "user": "alice"},
+    {"type": "role", "room": "ROOM", "user": "alice", "role": "admin"},
+    {"type": "edit", "room": "ROOM", "target": 2, "cmid": "e", "body": "x"},
+    {"type": "delete", "room": "ROOM", "target": 2},
+    {"type": "react", "room": "ROOM", "target": 2, "emoji": "x"},
+]
+OUTSIDER_ROUTES: list[tuple[str, str, Any]] = [
+    ("GET", "/api/rooms/ROOM/messages?after=0", None),
+    ("POST", "/api/rooms/ROOM/messages", {"cmid": "h", "body": "hello?"}),
+    ("POST", "/api/rooms/ROOM/read", {"seq": 1}),
+    ("GET", "/api/rooms/ROOM/receipts", None),
+    ("GET", "/api/rooms/ROOM/members", None),
+    ("POST", "/api/rooms/ROOM/join", None),
+    ("POST", "/api/rooms/ROOM/leave", None),
+    ("POST", "/api/rooms/ROOM/invite", {"user": "zed"}),
+    ("POST", "/api/rooms/ROOM/kick", {"user": "alice"}),
+    ("POST", "/api/rooms/ROOM/role", {"user": "alice", "role": "admin"}),
+    ("DELETE", "/api/rooms/ROOM/messages/2", None),
+    ("POST", "/api/rooms/ROOM/messages/2/reactions", {"emoji": "x"}),
+]
+
+
+async def outsider_answers(node: Node, user: str, room: str) -> list[Any]:
+    """Every answer ``user`` gets for ``room`` over WebSocket frames and HTTP routes, with the name masked."""
+    answers: list[Any] = []
+    raw = await Raw.open(node, user)
+    for n, template in enumerate(OUTSIDER_FRAMES):
+        frame = {**template, "room": room, "id": str(n)}
+        reply = await raw.request(frame)
+        answers.append({k: v for k, v in reply.items() if k not in ("ref", "room")})
+    await raw.close()
+    token = node.tokens.issue(user)
+    for method, path, body in OUTSIDER_ROUTES:
+        answers.append(await call(node, method, path.replace("ROOM", room), token, body))
+    answers.append(await call(node, "POST", "/api/sync", token, {"rooms": {room: 0}}))
+    return json.loads(json.dumps(answers).replace(room, "ROOM"))
+
+
+async def test_an_outsider_cannot_tell_a_private_room_from_none(embedded_node: Node) -> None:
+    """[R-SEC-63] To a user who is not a member (nor invited), a private room that exists, a direct conversation of two
+    other users, and a room that does not exist get the very same answers, 4404 "no room", over every WebSocket frame
+    and HTTP route; a public room says 4403 (its existence is public)."""
+    node = embedded_node
+    await node.service.create_room("alice", "secret", "private")
+    await node.service.send("alice", "secret", "c1", "plans")
+    await node.service.dm("alice", "bob")
+    await node.service.send("alice", "dm:alice:bob", "c2", "psst")
+    await node.service.create_room("alice", "lobby")
+    await node.service.send("alice", "lobby", "c3", "hi")
+    absent = await outsider_answers(node, "mallory", "nothing-here")
+    assert all(a["code"] == Code.UNKNOWN_ROOM for a in absent[: len(OUTSIDER_FRAMES)]), absent
+    assert all(a[0] == 404 for a in absent[len(OUTSIDER_FRAMES) : -1]), absent
+    assert await outsider_answers(node, "mallory", "secret") == absent
+    assert await outsider_answers(node, "mallory", "dm:alice:bob") == absent
+    public = await outsider_answers(node, "mallory", "lobby")
+    assert public[0]["code"] == Code.FORBIDDEN and public != absent
+    assert [m.body for m in (await node.backends.store.read("secret", 0, 10)).messages][-1] == "plans"
 
 
 async def test_the_admin_api_needs_an_administrator(embedded_settings: Settings) -> None:

@@ -16,14 +16,15 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from ..auth import TokenAuthority
+from ..auth import Identity, TokenAuthority
 from ..gateway.session import SERVER_ERRORS
 from ..metrics import code_label
 from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, ProtocolError, RoostError, retry_after
-from ..protocol.types import MAX_SEQ, Message
+from ..protocol.types import MAX_SEQ, Message, valid_user
+from ..revocation import Revocations
 from ..service import ChatService, HistoryResult, RoomInfo
 
 __all__ = ["HttpApi"]
@@ -160,9 +161,15 @@ def _room_json(info: RoomInfo) -> dict[str, Any]:
 
 class HttpApi:
     def __init__(
-        self, service: ChatService, tokens: TokenAuthority, dev_login: bool, admins: tuple[str, ...] = ()
+        self,
+        service: ChatService,
+        tokens: TokenAuthority,
+        dev_login: bool,
+        admins: tuple[str, ...] = (),
+        revocations: Revocations | None = None,
     ) -> None:
         self.service = service
+        self.revocations = revocations
         self.tokens = tokens
         self.dev_login = dev_login
         self.admins = frozenset(admins)
@@ -197,6 +204,7 @@ class HttpApi:
             web.post("/api/admin/rooms/{room}/bans", self.admin_ban),
             web.delete("/api/admin/rooms/{room}/bans/{user}", self.admin_unban),
             web.delete("/api/admin/rooms/{room}/messages/{seq}", self.admin_delete),
+            web.post("/api/admin/users/{user}/revoke-tokens", self.admin_revoke),
         ]
 
     @web.middleware
@@ -209,20 +217,23 @@ class HttpApi:
                 SERVER_ERRORS.warning(str(int(exc.code)), "answered %d over HTTP: %s", int(exc.code), exc.reason)
             return error_response(exc)
 
-    def user_of(self, request: web.Request) -> str:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise AuthError("missing bearer token", Code.UNAUTHORIZED)
-        return self.tokens.verify(token.strip())[0]
+    async def user_of(self, request: web.Request) -> str:
+        return (await self.identity_of(request)).user
 
-    def admin_of(self, request: web.Request) -> str:
-        """The requesting user, if a server administrator; else 4403 (4401 without a valid token)."""
+    async def identity_of(self, request: web.Request) -> Identity:
+        """The bearer token's identity; 4401 if missing, invalid, expired or revoked (read on every request)."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthError("missing bearer token", Code.UNAUTHORIZED)
         identity = self.tokens.identify(token.strip())
+        if self.revocations is not None:
+            await self.revocations.check(identity)
+        return identity
+
+    async def admin_of(self, request: web.Request) -> str:
+        """The requesting user, if a server administrator; else 4403 (4401 without a valid token)."""
+        identity = await self.identity_of(request)
         if not (identity.admin or identity.user in self.admins):
             raise AuthError("the admin API needs an administrator", Code.FORBIDDEN)
         return identity.user
@@ -237,25 +248,25 @@ class HttpApi:
         return _respond({"user": body.name, "token": self.tokens.issue(body.name), "insecure": True})
 
     async def list_rooms(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         mine = await self.service.rooms_of(user)
         unread = await self.service.unread(user)
         return _respond({"rooms": mine, "public": await self.service.public_rooms(), "unread": unread})
 
     async def create_room(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         body: _NewRoom = await _body(request, _NewRoom)
         await self.service.create_room(user, body.room, body.kind)
         return _respond({"room": body.room, "kind": body.kind}, status=201)
 
     async def dm(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         body: _UserRef = await _body(request, _UserRef)
         return _respond({"room": await self.service.dm(user, body.user)})
 
     async def members(self, request: web.Request) -> web.Response:
         """A room's members and their roles, for its members."""
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room = request.match_info["room"]
         await self.service.check_member(user, room)
         info = await self.service.room_info(room)
@@ -275,13 +286,13 @@ class HttpApi:
 
     async def _moderate(self, request: web.Request, action: Callable[[str, str, str], Awaitable[None]]) -> web.Response:
         """``POST /api/rooms/{room}/<action>`` with ``{"user": ...}``: the service checks the roles."""
-        user, room = self.user_of(request), request.match_info["room"]
+        user, room = await self.user_of(request), request.match_info["room"]
         body: _UserRef = await _body(request, _UserRef)
         await action(user, room, body.user)
         return _respond({"room": room, "user": body.user})
 
     async def role(self, request: web.Request) -> web.Response:
-        user, room = self.user_of(request), request.match_info["room"]
+        user, room = await self.user_of(request), request.match_info["room"]
         body: _RoleChange = await _body(request, _RoleChange)
         await self.service.set_role(user, room, body.user, body.role)
         return _respond({"room": room, "user": body.user, "role": body.role})
@@ -290,7 +301,7 @@ class HttpApi:
 
     async def admin_rooms(self, request: web.Request) -> web.Response:
         """Every room with its kind, owner and member count."""
-        self.admin_of(request)
+        await self.admin_of(request)
         out = []
         for room in await self.service.all_rooms():
             info = await self.service.room_info(room)
@@ -298,34 +309,44 @@ class HttpApi:
         return _respond({"rooms": out})
 
     async def admin_room(self, request: web.Request) -> web.Response:
-        self.admin_of(request)
+        await self.admin_of(request)
         return _respond(_room_json(await self.service.room_info(request.match_info["room"])))
 
     async def admin_ban(self, request: web.Request) -> web.Response:
-        admin, room = self.admin_of(request), request.match_info["room"]
+        admin, room = await self.admin_of(request), request.match_info["room"]
         body: _UserRef = await _body(request, _UserRef)
         await self.service.ban(admin, room, body.user, as_admin=True)
         return _respond({"room": room, "user": body.user, "banned": True})
 
     async def admin_unban(self, request: web.Request) -> web.Response:
-        admin, room, user = self.admin_of(request), request.match_info["room"], request.match_info["user"]
+        admin, room, user = await self.admin_of(request), request.match_info["room"], request.match_info["user"]
         await self.service.unban(admin, room, user, as_admin=True)
         return _respond({"room": room, "user": user, "banned": False})
 
     async def admin_delete(self, request: web.Request) -> web.Response:
         """Remove a message as a server administrator: a sequenced ``delete`` by the admin (a tombstone)."""
-        admin = self.admin_of(request)
+        admin = await self.admin_of(request)
         room, target = request.match_info["room"], _seq_param(request)
         return _appended(await self.service.delete(admin, room, target, moderator=True), created=200)
 
+    async def admin_revoke(self, request: web.Request) -> web.Response:
+        """Void every token of the user issued up to now (this second included), on every node."""
+        await self.admin_of(request)
+        user = request.match_info["user"]
+        if not valid_user(user):
+            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+        if self.revocations is None:
+            raise AuthError("this server does not keep revocations", Code.FORBIDDEN)
+        return _respond({"user": user, "revoked_before": await self.revocations.revoke(user)})
+
     async def join(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room = request.match_info["room"]
         await self.service.join(user, room)
         return _respond({"room": room})
 
     async def leave(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room = request.match_info["room"]
         await self.service.leave(user, room)
         return _respond({"room": room})
@@ -342,7 +363,7 @@ class HttpApi:
         return await self._history(request, room)
 
     async def _history(self, request: web.Request, room: str) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         after = _int_param(request, "after")
         before = _int_param(request, "before")
         since_ts = _since_param(request)
@@ -357,7 +378,7 @@ class HttpApi:
         return _respond(_history_json(room, result))
 
     async def send(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room = request.match_info["room"]
         body: _NewMessage = await _body(request, _NewMessage)
         appended = await self.service.send(user, room, body.cmid, body.body)
@@ -366,43 +387,43 @@ class HttpApi:
         return _respond(payload, status=200 if appended.duplicate else 201)
 
     async def edit(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
         body: _EditRequest = await _body(request, _EditRequest)
         return _appended(await self.service.edit(user, room, target, body.body, body.cmid))
 
     async def delete(self, request: web.Request) -> web.Response:
         """``DELETE`` answers 200 whether it stored the delete now or answers a retry (``duplicate``)."""
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
         cmid = request.query.get("cmid") or None
         return _appended(await self.service.delete(user, room, target, cmid), created=200)
 
     async def react(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
         body: _Reaction = await _body(request, _Reaction)
         return _appended(await self.service.react(user, room, target, body.emoji))
 
     async def unreact(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room, target, emoji = request.match_info["room"], _seq_param(request), request.match_info["emoji"]
         return _appended(await self.service.react(user, room, target, emoji, remove=True), created=200)
 
     async def mark_read(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room = request.match_info["room"]
         body: _ReadMark = await _body(request, _ReadMark)
         return _respond({"room": room, "read": await self.service.mark_read(user, room, body.seq)})
 
     async def receipts(self, request: web.Request) -> web.Response:
-        user = self.user_of(request)
+        user = await self.user_of(request)
         room = request.match_info["room"]
         return _respond({"room": room, "readers": await self.service.receipts(user, room)})
 
     async def sync(self, request: web.Request) -> web.Response:
         """``{"rooms": {room: cursor}}`` in; each room's backlog after its cursor out, with ``has_more``."""
-        user = self.user_of(request)
+        user = await self.user_of(request)
         body: _SyncRequest = await _body(request, _SyncRequest)
         if len(body.rooms) > 100:
             raise ProtocolError("at most 100 rooms per sync", Code.TOO_LARGE)

@@ -184,12 +184,15 @@ class Session:
             await asyncio.wait_for(self.outbox.until_drained(), max(0.05, deadline - asyncio.get_running_loop().time()))
         await self.close(Code.GOING_AWAY, "server shutting down")
 
-    async def expire(self) -> None:
-        """The token ran out: say so (an error frame 4401 after what is queued), then close with 4401."""
-        self.outbox.push(frames.encode(frames.Error(code=int(Code.UNAUTHORIZED), reason="token expired")))
+    async def expire(self, reason: str = "token expired") -> None:
+        """The token ran out or was revoked: say so (an error frame 4401 after what is queued), then close
+        with 4401."""
+        if self.closed:
+            return
+        self.outbox.push(frames.encode(frames.Error(code=int(Code.UNAUTHORIZED), reason=reason)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.outbox.until_drained(), self.limits.close_timeout_s)
-        await self.close(Code.UNAUTHORIZED, "token expired")
+        await self.close(Code.UNAUTHORIZED, reason)
 
     async def release(self) -> None:
         """Stop everything this session runs; safe to call more than once."""

@@ -11,7 +11,7 @@ from typing import Final
 
 from aiohttp import WSMsgType, web
 
-from ..auth import TokenAuthority
+from ..auth import Identity, TokenAuthority
 from ..config import Limits
 from ..hub import Hub
 from ..metrics import code_label
@@ -19,6 +19,7 @@ from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, ProtocolError, RoostError
 from ..readiness import Readiness
+from ..revocation import Revocations, void
 from ..service import ChatService
 from .session import Session
 
@@ -114,8 +115,10 @@ class WebSocketEndpoint:
         limits: Limits,
         allowed_origins: tuple[str, ...] = (),
         readiness: Readiness | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.service = service
+        self.revocations = revocations
         self.readiness = readiness
         self.hub = hub
         self.tokens = tokens
@@ -123,6 +126,8 @@ class WebSocketEndpoint:
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
         self.sessions: set[Session] = set()
         self._per_user: dict[str, int] = {}
+        self._identities: dict[Session, Identity] = {}
+        """Each open session's token (its ``iat``), for revocations."""
 
     def _origin_allowed(self, request: web.Request) -> bool:
         """Browsers send Origin; a page from another site must not ride on the user's cookies or
@@ -161,7 +166,7 @@ class WebSocketEndpoint:
         await ws.prepare(request)
         transport = _AiohttpTransport(ws, request.transport, self.limits.close_timeout_s)
         try:
-            user, expires_at, auth_ref = await self._authenticate(ws, request)
+            identity, auth_ref = await self._authenticate(ws, request)
         except _Refused as refused:
             handshakes.labels("refused_auth").inc()
             exc = refused.error
@@ -169,6 +174,7 @@ class WebSocketEndpoint:
             await ws.send_frame(frames.encode(error), WSMsgType.TEXT)
             await ws.close(code=int(exc.code), message=exc.reason.encode()[:120])
             return ws
+        user, expires_at = identity.user, identity.expires_at
         if self._per_user.get(user, 0) >= self.limits.max_connections_per_user:
             handshakes.labels("refused_limit").inc()
             reason = f"over {self.limits.max_connections_per_user} connections for {user}"
@@ -178,6 +184,7 @@ class WebSocketEndpoint:
         handshakes.labels("accepted").inc()
         session = Session(self.service, self.hub, transport, self.limits, user, secrets.token_hex(8))
         self.sessions.add(session)
+        self._identities[session] = identity
         self._per_user[user] = self._per_user.get(user, 0) + 1
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, expires_at - time.time()),
@@ -198,6 +205,7 @@ class WebSocketEndpoint:
         finally:
             expiry.cancel()
             self.sessions.discard(session)
+            self._identities.pop(session, None)
             left = self._per_user.get(user, 1) - 1
             if left:
                 self._per_user[user] = left
@@ -209,16 +217,15 @@ class WebSocketEndpoint:
             self.service.metrics.closes.labels(code_label(code)).inc()
         return ws
 
-    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[str, float, str | None]:
-        """The user, the token's expiry and the auth frame's id (``welcome``'s ``ref``); or ``_Refused``,
-        whose error names that id too when the first frame had a readable one."""
+    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[Identity, str | None]:
+        """The token's identity and the auth frame's id (``welcome``'s ``ref``); or ``_Refused``, whose
+        error names that id too when the first frame had a readable one."""
         token = request.query.get("token")
         if token:
             try:
-                user, exp = self.tokens.verify(token)
+                return await self._identify(token), None
             except RoostError as exc:
                 raise _Refused(exc, None) from None
-            return user, exp, None
         try:
             msg = await ws.receive(timeout=self.limits.auth_timeout_s)
         except TimeoutError:
@@ -234,10 +241,24 @@ class WebSocketEndpoint:
         if not isinstance(frame, frames.Auth):
             raise _Refused(AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED), ref)
         try:
-            user, exp = self.tokens.verify(frame.token)
+            return await self._identify(frame.token), frame.id
         except RoostError as exc:
             raise _Refused(exc, ref) from None
-        return user, exp, frame.id
+
+    async def _identify(self, token: str) -> Identity:
+        identity = self.tokens.identify(token)
+        if self.revocations is not None:
+            await self.revocations.check(identity)
+        return identity
+
+    async def close_revoked(self, revoked: dict[str, int]) -> None:
+        """Close with 4401 every connection whose token ``revoked`` (user -> issued-at bound) voids."""
+        void_sessions = [
+            s for s, identity in list(self._identities.items()) if void(identity, revoked.get(identity.user, 0))
+        ]
+        if void_sessions:
+            await asyncio.gather(*(s.expire("token revoked") for s in void_sessions), return_exceptions=True)
+            log.info("closed %d connections of revoked tokens", len(void_sessions))
 
     async def shed(self, reason: str) -> None:
         """Close every connection with 4504, all at once: each client fails over to another node."""

@@ -24,9 +24,10 @@ class Code(IntEnum):
     UNAUTHORIZED = 4401
     """No token, a bad token or an expired one."""
     FORBIDDEN = 4403
-    """Authenticated, but not allowed: not a member of the room, banned, not invited, or lacking the role."""
+    """Authenticated, but not allowed: not a member of a public room, banned, or lacking the role."""
     UNKNOWN_ROOM = 4404
-    """The room does not exist (or the user a request names is not a member of it)."""
+    """The room does not exist, or is private or direct and the user is neither in it nor invited (the same
+    answer, so outsiders cannot tell which names are taken); or the user a request names is not a member."""
     AUTH_TIMEOUT = 4408
     """The connection did not authenticate in time."""
     CONFLICT = 4409
@@ -36,7 +37,8 @@ class Code(IntEnum):
     TOO_LARGE = 4413
     """A frame or a message body over the configured limit."""
     TOO_MANY_ROOMS = 4422
-    """The user is in ``max_rooms_per_user`` rooms already: leave one before creating or joining another."""
+    """The user is in ``max_rooms_per_user`` rooms already (or opened that many direct conversations): leave
+    one before creating or joining another."""
     RATE_LIMITED = 4429
     """Too many requests; retry after ``retry_after_s``."""
     INTERNAL = 4500

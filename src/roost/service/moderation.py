@@ -94,14 +94,15 @@ class Moderation:
             raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
         if user == actor:
             raise ProtocolError("not on oneself (use leave)", Code.BAD_FRAME)
-        await self.rooms.require_room(room)
+        if as_admin:
+            await self.rooms.require_room(room)
+        else:
+            await self.rooms.check_member(actor, room)  # first: an outsider learns nothing of a private room
         meta = await self.directory.room_attrs(room, NS_META)
         if kind_of(room, meta) == DIRECT:
             raise AuthError(f"{room!r} is a direct conversation: it has no moderators", Code.FORBIDDEN)
         if as_admin:
             return meta
-        if not await self.directory.is_member(room, actor):
-            raise AuthError(f"not a member of {room!r}", Code.FORBIDDEN)
         if RANK[await self.rooms.role(room, actor, meta)] < RANK[ADMIN]:
             raise AuthError(f"only the owner or an admin of {room!r} may do that", Code.FORBIDDEN)
         return meta

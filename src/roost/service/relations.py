@@ -2,8 +2,9 @@
 
 A relation is a message of its own (kind ``edit``, ``delete``, ``react``, ``unreact``, a JSON body naming
 the target seq), stored through the one write path, so it is sequenced, delivered and caught up like text
-on every engine. Who may do what is decided here only: the sender edits, the sender or a moderator
-deletes, and the target is a kept ``text`` message that is not deleted.
+on every engine. Who may do what is decided here only: the sender edits, the sender or a moderator whose
+role is higher than the sender's deletes (``Rooms.may_delete_for``; a server admin through the admin API),
+and the target is a kept ``text`` message that is not deleted.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ class RelationRules:
     async def delete(
         self, user: str, room: str, target: int, cmid: str | None = None, *, moderator: bool = False
     ) -> Appended:
-        """Store ``kind: delete`` of ``target``: its sender, the room's moderators, or a caller that has
-        authorized the request itself (``moderator=True``: an admin API; membership is then not checked).
+        """Store ``kind: delete`` of ``target``: its sender, a moderator of a higher role than the sender, or a
+        caller that has authorized the request itself (``moderator=True``: the admin API; membership is then not
+        checked).
 
         Without ``cmid`` the key is ``~delete-<target>``: a retry is answered with the first delete."""
         cmid = f"~delete-{target}" if cmid is None else cmid
@@ -80,8 +82,10 @@ class RelationRules:
         else:
             await self.rooms.check_member(user, room)
         original, relations = await self._target(room, target)
-        if original.sender != user and not moderator and not await self.rooms.can_moderate(user, room):
-            raise AuthError(f"only {original.sender} or a moderator may delete message {target}", Code.FORBIDDEN)
+        allowed = original.sender == user or moderator
+        if not allowed and not await self.rooms.may_delete_for(user, room, original.sender):
+            reason = f"only {original.sender} or a moderator of a higher role may delete message {target}"
+            raise AuthError(reason, Code.FORBIDDEN)
         existing = relations.deleted(target)
         if existing is not None and (existing.sender, existing.cmid) != (user, cmid):
             raise Conflict(f"message {target} is already deleted")

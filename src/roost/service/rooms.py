@@ -10,6 +10,7 @@ Moderation (invitations, kicks, bans, roles) is ``moderation.py``, over the role
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,7 +21,7 @@ from ..protocol.errors import AuthError, Conflict, NotFound, ProtocolError, Roos
 from ..protocol.types import KIND_JOIN, KIND_LEAVE, valid_room, valid_user
 from .writes import Writer
 
-__all__ = ["ROOM_KINDS", "RoomInfo", "Rooms", "check_room_name", "dm_room", "kind_of"]
+__all__ = ["ROOM_KINDS", "RoomInfo", "Rooms", "check_room_name", "dm_room", "kind_of", "missing"]
 
 PUBLIC: Final = "public"
 PRIVATE: Final = "private"
@@ -33,7 +34,10 @@ RANK: Final = {MEMBER: 0, ADMIN: 1, OWNER: 2}
 DM_PREFIX: Final = "dm:"
 # Attribute namespaces of the Directory, and what they hold.
 NS_META: Final = "meta"
-"""``kind`` and ``owner``, fixed at creation. A room without them predates kinds: public, no owner."""
+"""``kind`` and ``owner`` (``opener`` for a direct conversation), fixed at creation. A room without them
+predates kinds: public, no owner."""
+OPENER: Final = "opener"
+"""Who opened a direct conversation: it counts against their limit only (``_check_dm_limit``)."""
 NS_ROLES: Final = "roles"
 """user -> ``admin`` (absent: a plain member; the owner is in ``meta``)."""
 NS_BANS: Final = "bans"
@@ -67,6 +71,11 @@ class RoomInfo:
     """member -> role"""
     bans: list[str]
     invites: list[str]
+
+
+def missing(room: str) -> NotFound:
+    """The one answer for a room that does not exist, and for a private or direct room to an outsider."""
+    return NotFound(f"no room {room!r}")
 
 
 def check_room_name(room: str) -> None:
@@ -105,8 +114,8 @@ class Rooms:
         room = dm_room(user, other)
         if await self.directory.is_member(room, user):
             return room
-        await self._check_room_limit(user)
-        if await self.directory.create_room(room, user, {"kind": DIRECT}):
+        await self._check_dm_limit(user)
+        if await self.directory.create_room(room, user, {"kind": DIRECT, OPENER: user}):
             await self.writer.event(room, user, KIND_JOIN)
             if await self.directory.add_member(room, other):
                 await self.writer.event(room, other, KIND_JOIN)
@@ -123,14 +132,14 @@ class Rooms:
         invited = False
         if kind == DIRECT:
             if user not in _dm_pair(room):
-                raise AuthError(f"{room!r} is a direct conversation of two other users", Code.FORBIDDEN)
+                raise missing(room)  # [R-SEC-63] as if there were none
         else:
-            if await self.banned(room, user):
-                raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
             if kind == PRIVATE and user != meta.get("owner"):
                 invited = user in await self.directory.room_attrs(room, NS_INVITES)
                 if not invited:
-                    raise AuthError(f"{room!r} is private: an invitation is needed", Code.FORBIDDEN)
+                    raise missing(room)  # [R-SEC-63] a banned user is never invited
+            if await self.banned(room, user):
+                raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
         await self._check_room_limit(user)
         if not await self.directory.add_member(room, user):
             return
@@ -144,10 +153,14 @@ class Rooms:
         await self.writer.event(room, user, KIND_JOIN)
 
     async def leave(self, user: str, room: str) -> None:
+        """Leaving a room one is not in is a no-op, but 4404 in a private or direct one that one is not invited
+        to, as for a room that does not exist (R-SEC-63)."""
         await self.require_room(room)
         if await self.directory.remove_member(room, user):
             await self.drop_role(room, user)
             await self.writer.event(room, user, KIND_LEAVE)
+        elif await self.hidden(room, user):
+            raise missing(room)
 
     async def rooms_of(self, user: str) -> list[str]:
         return await self.directory.rooms_of(user)
@@ -177,21 +190,35 @@ class Rooms:
         return RoomInfo(room, kind_of(room, meta), owner, members, bans, invites)
 
     async def check_member(self, user: str, room: str) -> None:
-        """Raise unless ``user`` may read and write ``room``."""
+        """Raise unless ``user`` may read and write ``room``: 4403 in a public room (which anyone may see
+        exists), 4404 in a private or direct one, the same answer as for a room that does not exist, so an
+        outsider cannot tell which private names are taken [R-SEC-63]."""
         if await self.directory.is_member(room, user):
             return
         await self.require_room(room)
+        if await self.hidden(room, user):
+            raise missing(room)
         raise AuthError(f"not a member of {room!r}", Code.FORBIDDEN)
 
-    async def can_moderate(self, user: str, room: str) -> bool:
-        """May ``user`` delete others' messages in ``room``? Its owner and admins may."""
+    async def hidden(self, room: str, user: str) -> bool:
+        """Is the room's existence kept from ``user``, not a member? A private or direct room is, unless
+        ``user`` holds an invitation to it (and so knows it)."""
+        if kind_of(room, await self.directory.room_attrs(room, NS_META)) == PUBLIC:
+            return False
+        return user not in await self.directory.room_attrs(room, NS_INVITES)
+
+    async def may_delete_for(self, user: str, room: str, sender: str) -> bool:
+        """May ``user`` delete ``sender``'s messages in ``room``? [R-SEC-64] An owner or admin whose role is
+        higher than the sender's role now: the owner deletes admins' and members' messages, an admin
+        members' (and those of users no longer in the room); nobody but the owner deletes the owner's."""
         meta = await self.directory.room_attrs(room, NS_META)
-        return RANK[await self.role(room, user, meta)] >= RANK[ADMIN]
+        rank = RANK[await self.role(room, user, meta)]
+        return rank >= RANK[ADMIN] and rank > RANK[await self.role(room, sender, meta)]
 
     async def require_room(self, room: str) -> None:
         check_room_name(room)
         if not await self.directory.room_exists(room):
-            raise NotFound(f"no room {room!r}")
+            raise missing(room)
 
     async def role(self, room: str, user: str, meta: dict[str, str]) -> str:
         if user == meta.get("owner"):
@@ -206,9 +233,28 @@ class Rooms:
         return user in await self.directory.room_attrs(room, NS_BANS)
 
     async def _check_room_limit(self, user: str) -> None:
-        """Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
-        if len(await self.directory.rooms_of(user)) >= self.limits.max_rooms_per_user:
+        """Rooms (not direct conversations) the user is in, before a create or join [R-SEC-65].
+
+        Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
+        rooms = [r for r in await self.directory.rooms_of(user) if not r.startswith(DM_PREFIX)]
+        if len(rooms) >= self.limits.max_rooms_per_user:
             raise RoostError(
                 f"in {self.limits.max_rooms_per_user} rooms already (the per-user limit): leave one first",
+                Code.TOO_MANY_ROOMS,
+            )
+
+    async def _check_dm_limit(self, user: str) -> None:
+        """Direct conversations the user opened, before a ``dm`` [R-SEC-65]: those others opened with them
+        do not count, so 1,000 accounts opening one each cannot use up the user's own budget. The rooms'
+        ``meta`` is read only when the user is in that many direct conversations at all."""
+        dms = [r for r in await self.directory.rooms_of(user) if r.startswith(DM_PREFIX)]
+        limit = self.limits.max_rooms_per_user
+        if len(dms) < limit:
+            return
+        metas = await asyncio.gather(*(self.directory.room_attrs(r, NS_META) for r in dms))
+        # A conversation from before ``opener`` was recorded counts for both of its users.
+        if sum(1 for meta in metas if meta.get(OPENER, user) == user) >= limit:
+            raise RoostError(
+                f"opened {limit} direct conversations already (the per-user limit): leave one first",
                 Code.TOO_MANY_ROOMS,
             )
