@@ -20,6 +20,7 @@ from ..protocol.codes import Code
 from ..protocol.errors import AuthError, ProtocolError, RoostError
 from ..readiness import Readiness
 from ..service import ChatService
+from .connections import ConnectionGuard
 from .session import Session
 
 __all__ = ["WebSocketEndpoint"]
@@ -114,8 +115,10 @@ class WebSocketEndpoint:
         limits: Limits,
         allowed_origins: tuple[str, ...] = (),
         readiness: Readiness | None = None,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         self.service = service
+        self.guard = guard
         self.readiness = readiness
         self.hub = hub
         self.tokens = tokens
@@ -176,6 +179,8 @@ class WebSocketEndpoint:
             await ws.close(code=int(Code.RATE_LIMITED), message=b"too many connections")
             return ws
         handshakes.labels("accepted").inc()
+        if self.guard is not None:
+            self.guard.authenticated(request)
         session = Session(self.service, self.hub, transport, self.limits, user, secrets.token_hex(8))
         self.sessions.add(session)
         self._per_user[user] = self._per_user.get(user, 0) + 1
