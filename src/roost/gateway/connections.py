@@ -144,8 +144,15 @@ class ConnectionGuard:
         if conn is None:
             return await handler(request)
         if conn.restricted and request.path not in RESERVED_PATHS:
-            self._count("reserve_only", conn, "answered 429 to %s %s from %s: only health, metrics and WebSocket "
-                        "requests are served over the connection caps", request.method, request.path, conn.source)
+            self._count(
+                "reserve_only",
+                conn,
+                "answered 429 to %s %s from %s: only health, metrics and WebSocket "
+                "requests are served over the connection caps",
+                request.method,
+                request.path,
+                conn.source,
+            )
             response = web.Response(status=429, body=_REFUSAL, content_type="application/json")
             response.headers["Retry-After"] = "1"
             response.force_close()
