@@ -67,7 +67,7 @@ _BUSY: Final = 2
 _UPGRADE: Final = 3
 
 _REFUSAL: Final = msgspec.json.encode(
-    {"error": {"code": int(Code.RATE_LIMITED), "reason": "too many connections: try again later"}}
+    {"error": {"code": int(Code.RATE_LIMITED), "reason": "too many connections: try again later", "retry_after_s": 1.0}}
 )
 _TOO_MANY: Final = (
     b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
