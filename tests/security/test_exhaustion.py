@@ -30,6 +30,8 @@ import aiohttp
 import pytest
 
 from roost.chaos.infra import wait_until
+from roost.config import Settings
+from roost.node import serve
 
 from ..backends import REDIS, _clean_redis
 from ..integration.procs import ServerProcess
@@ -285,6 +287,9 @@ async def test_more_sockets_than_descriptors_and_a_newcomer_still_gets_in(tmp_pa
             for i in range(4):
                 herd.open(f"127.0.0.{2 + i}", 1200)
             await asyncio.to_thread(herd.run, SHED_AFTER_S + 0.5)
+            deadline = time.monotonic() + 15  # until the node has accepted (and answered) every one
+            while len(herd.held()) > 2048 + 8 and time.monotonic() < deadline:
+                await asyncio.to_thread(herd.run, 0.1)
             held = herd.held()
             assert 2048 <= len(held) <= 2048 + 8, len(held)
             for i in range(4):
@@ -354,3 +359,20 @@ async def pending(server: ServerProcess, n: int) -> bool:
     """True when the node counts ``n`` connections not authenticated (this request's own included)."""
     status, text = await get(server, "/metrics")
     return status == 200 and f"\nroost_unauthenticated_connections {float(n)}\n" in text
+
+
+async def test_an_authenticated_websocket_is_no_longer_counted_or_watched(embedded_settings: Settings) -> None:
+    """[R-SEC-30] Once its auth frame is accepted, a WebSocket leaves the connection limits: the node no longer
+    counts it as pending, and the guard is out of its data path (its socket's protocol is aiohttp's own, so
+    the messages of authenticated users cost nothing extra)."""
+    async with serve(embedded_settings) as node, aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(node.ws_url)
+        await ws.send_json({"type": "auth", "token": node.tokens.issue("alice"), "id": "a"})
+        assert json.loads((await ws.receive(timeout=5)).data)["type"] == "welcome"
+        (session,) = node.websocket.sessions
+        raw = session.transport.raw  # type: ignore[attr-defined]
+        assert raw is not None and type(raw.get_protocol()).__module__.startswith("aiohttp.")
+        async with http.get(node.url + "/metrics") as resp:
+            text = await resp.text()
+        assert "\nroost_unauthenticated_connections 1.0\n" in text  # the /metrics request itself
+        await ws.close()

@@ -289,17 +289,23 @@ class ConnectionGuard:
         tick = max(0.05, min(1.0, limits.idle_timeout_s / 4, limits.header_timeout_s / 4))
         while True:
             await asyncio.sleep(tick)
-            now = asyncio.get_running_loop().time()
-            for conn in list(self._conns.values()):
-                age = now - conn.since
-                if conn.state == _IDLE:
-                    if age >= limits.idle_timeout_s:
-                        self._close(conn, "idle_timeout")
-                elif conn.state == _HEAD:
-                    if age >= limits.header_timeout_s:
-                        self._close(conn, "header_timeout", _TIMED_OUT)
-                elif conn.state == _BUSY and age >= limits.request_timeout_s:
-                    self._close(conn, "request_timeout")
+            try:
+                self._expire(asyncio.get_running_loop().time())
+            except Exception:  # a bug here must not end the timeouts for good
+                log.exception("connection limits: the timeout sweep failed")
+
+    def _expire(self, now: float) -> None:
+        limits = self.limits
+        for conn in list(self._conns.values()):
+            age = now - conn.since
+            if conn.state == _IDLE:
+                if age >= limits.idle_timeout_s:
+                    self._close(conn, "idle_timeout")
+            elif conn.state == _HEAD:
+                if age >= limits.header_timeout_s:
+                    self._close(conn, "header_timeout", _TIMED_OUT)
+            elif conn.state == _BUSY and age >= limits.request_timeout_s:
+                self._close(conn, "request_timeout")
 
 
 class _Guarded(asyncio.Protocol):
