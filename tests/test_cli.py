@@ -50,7 +50,7 @@ def test_the_development_login_is_refused_on_a_public_address(tmp_path: Path) ->
         (
             ("--store", "nats://127.0.0.1:4222?prefix=a&replica=3"),
             1,
-            "roost: error: unknown nats URL option 'replica' (Roost's: keep, prefix, replicas)",
+            "roost: error: unknown nats URL option 'replica' (Roost's: keep, prefix, replicas, sync)",
         ),
         (
             ("--store", "kafka://127.0.0.1:9/t?partitons=3", "--bus", "redis://127.0.0.1:6379/0"),

@@ -56,6 +56,23 @@ class Limits:
     """A probe with no answer in this time fails (a blackholed broker answers nothing)."""
     unready_grace_s: float = 3.0
     """Not ready for this long: the node closes its clients with 4504 so they fail over to another node."""
+    idle_timeout_s: float = 15.0
+    """A connection with no request in progress and no byte of the next one (before its first request, or
+    between keep-alive requests) is closed after this long."""
+    header_timeout_s: float = 10.0
+    """From the first byte of a request to the end of its head (request line and headers): a slower one
+    is answered 408 and closed (slowloris)."""
+    request_timeout_s: float = 30.0
+    """An HTTP request (not a WebSocket) not answered this long after its head arrived (a body trickled
+    in, an answer not read) has its connection closed."""
+    max_pending_connections: int = 10000
+    """Connections per node that are not an authenticated WebSocket (HTTP, or a WebSocket before its
+    auth), at most half the file-descriptor limit. A new one over it sheds the oldest idle one."""
+    max_pending_per_source: int = 1000
+    """The same per client IP address (0: no limit, e.g. behind a reverse proxy)."""
+    connection_reserve: int = 64
+    """Connections admitted over those caps when none can be shed; they are served /healthz, /livez,
+    /readyz, /metrics and /ws only (429 otherwise), and more are refused with 429 at once."""
 
 
 @dataclass(frozen=True, slots=True)

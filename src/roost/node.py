@@ -18,6 +18,8 @@ from .auth import TokenAuthority, load_jwks, load_or_create_secret
 from .backends import Backends, open_backends
 from .backends.boundary import FAILURES
 from .config import Settings
+from .fdlimit import Descriptors, raise_fd_limit
+from .gateway.connections import ConnectionGuard, GuardedSite
 from .gateway.headers import add_security_headers
 from .gateway.health import health_routes, metrics_endpoint
 from .gateway.hosts import HostCheck
@@ -94,12 +96,17 @@ def make_authority(settings: Settings) -> TokenAuthority:
 
 
 def _export_node_state(
-    metrics: NodeMetrics, settings: Settings, websocket: WebSocketEndpoint, readiness: Readiness
+    metrics: NodeMetrics, settings: Settings, websocket: WebSocketEndpoint, readiness: Readiness, guard: ConnectionGuard
 ) -> None:
     """Gauges read at scrape time: nothing is counted on the paths they describe."""
 
     def state() -> Iterator[Metric]:
         yield GaugeMetricFamily("roost_connections", "Open WebSocket connections.", len(websocket.sessions))
+        yield GaugeMetricFamily(
+            "roost_unauthenticated_connections",
+            "Open connections that are not an authenticated WebSocket (HTTP, or a WebSocket before its auth).",
+            guard.pending,
+        )
         yield GaugeMetricFamily("roost_ready", "1 when /readyz answers 200.", 1 if readiness.ready else 0)
         checks = GaugeMetricFamily("roost_readiness_check", "1 when the check's last probe passed.", labels=["check"])
         for name, check in readiness.checks.items():
@@ -113,6 +120,14 @@ def _export_node_state(
             "Failures of a store or bus driver, answered 4503, by engine and exception class (per process).",
             ["engine", "cause"],
             FAILURES,
+        )
+    )
+    metrics.gauge(
+        counted_by_label(
+            "roost_unauthenticated_closed",
+            "Connections (or requests) not authenticated that the connection limits ended, by reason.",
+            ["reason"],
+            guard.closed,
         )
     )
     if settings.store in (None, "", "sqlite") or (settings.store or "").startswith("sqlite:"):
@@ -129,9 +144,33 @@ def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> N
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Node]:
     """Run a node until the block exits. ``port=0`` picks a free port (see ``node.port``)."""
+    descriptors = raise_fd_limit()
+    guard = ConnectionGuard(settings.limits, descriptors.limit)
+    guard.start()
+    try:
+        async with _serve(settings, guard, descriptors) as node:
+            yield node
+    finally:
+        await guard.aclose()
+
+
+def _log_connection_limits(guard: ConnectionGuard, descriptors: Descriptors) -> None:
+    (log.info if descriptors.ok else log.warning)("%s", descriptors.note)
+    limits = guard.limits
+    log.info(
+        "connection limits: %d pending (not authenticated) per node, %s per source address, reserve %d; "
+        "idle %.0f s, request head %.0f s, request %.0f s",
+        guard.node_cap, guard.source_cap or "no limit", guard.reserve,
+        limits.idle_timeout_s, limits.header_timeout_s, limits.request_timeout_s,
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def _serve(settings: Settings, guard: ConnectionGuard, descriptors: Descriptors) -> AsyncIterator[Node]:
     limits = settings.limits
-    starting = StartingSite(settings.host, settings.port)
+    starting = StartingSite(settings.host, settings.port, guard)
     port = await starting.start()
+    _log_connection_limits(guard, descriptors)
     try:
         backends = await open_with_retry(
             lambda: open_backends(settings.store, settings.bus, settings.data_dir), starting
@@ -163,7 +202,9 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
         },
     )
     revocations = Revocations(backends.directory, backends.bus)
-    websocket = WebSocketEndpoint(service, hub, tokens, limits, settings.allowed_origins, readiness, revocations)
+    websocket = WebSocketEndpoint(
+        service, hub, tokens, limits, settings.allowed_origins, readiness, revocations=revocations, guard=guard
+    )
     revocation_watch = RevocationWatch(
         revocations, websocket.close_revoked, limits.revocation_check_s, lambda: bool(websocket.sessions)
     )
@@ -174,19 +215,23 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
     await readiness.start()
     api = HttpApi(service, tokens, settings.dev_login, settings.admins, revocations)
     hosts = HostCheck(settings.allowed_hosts, settings.dev_login)
-    app = web.Application(middlewares=[hosts.middleware, api.errors], client_max_size=limits.max_frame_bytes * 4)
+    app = web.Application(
+        middlewares=[guard.middleware, hosts.middleware, api.errors], client_max_size=limits.max_frame_bytes * 4
+    )
     app.on_response_prepare.append(add_security_headers)
     app.add_routes(api.routes())
     app.add_routes(health_routes(readiness))
     app.add_routes([web.get("/metrics", metrics_endpoint(metrics))])
-    _export_node_state(metrics, settings, websocket, readiness)
+    _export_node_state(metrics, settings, websocket, readiness, guard)
     app.add_routes([web.get("/ws", websocket.handle), web.get("/", _index)])
     app.add_routes([web.get(f"/{name}", _web_file) for name in _WEB_FILES])
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # aiohttp's own keep-alive timer (an hour by default) only as a backstop behind the guard's bounds.
+    keepalive_s = limits.idle_timeout_s + limits.header_timeout_s
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=keepalive_s)
     await runner.setup()
     # A deep accept queue: after a restart every client reconnects at once, and SYNs dropped by a
     # full queue are retried by the kernel only after 1, 3, 7, 15 s (measured: `roost bench`, storm).
-    site = web.TCPSite(runner, settings.host, port, reuse_address=True, backlog=4096)
+    site = GuardedSite(runner, guard, settings.host, port, backlog=4096)
     await site.start()
     node = Node(settings, backends, service, hub, tokens, websocket, readiness, runner, port)
     try:

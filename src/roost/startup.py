@@ -16,6 +16,7 @@ from typing import Final, TypeVar
 import msgspec
 from aiohttp import web
 
+from .gateway.connections import ConnectionGuard, GuardedSite
 from .protocol.codes import Code
 from .protocol.errors import Unavailable
 
@@ -28,22 +29,24 @@ _json: Final = msgspec.json.Encoder()
 
 
 class StartingSite:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, guard: ConnectionGuard) -> None:
         self.host = host
         self.port = port
+        self.guard = guard
+        """The node's connection limits hold while it starts too (the engines may be away for long)."""
         self.cause = "starting"
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> int:
         """Listen; return the port (the one the OS picked when ``port`` is 0)."""
-        app = web.Application()
+        app = web.Application(middlewares=[self.guard.middleware])
         app.add_routes(
             [web.get("/livez", self._live), web.get("/healthz", self._live), web.get("/readyz", self._ready)]
         )
         app.router.add_route("*", "/{tail:.*}", self._unavailable)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        site = GuardedSite(self._runner, self.guard, self.host, self.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self.port

@@ -86,6 +86,10 @@ class Server:
         if target.kind == "roost":
             argv = [py, "-m", "roost", "serve", "--port", str(port), "--data-dir", str(data)]
             argv += [f"--secret={secret}", "--log-level", "WARNING"]
+            if target.name != "roost-baseline":  # (an older checkout may not know the setting)
+                # The load generator is one address opening thousands of connections at once (the storm's
+                # reconnects): a per-source cap is for distinct clients, and would shed its slow handshakes.
+                argv += ["--limit", "max_pending_per_source=0"]
             store, bus = _engine_url(target.store, prefix), _engine_url(target.bus, prefix)
             if store:
                 argv += ["--store", store]

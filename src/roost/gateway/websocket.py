@@ -21,6 +21,7 @@ from ..protocol.errors import AuthError, ProtocolError, RoostError
 from ..readiness import Readiness
 from ..revocation import Revocations, void
 from ..service import ChatService
+from .connections import ConnectionGuard
 from .session import Session
 
 __all__ = ["WebSocketEndpoint"]
@@ -116,9 +117,11 @@ class WebSocketEndpoint:
         allowed_origins: tuple[str, ...] = (),
         readiness: Readiness | None = None,
         revocations: Revocations | None = None,
+        guard: ConnectionGuard | None = None,
     ) -> None:
         self.service = service
         self.revocations = revocations
+        self.guard = guard
         self.readiness = readiness
         self.hub = hub
         self.tokens = tokens
@@ -182,6 +185,8 @@ class WebSocketEndpoint:
             await ws.close(code=int(Code.RATE_LIMITED), message=b"too many connections")
             return ws
         handshakes.labels("accepted").inc()
+        if self.guard is not None:
+            self.guard.authenticated(request)
         session = Session(self.service, self.hub, transport, self.limits, user, secrets.token_hex(8))
         self.sessions.add(session)
         self._identities[session] = identity
