@@ -153,3 +153,9 @@ async def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
     assert any(m.startswith(f"roost {version('roost')} serving on") for m in messages), messages
     assert messages[-1] == "roost: stopped"
     assert len({e["node"] for e in events}) == 1
+
+
+def test_chaos_names_an_unknown_fault_and_the_known_ones() -> None:
+    out = roost("chaos", "--faults", "kill9,meteor", "--quiet")
+    assert out.returncode == 2
+    assert "unknown fault(s) meteor" in out.stderr and "powerloss" in out.stderr

@@ -58,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--duration", type=float, default=30.0, help="seconds of sending")
     chaos.add_argument("--messages", type=int, default=0, help="stop after this many sends (0: duration only)")
     chaos.add_argument("--rate", type=float, default=100.0, help="sends per second over all clients")
-    chaos.add_argument("--faults", default="kill9,drop,pause,slow,broker")
+    chaos.add_argument(
+        "--faults",
+        default="kill9,drop,pause,slow,broker,partition,cut,powerloss",
+        help="comma-separated; each is used where the backend allows it (docs/reliability.md)",
+    )
     chaos.add_argument("--fault-every", type=float, default=3.0, help="mean seconds between faults")
     chaos.add_argument("--seed", type=int, default=1)
     chaos.add_argument("--history", help="write the recorded history (JSON) here")
@@ -253,6 +257,12 @@ def _chaos(args: argparse.Namespace) -> int:
     from .chaos.runner import ChaosConfig, run
 
     faults = tuple(f for f in args.faults.split(",") if f)
+    from .chaos.runner import FAULTS
+
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        print(f"roost: error: unknown fault(s) {', '.join(unknown)} (known: {', '.join(FAULTS)})", file=sys.stderr)
+        return 2
     config = ChaosConfig(
         backend=args.backend,
         nodes=args.nodes,

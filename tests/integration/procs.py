@@ -18,9 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from roost.chaos.infra import Process, free_port, wait_healthy
+from roost.chaos.tcpproxy import TcpProxy
 
 from ..backends import REDIS, _clean_redis
-from ..tcpproxy import TcpProxy
 
 
 class ServerProcess(Process):

@@ -1,7 +1,7 @@
 """A node cut off from its broker tells the truth and hands its clients to a node that can serve them.
 
 Two real ``roost serve`` nodes on one engine (the machine's Redis or NATS, each test with its own
-prefix). Node B reaches the broker only through a TCP proxy the test controls (tests/tcpproxy.py).
+prefix). Node B reaches the broker only through a TCP proxy the test controls (roost/chaos/tcpproxy.py).
 Clients list B first and A second. While they chat, the proxy is cut (connections reset, new ones
 refused) or blackholed (nothing forwarded, nothing refused: a partition). Then:
 
@@ -26,11 +26,11 @@ import aiohttp
 import pytest
 
 from roost.chaos.infra import wait_until
+from roost.chaos.tcpproxy import TcpProxy
 from roost.client import Client, Sent, connect
 from roost.config import Limits
 
 from ..backends import NATS, REDIS, _clean_nats, _clean_redis
-from ..tcpproxy import TcpProxy
 from .procs import ServerProcess, issue_token, node_behind_proxy, start_nodes
 from .test_multinode import check_exact, stream
 

@@ -143,9 +143,13 @@ async def wait_healthy(process: Process, url: str, within_s: float = 15.0) -> No
 
 
 class RoostNode(Process):
-    def __init__(self, base: Path, index: int, store: str | None, bus: str | None, secret: str) -> None:
+    def __init__(
+        self, base: Path, index: int, store: str | None, bus: str | None, secret: str, data_base: Path | None = None
+    ) -> None:
+        """``data_base``: where the node's data directory goes (default ``base``; a power-loss run puts it on
+        the filesystem that loses power, and the log stays in ``base``)."""
         port = free_port()
-        self.data_dir = base / f"node{index}"
+        self.data_dir = (data_base or base) / f"node{index}"
         argv = [
             sys.executable,
             "-m",

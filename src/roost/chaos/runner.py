@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -28,12 +29,19 @@ from ..client import Client, RequestFailed, connect
 from ..protocol.types import Message
 from .history import Delivery, Fault, History, Send, Stored
 from .infra import NatsServer, RedisServer, RoostNode
+from .powerfs import PowerFS, settle
+from .tcpproxy import TcpProxy
 
 __all__ = ["FAULTS", "ChaosConfig", "run"]
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("kill9", "drop", "pause", "slow", "broker")
+FAULTS = ("kill9", "drop", "pause", "slow", "broker", "partition", "cut", "powerloss")
+"""``partition``/``cut``: one node's links to its engines (each through a TCP proxy the runner controls) are
+blackholed (nothing flows, nothing is refused) or cut (reset, new connections refused) for a while.
+``powerloss``: every process of the stack is killed at once and what the disk had not made durable is
+dropped (``roost.chaos.powerfs``); embedded and redis only (the engines whose data the runner keeps)."""
+POWER_BACKENDS = ("embedded", "redis")
 
 
 @dataclass
@@ -66,6 +74,9 @@ class _Run:
     tokens: TokenAuthority
     nodes: list[RoostNode] = field(default_factory=list)
     broker: RedisServer | NatsServer | None = None
+    proxies: dict[str, list[TcpProxy]] = field(default_factory=dict)
+    """Per node name: the proxies its engine connections go through (shared backends)."""
+    disk: PowerFS | None = None
     clients: dict[str, Client] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=dict)
@@ -102,6 +113,11 @@ async def run(config: ChaosConfig) -> History:
             node.stop()
         if state.broker is not None:
             state.broker.stop()
+        for proxies in state.proxies.values():
+            for proxy in proxies:
+                await proxy.aclose()
+        if state.disk is not None:
+            state.disk.unmount()
         if state.schema is not None:
             await _drop_schema(config.postgres_url, state.schema)
         if config.base is None:
@@ -123,28 +139,57 @@ async def _start(state: _Run, secret: str) -> None:
     config = state.config
     store = bus = None
     count = config.nodes
+    data = state.base
+    if "powerloss" in config.faults and config.backend in POWER_BACKENDS:
+        state.disk = PowerFS(state.base / "disk", state.base / "mnt", log=state.base / "powerfs.log")
+        state.disk.mount()
+        data = state.disk.mountpoint
     if config.backend == "embedded":
         count = 1  # one process owns an SQLite data directory
     elif config.backend == "redis":
-        state.broker = RedisServer(state.base)
-        await state.broker.start()
+        state.broker = RedisServer(data)
         store = bus = state.broker.url + "?prefix=chaos"
     elif config.backend == "nats":
-        state.broker = NatsServer(state.base)
-        await state.broker.start()
+        state.broker = NatsServer(data)
         store = bus = state.broker.url + "?prefix=chaos"
     elif config.backend == "pg-redis":
-        state.broker = RedisServer(state.base)  # the bus; the broker fault restarts it
-        await state.broker.start()
+        state.broker = RedisServer(data)  # the bus; the broker fault restarts it
         state.schema = "chaos_" + secrets.token_hex(6)
         store = f"{config.postgres_url}?schema={state.schema}"
         bus = state.broker.url + "?prefix=chaos"
     else:
         raise ValueError(f"unknown backend {config.backend!r}")
-    state.nodes = [RoostNode(state.base, i, store, bus, secret) for i in range(count)]
+    if state.broker is not None:
+        state.broker.log = state.base / f"{state.broker.name}.log"  # not on the disk that loses power
+        await state.broker.start()
+    for i in range(count):
+        name = f"node{i}"
+        node_store, node_bus = store, bus
+        if {"partition", "cut"} & set(config.faults) and store is not None:
+            node_store, node_bus, state.proxies[name] = await _behind_proxies(store, bus)
+        state.nodes.append(RoostNode(state.base, i, node_store, node_bus, secret, data_base=data))
     for node in state.nodes:
         await node.start()
+    if state.disk is not None:
+        settle(state.disk.mountpoint)  # the stack's first start is on disk before the first power loss
     state.say(f"{config.backend}: {count} node(s) up")
+
+
+async def _behind_proxies(store: str, bus: str | None) -> tuple[str, str | None, list[TcpProxy]]:
+    """The same URLs, each ``host:port`` replaced by a proxy of its own for this node."""
+    proxies: dict[int, TcpProxy] = {}
+
+    async def through(url: str) -> str:
+        parts = urlsplit(url)
+        assert parts.hostname is not None and parts.port is not None, url
+        if parts.port not in proxies:
+            proxies[parts.port] = await TcpProxy(parts.port, parts.hostname).start()
+        netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"{parts.hostname}:{proxies[parts.port].port}")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    node_store = await through(store)
+    node_bus = await through(bus) if bus is not None else None
+    return node_store, node_bus, list(proxies.values())
 
 
 async def _populate(state: _Run) -> None:
@@ -240,7 +285,7 @@ async def _send_one(state: _Run, client: Client, record: Send) -> None:
 
 async def _fault_loop(state: _Run, stop: asyncio.Event) -> None:
     config = state.config
-    kinds = [k for k in config.faults if k != "broker" or state.broker is not None]
+    kinds = [k for k in config.faults if _possible(state, k)]
     while kinds and not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), config.fault_every_s * state.rng.uniform(0.5, 1.5))
@@ -252,6 +297,16 @@ async def _fault_loop(state: _Run, stop: asyncio.Event) -> None:
         recovered = await _wait_caught_up(state, config.recovery_timeout_s)
         fault.recovered_s = None if recovered is None else recovered - fault.t_start
         state.say(f"{kind} on {fault.target}: recovered in {fault.recovered_s}")
+
+
+def _possible(state: _Run, kind: str) -> bool:
+    if kind == "broker":
+        return state.broker is not None
+    if kind in ("partition", "cut"):
+        return bool(state.proxies)
+    if kind == "powerloss":
+        return state.disk is not None
+    return True
 
 
 async def _inject(state: _Run, kind: str) -> Fault:
@@ -286,6 +341,30 @@ async def _inject(state: _Run, kind: str) -> Fault:
         await asyncio.sleep(rng.uniform(0.5, 1.5))
         await state.broker.start()
         target = state.broker.name
+    elif kind in ("partition", "cut"):
+        target = rng.choice(sorted(state.proxies))
+        for proxy in state.proxies[target]:
+            if kind == "cut":
+                proxy.cut()
+            else:
+                proxy.blackhole()
+        await asyncio.sleep(rng.uniform(1.0, 3.0) if kind == "partition" else rng.uniform(0.5, 2.0))
+        for proxy in state.proxies[target]:
+            proxy.heal()
+    elif kind == "powerloss":
+        assert state.disk is not None
+        for node in state.nodes:  # the whole stack at once: nothing writes while the disk goes
+            node.kill()
+        if state.broker is not None:
+            state.broker.kill()
+        state.disk.lose_power()
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
+        state.disk.mount()
+        if state.broker is not None:
+            await state.broker.start()
+        for node in state.nodes:
+            await node.start()
+        target = "stack"
     else:
         raise ValueError(kind)
     return Fault(kind, target, start, state.now())

@@ -91,6 +91,11 @@ class TcpProxy:
         while True:
             data = await reader.read(65536)
             if not data:
+                # Pass the end on (a half-close, as TCP does): a peer that waits for the other side to close
+                # first (asyncpg's close() waits for the server's) would otherwise wait forever.
+                with contextlib.suppress(Exception):
+                    if writer.can_write_eof():
+                        writer.write_eof()
                 return
             await self._flowing.wait()
             if writer.transport.is_closing():
