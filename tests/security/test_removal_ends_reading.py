@@ -232,3 +232,25 @@ async def test_a_removal_lost_by_the_bus_stops_typing_at_the_reset_and_ends_at_t
         assert pong["type"] == "pong"
         assert not [f for f in bob.frames if f.get("room") == "vault"], bob.frames
         await bob.close()
+
+
+async def test_a_member_who_came_back_reads_past_their_own_earlier_removal(node: Node) -> None:
+    """[R-SEC-20] A removal older than a membership check that passed ends nothing: a member kicked and
+    re-admitted catches up through their own ``kick`` and ``leave`` and stays subscribed."""
+    await node.service.create_room("alice", "r")
+    await node.service.join("bob", "r")
+    await node.service.kick("alice", "r", "bob")
+    await node.service.join("bob", "r")
+    await node.service.leave("bob", "r")
+    await node.service.join("bob", "r")
+    bob = await Raw.open(node, "bob")
+    await bob.request({"type": "subscribe", "room": "r", "after": 0, "id": "s"})
+    caught_up = []
+    while (frame := await bob.until(lambda f: f["type"] in ("msg", "live", "error")))["type"] == "msg":
+        caught_up.append((frame["kind"], frame["sender"]))
+    assert frame["type"] == "live", frame
+    assert ("kick", "bob") in caught_up and ("leave", "bob") in caught_up, caught_up
+    await node.service.send("alice", "r", "c1", "welcome back")
+    later = await bob.until(lambda f: f["type"] in ("msg", "error"))
+    assert later.get("body") == "welcome back", later
+    await bob.close()

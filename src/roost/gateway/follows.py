@@ -14,8 +14,10 @@ So a removing event (``Wire.left``) for this user ends the subscription wherever
 confirmed and after every store read, before its page is delivered. Between them: a removal stored
 before the check is seen by the check (the directory changes before the event is stored); one stored after
 it reaches the Follows on the bus, or is above the cursor and so in a later page (a cursor beyond the
-head of the first read is a resync). Ephemeral frames (typing, presence) pass only while membership is
-confirmed: not before that check, nor from a bus reset (which may have lost a removal) to the next one.
+head of the first read is a resync). A removal stored before a check that passed (the user came back
+since: a historic event in a catch-up, a re-delivery) ends nothing. Ephemeral frames (typing, presence)
+pass only while membership is confirmed: not before that check, nor from a bus reset (which may have lost
+a removal) to the next one.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 class _Follow:
     """One followed room: its sync machine, the subscribe request's id, and its fetch task."""
 
-    __slots__ = ("accepted", "attached", "fetching", "member", "ref", "resets", "start", "sync")
+    __slots__ = ("accepted", "attached", "confirmed", "fetching", "member", "ref", "resets", "start", "sync")
 
     def __init__(self, sync: RoomSync[Wire], ref: str | None) -> None:
         self.sync = sync
@@ -56,6 +58,9 @@ class _Follow:
         then do ephemeral frames pass."""
         self.resets = 0
         """Bus resets seen: a membership check that a reset overlapped does not confirm membership."""
+        self.confirmed = -1
+        """A removal of the user at or below this seq was stored before a membership check that passed (so
+        the user came back since): it ends nothing. A removal above it, or any while nothing is known, does."""
 
 
 class Follows:
@@ -75,6 +80,7 @@ class Follows:
         if after is not None and not 0 <= after <= MAX_SEQ:
             raise ProtocolError(f"after must be between 0 and {MAX_SEQ}", Code.BAD_FRAME)
         await self.unfollow(room)
+        known_head = -1
         if after is None:
             position = await self.service.store.position(room)
             if epoch is not None and epoch != position.epoch:
@@ -85,6 +91,7 @@ class Follows:
                 self.outbox.push(frames.encode(error))
                 return
             after, epoch = position.head, position.epoch
+            known_head = position.head
         sync: RoomSync[Wire] = RoomSync(
             after, epoch, page_limit=self.limits.catchup_page, max_buffer=self.limits.outbox_frames
         )
@@ -113,6 +120,7 @@ class Follows:
             raise
         if self._follows.get(room) is follow:
             follow.member = follow.resets == resets
+            follow.confirmed = known_head  # read before the attach, so before the check
             self._run(room, follow)
 
     async def unfollow(self, room: str) -> None:
@@ -149,7 +157,7 @@ class Follows:
                 # Paced: the next page is only read once the outbox has drained (see _fetch).
                 for wire in action.items:
                     self.outbox.push(wire.data, paced=True)
-                    if wire.left == self.user:
+                    if wire.left == self.user and wire.seq > follow.confirmed:
                         self._lost_membership(room)
                         return
             elif isinstance(action, Fetch):
@@ -204,6 +212,7 @@ class Follows:
                 return
             if follow.resets == resets:
                 follow.member = True
+            follow.confirmed = max(follow.confirmed, page.position.head)
             wires = [Wire(m.seq, frames.encode(m), m.sender if m.kind in REMOVING_KINDS else "") for m in page.messages]
             self._tally.catchup_pages += 1
             self._tally.catchup_messages += len(wires)
@@ -221,11 +230,12 @@ class Follows:
         if follow.sync.live(wire):
             self._tally.delivered += 1
             self.outbox.push(wire.data)
-            if wire.left == self.user:
+            if wire.left == self.user and wire.seq > follow.confirmed:
                 self._lost_membership(room)
-        elif wire.left == self.user:
+        elif wire.left == self.user and wire.seq > follow.confirmed:
             # Not delivered (at or below the cursor, or buffered behind a catch-up): the user is out of the
-            # room all the same, whatever this connection has read (R-SEC-20).
+            # room all the same, whatever this connection has read (R-SEC-20). Only a removal older than a
+            # passed check (a re-delivery after the user came back) is not one.
             self._lost_membership(room)
         elif follow.fetching is None:
             self._run(room, follow)
