@@ -6,6 +6,18 @@ store read; ``_run`` then carries out what the machine asks for. Catch-up reads 
 the next page is read only once the outbox has drained. As the hub's ``Listener`` it gets live messages
 (already encoded, forwarded unchanged), bus resets and head checks, and ends a subscription after the
 event that took the user out of the room.
+
+Removal ends reading whatever the cursor (docs/security.md, R-SEC-20). Which events a connection
+delivers depends on its cursor, which the client chooses, and on how fast it reads; who may read does not.
+So a removing event (``Wire.left``) for this user ends the subscription wherever it reaches the Follows
+(delivered, buffered, below the cursor), and the directory is asked again once the bus subscription is
+confirmed and after every store read, before its page is delivered. Between them: a removal stored
+before the check is seen by the check (the directory changes before the event is stored); one stored after
+it reaches the Follows on the bus, or is above the cursor and so in a later page (a cursor beyond the
+head of the first read is a resync). A removal stored before a check that passed (the user came back
+since: a historic event in a catch-up, a re-delivery) ends nothing. Ephemeral frames (typing, presence)
+pass only while membership is confirmed: not before that check, nor from a bus reset (which may have lost
+a removal) to the next one.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from ..config import Limits
 from ..hub import Hub, Wire
 from ..protocol import frames
 from ..protocol.codes import Code
-from ..protocol.errors import ProtocolError
+from ..protocol.errors import AuthError, NotFound, ProtocolError
 from ..protocol.sync import Accepted, CaughtUp, Deliver, Fetch, Resync, RoomSync
 from ..protocol.types import MAX_SEQ, REMOVING_KINDS, Position
 from ..service import ChatService
@@ -31,7 +43,7 @@ log = logging.getLogger(__name__)
 class _Follow:
     """One followed room: its sync machine, the subscribe request's id, and its fetch task."""
 
-    __slots__ = ("accepted", "attached", "fetching", "ref", "start", "sync")
+    __slots__ = ("accepted", "attached", "confirmed", "fetching", "member", "ref", "resets", "start", "sync")
 
     def __init__(self, sync: RoomSync[Wire], ref: str | None) -> None:
         self.sync = sync
@@ -41,6 +53,14 @@ class _Follow:
         self.fetching: asyncio.Task[None] | None = None
         self.attached = False
         """False until the bus subscription is confirmed: no store read may run before that."""
+        self.member = False
+        """Membership confirmed by the directory since the bus subscription (or its last reset) began: only
+        then do ephemeral frames pass."""
+        self.resets = 0
+        """Bus resets seen: a membership check that a reset overlapped does not confirm membership."""
+        self.confirmed = -1
+        """A removal of the user at or below this seq was stored before a membership check that passed (so
+        the user came back since): it ends nothing. A removal above it, or any while nothing is known, does."""
 
 
 class Follows:
@@ -60,6 +80,7 @@ class Follows:
         if after is not None and not 0 <= after <= MAX_SEQ:
             raise ProtocolError(f"after must be between 0 and {MAX_SEQ}", Code.BAD_FRAME)
         await self.unfollow(room)
+        known_head = -1
         if after is None:
             position = await self.service.store.position(room)
             if epoch is not None and epoch != position.epoch:
@@ -70,6 +91,7 @@ class Follows:
                 self.outbox.push(frames.encode(error))
                 return
             after, epoch = position.head, position.epoch
+            known_head = position.head
         sync: RoomSync[Wire] = RoomSync(
             after, epoch, page_limit=self.limits.catchup_page, max_buffer=self.limits.outbox_frames
         )
@@ -82,17 +104,42 @@ class Follows:
             self._follows.pop(room, None)
             raise
         follow.attached = True
+        if self._follows.get(room) is not follow:
+            return  # ended meanwhile (a removal on the bus): already answered
+        # Asked again now that every later removal reaches us on the bus: one stored since the first check
+        # (before the attach, so never seen live, and perhaps at or below the cursor) is seen here.
+        resets = follow.resets
+        try:
+            await self.service.check_member(self.user, room)
+        except BaseException as exc:
+            if self._follows.get(room) is not follow:
+                if isinstance(exc, (AuthError, NotFound)):
+                    return  # the removal itself reached us meanwhile and answered the subscribe
+                raise
+            self._end(room, follow)
+            raise
         if self._follows.get(room) is follow:
+            follow.member = follow.resets == resets
+            follow.confirmed = known_head  # read before the attach, so before the check
             self._run(room, follow)
 
     async def unfollow(self, room: str) -> None:
         follow = self._follows.pop(room, None)
         if follow is None:
             return
+        self._stop(room, follow)
+
+    def _end(self, room: str, follow: _Follow) -> None:
+        if self._follows.get(room) is follow:
+            del self._follows[room]
+            self._stop(room, follow)
+
+    def _stop(self, room: str, follow: _Follow) -> None:
+        """Stop ``follow`` (already out of ``_follows``): no more store reads, bus messages or presence."""
         if follow.accepted:
             self.hub.presence.unfollow(room, self.user)
         follow.sync.close()
-        if follow.fetching is not None:
+        if follow.fetching is not None and follow.fetching is not asyncio.current_task():
             follow.fetching.cancel()
         self.hub.detach(room, self)
 
@@ -110,7 +157,7 @@ class Follows:
                 # Paced: the next page is only read once the outbox has drained (see _fetch).
                 for wire in action.items:
                     self.outbox.push(wire.data, paced=True)
-                    if wire.left == self.user:
+                    if wire.left == self.user and wire.seq > follow.confirmed:
                         self._lost_membership(room)
                         return
             elif isinstance(action, Fetch):
@@ -148,6 +195,24 @@ class Follows:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
+            # Asked after the read, before its page is delivered: a removal stored before the read changed
+            # the directory before that, so a page is never delivered to a user removed before it was read.
+            resets = follow.resets
+            try:
+                member = await self.service.is_member(self.user, room)
+            except Exception as exc:
+                log.warning("membership check of %s in %s failed: %s", self.user, room, getattr(exc, "reason", exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if self._follows.get(room) is not follow:
+                return
+            if not member:
+                self._lost_membership(room)
+                return
+            if follow.resets == resets:
+                follow.member = True
+            follow.confirmed = max(follow.confirmed, page.position.head)
             wires = [Wire(m.seq, frames.encode(m), m.sender if m.kind in REMOVING_KINDS else "") for m in page.messages]
             self._tally.catchup_pages += 1
             self._tally.catchup_messages += len(wires)
@@ -165,31 +230,46 @@ class Follows:
         if follow.sync.live(wire):
             self._tally.delivered += 1
             self.outbox.push(wire.data)
-            if wire.left and wire.left == self.user:
+            if wire.left == self.user and wire.seq > follow.confirmed:
                 self._lost_membership(room)
+        elif wire.left == self.user and wire.seq > follow.confirmed:
+            # Not delivered (at or below the cursor, or buffered behind a catch-up): the user is out of the
+            # room all the same, whatever this connection has read (R-SEC-20). Only a removal older than a
+            # passed check (a re-delivery after the user came back) is not one.
+            self._lost_membership(room)
         elif follow.fetching is None:
             self._run(room, follow)
 
     def _lost_membership(self, room: str) -> None:
-        """The user left (or was removed from) ``room``: the subscription ends after that event."""
+        """The user left (or was removed from) ``room``: the subscription ends now, with 4403.
+
+        After the removing event when it was delivered; at once when it was not (nothing after it is for
+        this user, and what came before it waits for a catch-up the client paces). An unanswered subscribe
+        gets the error under its id."""
         follow = self._follows.pop(room, None)
         if follow is None:
             return
-        follow.sync.close()
-        if follow.fetching is not None:
-            follow.fetching.cancel()
-        self.hub.detach(room, self)
-        self.hub.presence.unfollow(room, self.user)
-        error = frames.Error(code=int(Code.FORBIDDEN), reason=f"no longer a member of {room!r}", room=room)
+        self._stop(room, follow)
+        error = frames.Error(
+            code=int(Code.FORBIDDEN),
+            reason=f"no longer a member of {room!r}",
+            ref=None if follow.accepted else follow.ref,
+            room=room,
+        )
         self.outbox.push(frames.encode(error))
 
     def on_ephemeral(self, room: str, data: bytes) -> None:
-        if room in self._follows:
+        follow = self._follows.get(room)
+        if follow is not None and follow.member:
             self.outbox.push(data)
 
     def on_dropped(self, room: str) -> None:
         follow = self._follows.get(room)
         if follow is not None:
+            # The lost messages may include this user's removal: no typing or presence until the refetch
+            # the reset causes has asked the directory again (every reset leads to one, see RoomSync.dropped).
+            follow.resets += 1
+            follow.member = False
             follow.sync.dropped(1)
             if follow.fetching is None:
                 self._run(room, follow)

@@ -63,6 +63,7 @@ class ChatService:
         self.all_rooms = self.rooms.all_rooms
         self.room_info = self.rooms.room_info
         self.check_member = self.rooms.check_member
+        self.is_member = self.rooms.is_member
         self.edit = self.relation_rules.edit
         self.delete = self.relation_rules.delete
         self.react = self.relation_rules.react

@@ -189,6 +189,10 @@ class Rooms:
         invites = sorted(await self.directory.room_attrs(room, NS_INVITES))
         return RoomInfo(room, kind_of(room, meta), owner, members, bans, invites)
 
+    async def is_member(self, user: str, room: str) -> bool:
+        """One directory read, for a check repeated on a path that must stay cheap (a catch-up page)."""
+        return await self.directory.is_member(room, user)
+
     async def check_member(self, user: str, room: str) -> None:
         """Raise unless ``user`` may read and write ``room``: 4403 in a public room (which anyone may see
         exists), 4404 in a private or direct one, the same answer as for a room that does not exist, so an
