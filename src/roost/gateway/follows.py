@@ -3,9 +3,10 @@
 Gap-free catch-up (docs/architecture.md, "The subscribe path"): ``subscribe`` arms the room's RoomSync
 (buffering live messages) and attaches to the hub, whose bus subscription is confirmed, *before* the first
 store read; ``_run`` then carries out what the machine asks for. Catch-up reads are paced by the client:
-the next page is read only once the outbox has drained. As the hub's ``Listener`` it gets live messages
-(already encoded, forwarded unchanged), bus resets and head checks, and ends a subscription after the
-event that took the user out of the room.
+the next page is read only once the outbox has drained, and each page is bounded by bytes
+(``max_page_bytes``) as well as by count, so the outbox never holds more than one page of catch-up. As
+the hub's ``Listener`` it gets live messages (already encoded, forwarded unchanged), bus resets and head
+checks, and ends a subscription after the event that took the user out of the room.
 """
 
 from __future__ import annotations
@@ -148,11 +149,16 @@ class Follows:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            wires = [Wire(m.seq, frames.encode(m), m.sender if m.kind in REMOVING_KINDS else "") for m in page.messages]
+            # A page within max_page_bytes (at least one message): the outbox holds one page of catch-up at
+            # a time, whatever the size of the room's messages [R-SUB-50].
+            wires = [
+                Wire(m.seq, data, m.sender if m.kind in REMOVING_KINDS else "")
+                for m, data in zip(page.page.messages, page.encoded, strict=True)
+            ]
             self._tally.catchup_pages += 1
             self._tally.catchup_messages += len(wires)
             follow.fetching = None
-            follow.sync.page(wires, page.position)
+            follow.sync.page(wires, page.page.position)
             self._run(room, follow)
             return
 
