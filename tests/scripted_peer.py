@@ -3,9 +3,14 @@ live stream, a refusal at a chosen moment) are reached by a handler that plays t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from roost.chaos.infra import free_port
@@ -26,3 +31,44 @@ async def scripted_peer(handler: Handler) -> AsyncIterator[str]:
         yield f"ws://127.0.0.1:{port}/ws"
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def dropping_relay(
+    upstream: str, drop: Callable[[dict[str, Any]], bool], requests: list[dict[str, Any]]
+) -> AsyncIterator[str]:
+    """A WebSocket relay to a real server that drops the server's frames ``drop`` picks (a lost live message,
+    which a correct server never produces on one subscription) and records every client frame in
+    ``requests``. Each client connection gets its own upstream connection; a close is passed on with its
+    code. Yields the URL a client connects to."""
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024)
+        await sock.prepare(request)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(upstream, max_msg_size=64 * 1024 * 1024) as up,
+        ):
+
+            async def down() -> None:
+                async for msg in up:
+                    if msg.type is not aiohttp.WSMsgType.TEXT:
+                        break
+                    kept = [part for part in msg.data.split("\n") if part and not drop(json.loads(part))]
+                    if kept:
+                        await sock.send_str("\n".join(kept))
+                await sock.close(code=up.close_code or 1000)
+
+            task = asyncio.create_task(down())
+            async for msg in sock:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                requests.append(json.loads(msg.data))
+                await up.send_str(msg.data)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return sock
+
+    async with scripted_peer(handler) as url:
+        yield url

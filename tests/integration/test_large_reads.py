@@ -16,11 +16,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from roost.client import connect
 from roost.config import Limits, Settings
 from roost.gateway.outbox import Outbox
 from roost.node import Node, serve
+from roost.protocol.types import Message
 
 from ..backends import Backend, cleanup, make
+from ..scripted_peer import dropping_relay
 from .test_send import make_room
 from .wsutil import Raw
 
@@ -217,3 +220,36 @@ async def test_a_sync_over_many_rooms_of_big_messages_is_bounded_and_continued_b
         cursors = out["next"]
     assert got == {room: list(range(1, 62)) for room in rooms}
     assert answers >= 3
+
+
+async def test_the_sdk_fills_a_gap_of_16_kib_messages_page_by_page_and_stays_connected(big_node: Node) -> None:
+    """[R-CLIENT-50] The SDK (``roost.client``) behind a relay that loses 280 live messages of 16 KiB (4.5 MB)
+    fills the gap with ``history`` reads of ``limit`` 500 that come back in pages of 256 KiB, reading on
+    while a page ends below its ``head``: every message arrives once, in order, with no reconnect (the
+    first 4.5 MB page closed it with 4508, and each reconnect met the same gap again)."""
+    node = big_node
+    await make_room(node, "alice", "r", "bob")
+    await fill(node, "r", 10)
+    requests: list[dict[str, Any]] = []
+
+    def lost(frame: dict[str, Any]) -> bool:
+        return frame.get("type") == "msg" and 20 <= frame.get("seq", 0) <= 299
+
+    async with (
+        dropping_relay(node.ws_url, lost, requests) as url,
+        connect(url, node.tokens.issue("bob"), start_timeout_s=10) as bob,
+    ):
+        start = await bob.subscribe("r", after=0)
+        assert start is not None
+        await fill(node, "r", 300, start=10)
+        seqs: list[int] = []
+        async with asyncio.timeout(60):
+            async for item in bob:
+                assert isinstance(item, Message)
+                seqs.append(item.seq)
+                if item.seq == 312:
+                    break
+        assert seqs == list(range(1, 313))
+        assert bob.reconnects == 0
+    reads = [f for f in requests if f["type"] == "history"]
+    assert len(reads) >= 15 and all(f["limit"] == 500 for f in reads)
