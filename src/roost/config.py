@@ -16,7 +16,8 @@ class Limits:
     max_history_page: int = 500
     """The most messages one history request returns."""
     catchup_page: int = 500
-    """Messages per store read when a subscription catches up."""
+    """The most messages of one catch-up page when a subscription catches up (each page also within
+    max_page_bytes)."""
     max_page_bytes: int = 256 * 1024
     """Encoded bytes of the messages of one page (history, catch-up, one room of a sync): a page ends before
     the message that would pass it, but holds at least one; has_more (next for a sync) says more follow."""
