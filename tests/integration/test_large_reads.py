@@ -179,6 +179,39 @@ async def test_catch_up_of_a_room_of_16_kib_messages_completes_without_4508(
     await bob.close()
 
 
+async def test_rooms_catching_up_at_once_queue_one_page_at_a_time(
+    big_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[R-SUB-50] [R-LIMIT-50] Six rooms of 100 messages of 16 KiB followed at once on one connection, with
+    ``history`` reads of 500 among them: the rooms and the reads take turns, so the connection's outbox never
+    holds more than about one page (each room's first page was queued at once before)."""
+    node = big_node
+    rooms = [f"m{i}" for i in range(6)]
+    for room in rooms:
+        await make_room(node, "alice", room, "bob")
+        await fill(node, room, 100)
+    high = _OutboxHighWater(monkeypatch)
+    bob = await Raw.open(node, "bob")
+    for room in rooms:
+        await bob.send({"type": "subscribe", "room": room, "after": 0, "id": f"s-{room}"})
+        await bob.send({"type": "history", "room": room, "after": 0, "limit": 500, "id": f"h-{room}"})
+    seqs: dict[str, list[int]] = {room: [] for room in rooms}
+    live: set[str] = set()
+    pages: set[str] = set()
+    while len(live) < len(rooms) or len(pages) < len(rooms):
+        frame = await bob.recv(timeout=20)
+        if frame["type"] == "msg":
+            seqs[frame["room"]].append(frame["seq"])
+        elif frame["type"] == "live":
+            live.add(frame["room"])
+        elif frame["type"] == "history":
+            pages.add(frame["room"])
+    assert seqs == {room: list(range(1, 103)) for room in rooms}
+    assert high.most <= PAGE + ONE_MESSAGE + 8192, high.most
+    assert (await bob.request({"type": "ping", "id": "p"}))["type"] == "pong"
+    await bob.close()
+
+
 async def _sync(node: Node, user: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     async with aiohttp.ClientSession() as http:
         headers = {"Authorization": f"Bearer {node.tokens.issue(user)}"}

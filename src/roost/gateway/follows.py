@@ -138,29 +138,32 @@ class Follows:
     async def _fetch(self, room: str, follow: _Follow, fetch: Fetch) -> None:
         delay = 0.05
         while True:
-            # Catch-up is paced by the client: the next page is read only when the last one is sent.
-            await self.outbox.until_drained()
-            if follow.sync.state.value in ("resync", "closed"):
-                return
-            try:
-                page = await self.service.catchup(room, fetch.after, fetch.limit)
-            except Exception as exc:  # whatever the engine raised: retry, never leave the room stuck
-                log.warning("catch-up read of %s failed: %s", room, getattr(exc, "reason", repr(exc)))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            # A page within max_page_bytes (at least one message): the outbox holds one page of catch-up at
-            # a time, whatever the size of the room's messages [R-SUB-50].
-            wires = [
-                Wire(m.seq, data, m.sender if m.kind in REMOVING_KINDS else "")
-                for m, data in zip(page.page.messages, page.encoded, strict=True)
-            ]
-            self._tally.catchup_pages += 1
-            self._tally.catchup_messages += len(wires)
-            follow.fetching = None
-            follow.sync.page(wires, page.page.position)
-            self._run(room, follow)
-            return
+            # Catch-up is paced by the client: the next page is read only when the last one is sent, and one
+            # room at a time (the outbox's turn, shared with history replies): whatever the number of rooms
+            # catching up, the outbox holds one page of them [R-SUB-50].
+            async with self.outbox.pacing:
+                await self.outbox.until_drained()
+                if follow.sync.state.value in ("resync", "closed"):
+                    return
+                try:
+                    page = await self.service.catchup(room, fetch.after, fetch.limit)
+                except Exception as exc:  # whatever the engine raised: retry, never leave the room stuck
+                    log.warning("catch-up read of %s failed: %s", room, getattr(exc, "reason", repr(exc)))
+                    page = None
+                if page is not None:
+                    # Within max_page_bytes (at least one message), whatever the size of the room's messages.
+                    wires = [
+                        Wire(m.seq, data, m.sender if m.kind in REMOVING_KINDS else "")
+                        for m, data in zip(page.page.messages, page.encoded, strict=True)
+                    ]
+                    self._tally.catchup_pages += 1
+                    self._tally.catchup_messages += len(wires)
+                    follow.fetching = None
+                    follow.sync.page(wires, page.page.position)
+                    self._run(room, follow)
+                    return
+            await asyncio.sleep(delay)  # outside the turn: other rooms catch up meanwhile
+            delay = min(delay * 2, 2.0)
 
     # ---- the hub's listener -------------------------------------------------------------------
 
