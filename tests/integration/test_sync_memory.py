@@ -91,6 +91,7 @@ async def _catch_up(node: ServerProcess, http: aiohttp.ClientSession, token: str
     return answers, messages, largest
 
 
+@pytest.mark.timeout(300)  # 160 MB stored, then read five times: about 30 s on a quiet machine, more on a busy one
 async def test_syncs_over_40_rooms_of_500_messages_of_8_kib_keep_the_server_small(server: ServerProcess) -> None:
     """[R-HTTP-50] [R-LIMIT-50] The attack's 40 rooms of 500 messages of 8 KiB (160 MB): one client following
     ``next`` gets all 20,040 messages in answers of at most 2 MiB, then four clients do the same at once;
