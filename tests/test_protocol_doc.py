@@ -403,7 +403,8 @@ def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
         "typing signals per user per node": f"{limits.typing_per_s:g}/s, burst {2 * limits.typing_per_s:g}",
         "connections per user per node": str(limits.max_connections_per_user),
         "rooms per user": str(limits.max_rooms_per_user),
-        "history page": str(limits.max_history_page),
+        "history page": f"{limits.max_history_page} messages / {_kib(limits.max_page_bytes)}",
+        "`POST /api/sync` answer": f"100 rooms / {limits.max_sync_bytes // 2**20} MiB",
         "authentication timeout": f"{limits.auth_timeout_s:g} s",
         "outgoing queue per connection": f"{limits.outbox_frames:,} frames / {limits.outbox_bytes // 2**20} MiB of "
         "live traffic",
@@ -438,7 +439,11 @@ def test_the_limits_table_of_section_13_has_the_values_of_the_code() -> None:
         "HTTP request body": f"{4 * limits.max_frame_bytes} bytes",
         "`history` page": f"clamped to 1-{limits.max_history_page}",
         "a seq a client sends (`after`, `before`, `seq`, `target`)": f"0 to 2**{MAX_SEQ.bit_length() - 1}",
-        "catch-up page": f"{limits.catchup_page} messages",
+        "catch-up page": f"{limits.catchup_page} messages, and {_kib(limits.max_page_bytes)}",
+        "bytes of a page (`max_page_bytes`): `history`, catch-up, each room of `/api/sync`": (
+            f"{_kib(limits.max_page_bytes)} of `msg` objects, but at least one message"
+        ),
+        "bytes of one `/api/sync` answer (`max_sync_bytes`)": f"{limits.max_sync_bytes // 2**20} MiB of `msg` objects",
         "frames in progress per connection": str(MAX_IN_FLIGHT),
         "outbox (frames queued for one connection)": f"{limits.outbox_frames} frames or "
         f"{limits.outbox_bytes // 2**20} MiB",

@@ -16,7 +16,14 @@ class Limits:
     max_history_page: int = 500
     """The most messages one history request returns."""
     catchup_page: int = 500
-    """Messages per store read when a subscription catches up."""
+    """The most messages of one catch-up page when a subscription catches up (each page also within
+    max_page_bytes)."""
+    max_page_bytes: int = 256 * 1024
+    """Encoded bytes of the messages of one page (history, catch-up, one room of a sync): a page ends before
+    the message that would pass it, but holds at least one; has_more (next for a sync) says more follow."""
+    max_sync_bytes: int = 2 * 1024 * 1024
+    """Encoded bytes of the messages of one POST /api/sync answer over all its rooms; rooms it leaves unread
+    or unfinished are in its next, to send again."""
     outbox_frames: int = 4096
     """Frames queued for one connection before it is closed as a slow consumer (4508)."""
     outbox_bytes: int = 4 * 1024 * 1024

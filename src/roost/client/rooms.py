@@ -27,6 +27,9 @@ class Rooms(ClientCore):
     async def history(
         self, room: str, *, after: int | None = None, before: int | None = None, limit: int = 50
     ) -> frames.HistoryPage:
+        """A page of at most ``limit`` messages, and at most the server's page bytes (256 KiB by default, at
+        least one message): ``has_more`` says more follow (R-HIST-50). Gap repair reads on from each page's
+        last seq while it is below the page's ``head`` (R-CLIENT-50), so a short page is never an end."""
         reply = await self._request(
             frames.History(room=room, after=after, before=before, limit=limit, id=self._next_id())
         )

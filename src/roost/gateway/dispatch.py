@@ -50,10 +50,16 @@ class Dispatcher:
                 await self.follows.unfollow(room)
                 self.outbox.push(frames.encode(frames.Ok(ref, room)))
             case frames.History(room=room, after=after, before=before, limit=limit, id=ref):
-                result = await self.service.history(user, room, after=after, before=before, limit=limit)
-                p = result.page.position
-                reply = frames.HistoryPage(ref, room, result.page.messages, result.has_more, p.epoch, p.head, p.first)
-                self.outbox.push(frames.encode(reply))
+                # Paced like a catch-up page [R-HIST-51]: read in the outbox's turn once what was queued before
+                # has left, and not counted as live traffic, so a page (max_page_bytes and one message at
+                # most) never makes the client a slow consumer, and one page is queued at a time.
+                async with self.outbox.pacing:
+                    await self.outbox.until_drained()
+                    result = await self.service.history(user, room, after=after, before=before, limit=limit)
+                    p = result.page.position
+                    page = result.page.messages
+                    reply = frames.HistoryPage(ref, room, page, result.has_more, p.epoch, p.head, p.first)
+                    self.outbox.push(frames.encode(reply), paced=True)
             case frames.Create(room=room, kind=kind, id=ref):
                 await self.service.create_room(user, room, kind)
                 self.outbox.push(frames.encode(frames.Ok(ref, room)))

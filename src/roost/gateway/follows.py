@@ -3,7 +3,9 @@
 Gap-free catch-up (docs/architecture.md, "The subscribe path"): ``subscribe`` arms the room's RoomSync
 (buffering live messages) and attaches to the hub, whose bus subscription is confirmed, *before* the first
 store read; ``_run`` then carries out what the machine asks for. Catch-up reads are paced by the client:
-the next page is read only once the outbox has drained. As the hub's ``Listener`` it gets live messages
+the next page is read only once the outbox has drained, and each page is bounded by bytes
+(``max_page_bytes``) as well as by count, so the outbox never holds more than one page of catch-up. As
+the hub's ``Listener`` it gets live messages
 (already encoded, forwarded unchanged), bus resets and head checks, and ends a subscription after the
 event that took the user out of the room.
 
@@ -184,42 +186,51 @@ class Follows:
     async def _fetch(self, room: str, follow: _Follow, fetch: Fetch) -> None:
         delay = 0.05
         while True:
-            # Catch-up is paced by the client: the next page is read only when the last one is sent.
-            await self.outbox.until_drained()
-            if follow.sync.state.value in ("resync", "closed"):
-                return
-            try:
-                page = await self.service.catchup(room, fetch.after, fetch.limit)
-            except Exception as exc:  # whatever the engine raised: retry, never leave the room stuck
-                log.warning("catch-up read of %s failed: %s", room, getattr(exc, "reason", repr(exc)))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            # Asked after the read, before its page is delivered: a removal stored before the read changed
-            # the directory before that, so a page is never delivered to a user removed before it was read.
-            resets = follow.resets
-            try:
-                member = await self.service.is_member(self.user, room)
-            except Exception as exc:
-                log.warning("membership check of %s in %s failed: %s", self.user, room, getattr(exc, "reason", exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            if self._follows.get(room) is not follow:
-                return
-            if not member:
-                self._lost_membership(room)
-                return
-            if follow.resets == resets:
-                follow.member = True
-            follow.confirmed = max(follow.confirmed, page.position.head)
-            wires = [Wire(m.seq, frames.encode(m), m.sender if m.kind in REMOVING_KINDS else "") for m in page.messages]
-            self._tally.catchup_pages += 1
-            self._tally.catchup_messages += len(wires)
-            follow.fetching = None
-            follow.sync.page(wires, page.position)
-            self._run(room, follow)
-            return
+            # Catch-up is paced by the client: the next page is read only when the last one is sent, and one
+            # room at a time (the outbox's turn, shared with history replies): whatever the number of rooms
+            # catching up, the outbox holds one page of them [R-SUB-50].
+            async with self.outbox.pacing:
+                await self.outbox.until_drained()
+                if follow.sync.state.value in ("resync", "closed"):
+                    return
+                try:
+                    page = await self.service.catchup(room, fetch.after, fetch.limit)
+                except Exception as exc:  # whatever the engine raised: retry, never leave the room stuck
+                    log.warning("catch-up read of %s failed: %s", room, getattr(exc, "reason", repr(exc)))
+                    page = None
+                member: bool | None = None
+                resets = follow.resets
+                if page is not None:
+                    # Asked after the read, before its page is delivered: a removal stored before the read
+                    # changed the directory before that, so a page is never delivered to a user removed
+                    # before it was read.
+                    try:
+                        member = await self.service.is_member(self.user, room)
+                    except Exception as exc:
+                        reason = getattr(exc, "reason", exc)
+                        log.warning("membership check of %s in %s failed: %s", self.user, room, reason)
+                if page is not None and member is not None:
+                    if self._follows.get(room) is not follow:
+                        return
+                    if not member:
+                        self._lost_membership(room)
+                        return
+                    if follow.resets == resets:
+                        follow.member = True
+                    follow.confirmed = max(follow.confirmed, page.page.position.head)
+                    # Within max_page_bytes (at least one message), whatever the size of the room's messages.
+                    wires = [
+                        Wire(m.seq, data, m.sender if m.kind in REMOVING_KINDS else "")
+                        for m, data in zip(page.page.messages, page.encoded, strict=True)
+                    ]
+                    self._tally.catchup_pages += 1
+                    self._tally.catchup_messages += len(wires)
+                    follow.fetching = None
+                    follow.sync.page(wires, page.page.position)
+                    self._run(room, follow)
+                    return
+            await asyncio.sleep(delay)  # outside the turn: other rooms catch up meanwhile
+            delay = min(delay * 2, 2.0)
 
     # ---- the hub's listener -------------------------------------------------------------------
 

@@ -422,20 +422,20 @@ class HttpApi:
         return _respond({"room": room, "readers": await self.service.receipts(user, room)})
 
     async def sync(self, request: web.Request) -> web.Response:
-        """``{"rooms": {room: cursor}}`` in; each room's backlog after its cursor out, with ``has_more``."""
+        """``{"rooms": {room: cursor}}`` in; each room's backlog after its cursor out, with ``has_more``, within
+        ``max_sync_bytes`` over all rooms; ``next`` names the rooms to ask for again, with their cursors."""
         user = await self.user_of(request)
         body: _SyncRequest = await _body(request, _SyncRequest)
         if len(body.rooms) > 100:
             raise ProtocolError("at most 100 rooms per sync", Code.TOO_LARGE)
+        result = await self.service.sync(user, body.rooms, body.limit)
         out: dict[str, Any] = {}
-        for room, cursor in body.rooms.items():
-            try:
-                result = await self.service.history(user, room, after=cursor, limit=body.limit)
-            except RoostError as exc:
-                out[room] = {"error": {"code": int(exc.code), "reason": exc.reason}}
-                continue
-            out[room] = _history_json(room, result)
-        return _respond({"rooms": out})
+        for room, entry in result.rooms.items():
+            if isinstance(entry, RoostError):
+                out[room] = {"error": {"code": int(entry.code), "reason": entry.reason}}
+            else:
+                out[room] = _history_json(room, entry)
+        return _respond({"rooms": out, "next": result.next})
 
 
 def frame_error(exc: RoostError) -> bytes:

@@ -6,8 +6,9 @@
   task: an idle connection costs none.
 * Bounded: live traffic beyond ``outbox_frames``/``outbox_bytes``, or one write left waiting
   ``write_timeout_s`` (catch-up included), closes the connection with 4508 (slow consumer); the client
-  repairs from the store when it comes back. Catch-up is pushed ``paced`` (its reader waits for
-  ``until_drained`` before the next page), so it does not count as falling behind.
+  repairs from the store when it comes back. Catch-up pages and history replies are pushed ``paced`` (their
+  readers take turns on ``pacing`` and wait for ``until_drained`` before reading a page), so they do not
+  count as falling behind, and one page of them is queued at a time.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Outbox:
         self._flush_soon = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self.pacing = asyncio.Lock()
+        """The turn of paced readers (catch-up pages of every followed room, history replies): each waits for
+        ``until_drained`` and pushes its page holding it, so the outbox holds one page of them at a time."""
 
     def push(self, data: bytes, paced: bool = False) -> None:
         """Queue ``data`` for the client; it leaves in ``_flush`` at the end of this loop iteration,

@@ -69,6 +69,7 @@ class ChatService:
         self.react = self.relation_rules.react
         self.history = self.reads.history
         self.catchup = self.reads.catchup
+        self.sync = self.reads.sync
         self.seq_before_time = self.reads.seq_before_time
         self.mark_read = self.reads.mark_read
         self.unread = self.reads.unread

@@ -1,30 +1,46 @@
-"""Reading a room: history pages, catch-up pages and read positions, each behind the membership check.
+"""Reading a room: history pages, catch-up pages, multi-room sync and read positions, each behind the
+membership check.
 
 Every page is served through the node's ``RelationIndex``, so a deleted message is a tombstone on every
-read path (``history``, a subscription's ``catchup``). A read position is one per user per room, shared
-by the user's devices; moving it tells the room's followers with an ephemeral ``receipt``.
+read path (``history``, a subscription's ``catchup``, ``sync``), and bounded by bytes as well as by count
+(``pages.PageReader``: ``max_page_bytes`` per page, ``max_sync_bytes`` per sync answer). A read position is
+one per user per room, shared by the user's devices; moving it tells the room's followers with an
+ephemeral ``receipt``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 from ..config import Limits
 from ..ports import Bus, Directory, Store
 from ..protocol import frames
 from ..protocol.codes import Code
-from ..protocol.errors import ProtocolError
+from ..protocol.errors import ProtocolError, RoostError
 from ..protocol.types import MAX_SEQ, Page
 from ..relindex import RelationIndex
+from .pages import Bounded, PageReader
 from .rooms import Rooms
 
-__all__ = ["HistoryResult", "Reads"]
+__all__ = ["HistoryResult", "Reads", "SyncResult"]
 
 
 @dataclass(frozen=True, slots=True)
 class HistoryResult:
     page: Page
     has_more: bool
+    size: int = 0
+    """The encoded bytes of the page's messages."""
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """Per room read, its page or its error; ``next``: the rooms to ask for again, with the cursor to send
+    (the rooms this answer left unread first, then those whose page has more)."""
+
+    rooms: dict[str, HistoryResult | RoostError] = field(default_factory=dict)
+    next: dict[str, int] = field(default_factory=dict)
 
 
 class Reads:
@@ -37,35 +53,87 @@ class Reads:
         self.relations = relations
         self.rooms = rooms
         self.limits = limits
+        self.pages = PageReader()
 
     async def history(
-        self, user: str, room: str, *, after: int | None = None, before: int | None = None, limit: int = 50
+        self,
+        user: str,
+        room: str,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 50,
+        max_bytes: int | None = None,
+        at_least_one: bool = True,
     ) -> HistoryResult:
+        """A page of at most ``limit`` messages and ``max_bytes`` (``max_page_bytes`` when None) encoded
+        bytes; ``has_more`` is true whenever messages in the page's direction were left out, for either
+        bound. Empty only if nothing is there, or ``at_least_one`` is False and the first did not fit."""
         await self.rooms.check_member(user, room)
         limit = max(1, min(limit, self.limits.max_history_page))
+        budget = self.limits.max_page_bytes if max_bytes is None else min(max_bytes, self.limits.max_page_bytes)
         for name, value in (("after", after), ("before", before)):
             if value is not None and not 0 <= value <= MAX_SEQ:
                 raise ProtocolError(f"{name} must be between 0 and {MAX_SEQ}", Code.BAD_FRAME)
         if after is not None and before is not None:
             raise ProtocolError("give after or before, not both", Code.BAD_FRAME)
-        if before is not None:
-            page = await self.relations.redact_page(room, await self.store.read_before(room, before, limit))
-            oldest = page.messages[0].seq if page.messages else before
-            return HistoryResult(page, has_more=oldest > page.position.first)
-        if after is None:
-            page = await self.relations.redact_page(room, await self.store.read_before(room, MAX_SEQ, limit))
-            oldest = page.messages[0].seq if page.messages else page.position.head + 1
-            return HistoryResult(page, has_more=oldest > page.position.first)
+        if before is not None or after is None:
+            start = MAX_SEQ if before is None else before
+            bounded = await self._backward(room, start, limit, budget)
+            page = bounded.page
+            oldest = page.messages[0].seq if page.messages else min(start, page.position.head + 1)
+            return HistoryResult(page, oldest > page.position.first, bounded.size)
         if after < 0:
             raise ProtocolError("after must be >= 0", Code.BAD_FRAME)
-        page = await self.catchup(room, after, limit)
+        bounded = await self._forward(room, after, limit, budget, at_least_one)
+        page = bounded.page
         newest = page.messages[-1].seq if page.messages else after
-        return HistoryResult(page, has_more=newest < page.position.head)
+        return HistoryResult(page, newest < page.position.head, bounded.size)
 
-    async def catchup(self, room: str, after: int, limit: int) -> Page:
-        """A store page with tombstones applied: what a subscription's catch-up delivers (membership is
-        checked by the subscribe)."""
-        return await self.relations.redact_page(room, await self.store.read(room, after, limit))
+    async def catchup(self, room: str, after: int, limit: int) -> Bounded:
+        """A page with tombstones applied, within ``max_page_bytes``, each message already encoded: what a
+        subscription's catch-up delivers (membership is checked by the subscribe)."""
+        return await self._forward(room, after, limit, self.limits.max_page_bytes, True)
+
+    async def sync(self, user: str, cursors: dict[str, int], limit: int) -> SyncResult:
+        """Each room's messages after its cursor, like ``history`` with ``after``, until the answer's messages
+        reach ``max_sync_bytes`` [R-HTTP-50]: rooms after that are not read, and are in ``next`` (first) with
+        their cursor unchanged; rooms whose page has more are in ``next`` with their page's last seq."""
+        out = SyncResult()
+        more: dict[str, int] = {}
+        left = self.limits.max_sync_bytes
+        for room, cursor in cursors.items():
+            if left <= 0:
+                out.next[room] = cursor
+                continue
+            empty = left == self.limits.max_sync_bytes  # the answer's first message comes whatever its size
+            try:
+                result = await self.history(user, room, after=cursor, limit=limit, max_bytes=left, at_least_one=empty)
+            except RoostError as exc:
+                out.rooms[room] = exc
+                continue
+            out.rooms[room] = result
+            left -= result.size
+            if result.has_more:
+                more[room] = result.page.messages[-1].seq if result.page.messages else cursor
+                if not result.page.messages:
+                    left = 0  # not even one message fitted: the answer is full
+        out.next.update(more)
+        return out
+
+    async def _forward(self, room: str, after: int, limit: int, budget: int, at_least_one: bool) -> Bounded:
+        async def read(seq: int, count: int) -> Page:
+            return await self.store.read(room, seq, count)
+
+        return await self.pages.forward(
+            room, read, partial(self.relations.redact_page, room), after, limit, budget, at_least_one=at_least_one
+        )
+
+    async def _backward(self, room: str, before: int, limit: int, budget: int) -> Bounded:
+        async def read(seq: int, count: int) -> Page:
+            return await self.store.read_before(room, seq, count)
+
+        return await self.pages.backward(room, read, partial(self.relations.redact_page, room), before, limit, budget)
 
     async def seq_before_time(self, user: str, room: str, ts_ms: int) -> int:
         await self.rooms.check_member(user, room)

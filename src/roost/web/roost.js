@@ -365,7 +365,11 @@ export class RoostClient extends EventTarget {
     return this._request({ type: "leave", room });
   }
 
-  /** A page of stored messages: `{messages, has_more, epoch, head, first}` (see the `history` frame). */
+  /**
+   * A page of stored messages: `{messages, has_more, epoch, head, first}` (see the `history` frame). At
+   * most `limit` messages and the server's page bytes (256 KiB by default, at least one message):
+   * `has_more` says more follow (R-HIST-50); gap filling reads on up to each page's `head` (R-CLIENT-50).
+   */
   history(room, { after = null, before = null, limit = 50 } = {}) {
     const frame = { type: "history", room, limit };
     if (after !== null && after !== undefined) frame.after = after;
