@@ -402,7 +402,14 @@ async function enterRoom(room, create, kind = "public") {
         await api("POST", "/api/rooms", { room, kind });
       } catch (error) {
         if (error.code !== 4409) throw error;
-        await api("POST", `/api/rooms/${encodeURIComponent(room)}/join`);
+        try {
+          await api("POST", `/api/rooms/${encodeURIComponent(room)}/join`);
+        } catch (joinError) {
+          // The name is taken (4409) and the join says there is no such room (4404): a private room or a
+          // direct conversation, hidden from non-members (docs/security.md, R-SEC-63).
+          if (joinError.code === 4404) joinError.message = "the name is taken by a private room: ask its owner for an invitation";
+          throw joinError;
+        }
       }
     } else {
       await api("POST", `/api/rooms/${encodeURIComponent(room)}/join`);
