@@ -39,7 +39,8 @@ def test_every_line_of_the_threat_model_names_rules_the_docs_define() -> None:
         assert can or cannot, f"an empty threat-model line for {who}"
         missing = [rule for rule in named if rule not in defined]
         assert not missing, f"the threat model names rules the docs do not define: {missing}"
-    for actor in ("Anyone who reaches the port", "A signed-in user", "A room's owner or admin", "A server administrator"):
+    everyone = ("Anyone who reaches the port", "A signed-in user", "A room's owner or admin", "A server administrator")
+    for actor in everyone:
         assert actor in actors, f"the threat model says nothing about: {actor}"
 
 
