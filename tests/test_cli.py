@@ -45,7 +45,7 @@ def test_the_development_login_is_refused_on_a_public_address(tmp_path: Path) ->
         (
             ("--store", "redis://127.0.0.1:6379/0?prefx=a"),
             1,
-            "roost: error: unknown redis URL option 'prefx' (Roost's: keep, prefix; passed to the driver: db,",
+            "roost: error: unknown redis URL option 'prefx' (Roost's: keep, prefix, wait; passed to the driver: db,",
         ),
         (
             ("--store", "nats://127.0.0.1:4222?prefix=a&replica=3"),

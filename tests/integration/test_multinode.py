@@ -19,6 +19,7 @@ d. Redis Cluster: ``kill -9`` of the master owning the room's slot; its replica 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -414,6 +415,48 @@ async def test_redis_cluster_failover_moves_the_subscriptions_to_the_promoted_re
         assert failed_over.is_set()
         merged = [a + b for a, b in zip(received, received2, strict=True)]
         await check_exact(nodes[0], tok["alice"], "r", acks + more, merged, 300)
+        await live_probe(alice, bob, "r")
+
+
+@pytest.mark.parametrize("broker", ["redis-cluster"], indirect=True)
+async def test_redis_cluster_failover_with_wait_loses_no_acked_message(
+    engine: Engine, nodes_factory: Callable[[Engine, int], Awaitable[list[ServerProcess]]], tmp_path: Path
+) -> None:
+    """[R-DUR-12] With ``?wait=1`` on the store URL every write (rooms, members, messages) is acked only once the
+    primary's replica has it, so killing the room's primary mid-stream and failing over to that replica
+    loses no acked message: the test no longer fences with ``WAIT`` itself, the store does."""
+    assert engine.redis_cluster is not None
+    rc = engine.redis_cluster
+    engine = dataclasses.replace(engine, url=f"{engine.url}&wait=1")
+    nodes = await nodes_factory(engine, 2)
+    n0, n1 = (n.ws_url for n in nodes)
+    tok = await tokens(tmp_path, "alice", "bob", "carol")
+    master = rc.owner(f"{{{engine.ns}:r}}:meta")
+    failed_over = asyncio.Event()
+
+    async with (
+        connect([n0, n1], tok["alice"], **FAST) as alice,
+        connect([n1, n0], tok["bob"], **FAST) as bob,
+        connect([n0, n1], tok["carol"], **FAST) as carol,
+    ):
+        await open_room("r", alice, bob, carol)
+
+        async def kill_master(later: list[Sent]) -> None:
+            await wait_until("20 acks", lambda: len(later) >= 20, 60, every_s=0.005)
+            rc.kill(master)
+
+            async def moved() -> bool:  # asked off the loop: a dead node can take its timeout to not answer
+                return await asyncio.to_thread(rc.owner, f"{{{engine.ns}:r}}:meta") != master
+
+            await wait_until("a replica took over the room's slot", moved, 30, every_s=0.2)
+            failed_over.set()
+            await asyncio.to_thread(rc.restart, master)  # it rejoins as a replica
+
+        acks, received = await stream(
+            "r", {"alice": (alice, 150), "carol": (carol, 100)}, [bob, carol], chaos=kill_master, timeout=90
+        )
+        assert failed_over.is_set()
+        await check_exact(nodes[0], tok["alice"], "r", acks, received, 250)
         await live_probe(alice, bob, "r")
 
 

@@ -47,6 +47,7 @@ async def open_store(url: str | None, data_dir: str, *, atomic_bus: bool = False
             prefix=options.get("prefix", "roost"),
             publish=atomic_bus,
             keep=int(options.get("keep", "0")),
+            wait=int(options.get("wait", "0")),
         )
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore

@@ -25,11 +25,14 @@ from ..options import url_options
 __all__ = ["MAX_CONNECTIONS", "NO_RETRY", "connect_redis", "gate_for", "guarded", "parse_redis_url"]
 
 
+ROOST_OPTIONS: Final = ("prefix", "keep", "wait")
+
+
 def parse_redis_url(url: str) -> tuple[str, dict[str, str]]:
-    """Split roost options (``prefix``, ``keep``) off a redis URL; ``redis+cluster://`` means a cluster."""
+    """Split roost options (``prefix``, ``keep``, ``wait``) off a redis URL; ``redis+cluster://`` means a cluster."""
     parts = urlsplit(url)
-    options = url_options(url, "redis", ("prefix", "keep"), URL_QUERY_ARGUMENT_PARSERS)
-    ours: dict[str, str] = {k: options.pop(k) for k in ("prefix", "keep") if k in options}
+    options = url_options(url, "redis", ROOST_OPTIONS, URL_QUERY_ARGUMENT_PARSERS)
+    ours: dict[str, str] = {k: options.pop(k) for k in ROOST_OPTIONS if k in options}
     query = "&".join(f"{k}={v}" for k, v in options.items())
     return parts._replace(query=query).geturl(), ours
 

@@ -18,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from ...protocol.errors import NotFound, Unavailable, UsageError
 from .connection import gate_for, guarded
 from .keys import RoomKeys, text
+from .replication import Replication
 from .scripts import CREATE, RAISE
 
 __all__ = ["RedisDirectory"]
@@ -26,9 +27,11 @@ __all__ = ["RedisDirectory"]
 class RedisDirectory:
     """The client, the key names and the error boundary that the store's log builds on."""
 
-    def __init__(self, client: aioredis.Redis | RedisCluster, *, prefix: str = "roost") -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, prefix: str = "roost", wait: int = 0) -> None:
         self.client = client
         self.prefix = prefix
+        self.replication = Replication(client, wait)
+        """``?wait=N``: every write returns once N replicas have it (``replication.py``)."""
         self._create = client.register_script(CREATE)
         self._raise = client.register_script(RAISE)
         self._keys: dict[str, RoomKeys] = {}
@@ -65,6 +68,7 @@ class RedisDirectory:
             if created:
                 await self.client.sadd(self._index("rooms"), room)
                 await self.client.sadd(self._index(f"user:{owner}"), room)
+        await self.replication.confirm(keys.meta, self._index("rooms"), self._index(f"user:{owner}"))
         return bool(created)
 
     async def room_exists(self, room: str) -> bool:
@@ -81,6 +85,7 @@ class RedisDirectory:
         async with self._guard():
             added = bool(await self.client.sadd(self.keys(room).members, user))
             await self.client.sadd(self._index(f"user:{user}"), room)
+        await self.replication.confirm(self.keys(room).members, self._index(f"user:{user}"))
         return added
 
     async def remove_member(self, room: str, user: str) -> bool:
@@ -89,6 +94,7 @@ class RedisDirectory:
         async with self._guard():
             removed = bool(await self.client.srem(self.keys(room).members, user))
             await self.client.srem(self._index(f"user:{user}"), room)
+        await self.replication.confirm(self.keys(room).members, self._index(f"user:{user}"))
         return removed
 
     async def rooms_of(self, user: str) -> list[str]:
@@ -118,6 +124,7 @@ class RedisDirectory:
                 await self.client.hdel(self.keys(room).attrs(ns), key)
             else:
                 await self.client.hset(self.keys(room).attrs(ns), key, value)
+        await self.replication.confirm(self.keys(room).attrs(ns))
 
     # ---- read positions ---------------------------------------------------------------------
 
@@ -128,6 +135,7 @@ class RedisDirectory:
         async with self._guard():
             value = int(await self._raise(keys=[self.keys(room).reads], args=[user, seq]))
             await self._raise(keys=[self._index(f"reads:{user}")], args=[room, value])
+        await self.replication.confirm(self.keys(room).reads, self._index(f"reads:{user}"))
         return value
 
     async def read_positions(self, user: str) -> dict[str, int]:

@@ -38,8 +38,12 @@ class RedisStore(RedisDirectory):
         prefix: str = "roost",
         publish: bool = False,
         keep: int = 0,
+        wait: int = 0,
     ) -> None:
-        super().__init__(client, prefix=prefix)
+        super().__init__(client, prefix=prefix, wait=wait)
+        # A frame published inside the append would reach subscribers before WAIT: with ?wait the service
+        # publishes after the ack, like with any other store.
+        publish = publish and wait == 0
         self.publish = publish
         self.sharded = isinstance(client, RedisCluster)
         self.keep = keep
@@ -69,6 +73,7 @@ class RedisStore(RedisDirectory):
 
     async def aclose(self) -> None:
         self._closed = True
+        await self.replication.aclose()
         await self.client.aclose()
 
     # ---- Store ------------------------------------------------------------------------------
@@ -93,6 +98,8 @@ class RedisStore(RedisDirectory):
         async with self._guard():
             result = await self._append(keys=[keys.meta, keys.log, keys.idem], args=args)
         seq = int(result[0])
+        if seq > 0:  # a new message or the original of a retry: either way, acked only once replicated
+            await self.replication.confirm(keys.meta)
         if seq == -404:
             raise NotFound(f"no room {draft.room!r}")
         if seq == -409:
