@@ -252,21 +252,25 @@ class PostgresServer(Process):
     """A PostgreSQL cluster of its own (initdb'd in ``base``, which the ``postgres`` user must be able to
     reach), run as that user in its own process group: ``kill`` takes the postmaster and every backend at once."""
 
-    def __init__(self, base: Path, *settings: str) -> None:
-        """``settings``: ``name=value`` server settings (``-c``), e.g. ``synchronous_commit=off``."""
+    AS_POSTGRES = ("setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups")
+
+    def __init__(self, base: Path, *settings: str, standby_of: PostgresServer | None = None) -> None:
+        """``settings``: ``name=value`` server settings (``-c``), e.g. ``synchronous_commit=off``.
+        ``standby_of``: a streaming-replication standby of that (running) server, from ``pg_basebackup``."""
         port = free_port()
         self.dir = base / f"pg-{port}"
         self.dir.mkdir()
         shutil.chown(self.dir, "postgres", "postgres")
         self.dir.chmod(0o700)
         versions = Path("/usr/lib/postgresql")  # Debian's layout: the newest installed server
-        bin_dir = versions / max(os.listdir(versions), key=int) / "bin"
-        as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-        subprocess.run(
-            [*as_postgres, str(bin_dir / "initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres"],
-            check=True,
-            capture_output=True,
-        )
+        self.bin_dir = bin_dir = versions / max(os.listdir(versions), key=int) / "bin"
+        as_postgres = list(self.AS_POSTGRES)
+        if standby_of is None:
+            make = [str(bin_dir / "initdb"), "-D", str(self.dir), "-A", "trust", "-U", "postgres"]
+        else:  # -R: standby.signal and primary_conninfo; -X stream: the WAL written meanwhile too
+            primary = ["-h", HOST, "-p", str(standby_of.port), "-U", "postgres"]
+            make = [str(bin_dir / "pg_basebackup"), "-D", str(self.dir), *primary, "-R", "-X", "stream"]
+        subprocess.run([*as_postgres, *make], check=True, capture_output=True)
         argv = [*as_postgres, str(bin_dir / "postgres"), "-D", str(self.dir), "-p", str(port), "-k", ""]
         for setting in ("listen_addresses=127.0.0.1", *settings):  # otherwise PostgreSQL's defaults
             argv += ["-c", setting]
@@ -292,3 +296,11 @@ class PostgresServer(Process):
     async def start(self) -> None:
         self.spawn()
         await self.wait_port()
+
+    def promote(self) -> None:
+        """A standby becomes a primary (``pg_ctl promote``, which waits until it accepts writes)."""
+        subprocess.run(
+            [*self.AS_POSTGRES, str(self.bin_dir / "pg_ctl"), "promote", "-w", "-D", str(self.dir)],
+            check=True,
+            capture_output=True,
+        )
