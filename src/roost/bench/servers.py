@@ -6,13 +6,14 @@ scenario, and stopped by its pid. The peers live in the repository's ``bench/pee
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..chaos.infra import HOST, Process, free_port, wait_healthy
+from ..chaos.infra import HOST, Process, RedisServer, free_port, wait_healthy
 
 __all__ = ["TARGETS", "Server", "Target", "cpu_seconds", "rss_bytes"]
 
@@ -50,6 +51,22 @@ TARGETS: dict[str, Target] = {
         Target(
             "roost-redis-x2", "roost", "roost", store="redis", bus="redis", processes=2, note="2 Roost processes, Redis"
         ),
+        Target(
+            "roost-redis-repl",
+            "roost",
+            "roost",
+            store="redis-repl",
+            bus="redis-repl",
+            note="Roost on a Redis primary with one replica of its own (AOF everysec), acks without waiting",
+        ),
+        Target(
+            "roost-redis-wait",
+            "roost",
+            "roost",
+            store="redis-repl-wait",
+            bus="redis-repl",
+            note="the same with ?wait=1: every write acked once the replica has it",
+        ),
         Target("roost-nats", "roost", "roost", store="nats", bus="nats", note="Roost on NATS JetStream + core NATS"),
         Target(
             "roost-nats-x2", "roost", "roost", store="nats", bus="nats", processes=2, note="2 Roost processes, NATS"
@@ -58,11 +75,13 @@ TARGETS: dict[str, Target] = {
 }
 
 
-def _engine_url(engine: str | None, prefix: str) -> str | None:
+def _engine_url(engine: str | None, prefix: str, own: RedisServer | None = None) -> str | None:
     if engine == "redis":
         return f"redis://{HOST}:6379/0?prefix={prefix}"
     if engine == "nats":
         return f"nats://{HOST}:4222?prefix={prefix}"
+    if engine in ("redis-repl", "redis-repl-wait") and own is not None:
+        return f"{own.url}?prefix={prefix}" + ("&wait=1" if engine == "redis-repl-wait" else "")
     return None
 
 
@@ -73,15 +92,25 @@ class Server:
         self.target = target
         self.procs: list[Process] = []
         base.mkdir(parents=True, exist_ok=True)
+        self.engines: list[RedisServer] = []
+        """Engines of the target's own (a Redis primary and its replica), started before it, stopped after."""
+        if target.store in ("redis-repl", "redis-repl-wait"):
+            primary = RedisServer(base, appendfsync="everysec")
+            replica = RedisServer(base, appendfsync="everysec")
+            replica.argv += ["--replicaof", HOST, str(primary.port)]
+            self.engines = [primary, replica]
         for i in range(target.processes):
             port = free_port()
             core = str(i % max(1, os.cpu_count() or 1)) if target.processes > 1 else "0"
             argv = ["taskset", "-c", core] if shutil.which("taskset") else []
-            argv += self._argv(target, port, base / f"data{i}", peers, secret, prefix)
+            own = self.engines[0] if self.engines else None
+            argv += self._argv(target, port, base / f"data{i}", peers, secret, prefix, own)
             self.procs.append(Process(f"{target.name}-{i}", argv, base / f"{target.name}-{i}.log", port))
 
     @staticmethod
-    def _argv(target: Target, port: int, data: Path, peers: Path, secret: str, prefix: str) -> list[str]:
+    def _argv(
+        target: Target, port: int, data: Path, peers: Path, secret: str, prefix: str, own: RedisServer | None
+    ) -> list[str]:
         py = sys.executable
         if target.kind == "roost":
             argv = [py, "-m", "roost", "serve", "--port", str(port), "--data-dir", str(data)]
@@ -90,7 +119,7 @@ class Server:
                 # The load generator is one address opening thousands of connections at once (the storm's
                 # reconnects): a per-source cap is for distinct clients, and would shed its slow handshakes.
                 argv += ["--limit", "max_pending_per_source=0"]
-            store, bus = _engine_url(target.store, prefix), _engine_url(target.bus, prefix)
+            store, bus = _engine_url(target.store, prefix, own), _engine_url(target.bus, prefix, own)
             if store:
                 argv += ["--store", store]
             if bus:
@@ -117,6 +146,10 @@ class Server:
         return [p.proc.pid for p in self.procs if p.proc is not None]
 
     async def start(self) -> None:
+        for engine in self.engines:
+            await engine.start()
+        if len(self.engines) == 2:
+            await self._replica_linked(self.engines[1])
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.target.name == "roost-baseline":
             baseline = os.environ.get("ROOST_BENCH_BASELINE_SRC")
@@ -131,9 +164,26 @@ class Server:
             else:
                 await p.wait_port(30)
 
+    @staticmethod
+    async def _replica_linked(replica: RedisServer) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis(host=HOST, port=replica.port)
+        try:
+            for _ in range(600):
+                info = await client.info("replication")
+                if info.get("master_link_status") == "up":
+                    return
+                await asyncio.sleep(0.05)
+            raise TimeoutError("the bench's Redis replica did not link to its primary in 30 s")
+        finally:
+            await client.aclose()
+
     def stop(self) -> None:
         for p in self.procs:
             p.stop()
+        for engine in self.engines:
+            engine.stop()
 
 
 def _tree(pid: int) -> list[int]:
