@@ -144,6 +144,7 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
         head_check_s=limits.head_check_s,
         presence_interval_s=limits.presence_interval_s,
         tally=metrics.tally,
+        coalesce_s=limits.coalesce_s,
     )
     await hub.start()
     shedding: set[asyncio.Task[None]] = set()
@@ -188,4 +189,5 @@ async def serve(settings: Settings) -> AsyncIterator[Node]:
         await websocket.aclose()
         await runner.cleanup()
         await hub.aclose()
+        await service.reads.receipts_out.aclose()
         await backends.aclose()

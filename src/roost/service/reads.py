@@ -2,13 +2,16 @@
 
 Every page is served through the node's ``RelationIndex``, so a deleted message is a tombstone on every
 read path (``history``, a subscription's ``catchup``). A read position is one per user per room, shared
-by the user's devices; moving it tells the room's followers with an ephemeral ``receipt``.
+by the user's devices; moving it tells the room's followers with an ephemeral ``receipt``, at most one per
+user and room per ``coalesce_s`` (the newest position wins), and a ``read`` that moves nothing writes and
+tells nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..coalesce import Coalescer
 from ..config import Limits
 from ..ports import Bus, Directory, Store
 from ..protocol import frames
@@ -37,6 +40,9 @@ class Reads:
         self.relations = relations
         self.rooms = rooms
         self.limits = limits
+        self.receipts_out: Coalescer[tuple[str, str], int] = Coalescer(limits.coalesce_s, self._publish_receipt)
+        self._known: dict[tuple[str, str], int] = {}
+        """(room, user) -> a read position this node stored: a ``read`` at or below it moves nothing."""
 
     async def history(
         self, user: str, room: str, *, after: int | None = None, before: int | None = None, limit: int = 50
@@ -76,10 +82,23 @@ class Reads:
         await self.rooms.check_member(user, room)
         if not 0 <= seq <= MAX_SEQ:
             raise ProtocolError(f"seq must be between 0 and {MAX_SEQ}", Code.BAD_FRAME)
+        key = (room, user)
+        known = self._known.get(key)
+        if known is not None and seq <= known:
+            return known  # positions never move back: nothing to write or tell
         head = (await self.store.position(room)).head
+        if known is not None and min(seq, head) <= known:
+            return known
         value = await self.directory.mark_read(room, user, min(seq, head))
-        await self.bus.publish(room, frames.encode(frames.Receipt(room=room, user=user, seq=value)))
+        if len(self._known) >= 100_000:
+            self._known.clear()
+        self._known[key] = value
+        await self.receipts_out.offer(key, value)
         return value
+
+    async def _publish_receipt(self, key: tuple[str, str], seq: int) -> None:
+        room, user = key
+        await self.bus.publish(room, frames.encode(frames.Receipt(room=room, user=user, seq=seq)))
 
     async def unread(self, user: str) -> dict[str, dict[str, int]]:
         """Per room of the user: its head, the user's read position, and the unread count (head - read)."""

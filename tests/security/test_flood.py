@@ -1,0 +1,204 @@
+"""One user's flood of any frame type does not slow the others: other users' send->deliver p99 under a
+max-rate flood stays within ``MAX_RATIO`` of the no-flood baseline.
+
+The benchmark's style, side by side in one run: a real server (embedded engine, default limits), three
+victims in one room each sending a message every ``PACE_S`` and timing its delivery to the two others, and
+phases that alternate a baseline (no flood) with a flood of one frame type by one attacker (``mallory``, a
+member of the victims' room) over ``CONNECTIONS`` connections from its own process (tests/security/
+flooder.py: as fast as it can write, reconnecting at once when closed). Each flood phase is compared with
+the two baselines around it (their samples pooled), so a machine that is busier for a while moves both
+sides. The table of ratios is printed; the test fails above ``MAX_RATIO``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from roost.chaos.infra import wait_until
+from roost.config import Limits, Settings
+from roost.node import Node, serve
+from roost.protocol.types import KIND_TEXT, Draft
+
+FLOODER = Path(__file__).with_name("flooder.py")
+ALL_KINDS = ("ping", "typing", "garbage", "subscribe", "send", "read", "join-leave", "create", "history")
+KINDS = tuple(os.environ.get("ROOST_FLOOD_KINDS", ",".join(ALL_KINDS)).split(","))
+"""``ROOST_FLOOD_KINDS=ping,read`` narrows a run (to look into one)."""
+VICTIMS = ("alice", "bob", "carol")
+ROOM = "lobby"
+PACE_S = 0.02
+"""Each victim sends every 20 ms: 150 messages/s into the room, 300 timed deliveries/s."""
+PHASE_S = 2.5
+"""Measured seconds per phase (after the flood has started)."""
+MAX_RATIO = 2.0
+FLOOR_S = 0.004
+"""A baseline p99 below this counts as this: the scheduler's own jitter on a shared 2-core machine (a few
+ms) is not a slowdown a flood caused."""
+CONNECTIONS = 2
+
+
+@dataclass
+class Victims:
+    """The victims' connections, their pacing senders and the delivery latencies they record."""
+
+    node: Node
+    http: aiohttp.ClientSession
+    sockets: dict[str, aiohttp.ClientWebSocketResponse] = field(default_factory=dict)
+    sent_at: dict[str, float] = field(default_factory=dict)
+    samples: list[float] = field(default_factory=list)
+    recording: bool = False
+    cpu: float = 0.0
+    """The test process's (server and victims) CPU share in the last measured phase."""
+    lost: list[str] = field(default_factory=list)
+    """Victims the server closed: a flood that gets others disconnected fails at once."""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        for user in VICTIMS:
+            ws = await self.http.ws_connect(self.node.ws_url, max_msg_size=0)
+            await ws.send_str(json.dumps({"type": "auth", "token": self.node.tokens.issue(user)}))
+            await ws.send_str(json.dumps({"type": "subscribe", "room": ROOM, "id": "s"}))
+            self.sockets[user] = ws
+        for user, ws in self.sockets.items():
+            self.tasks.append(asyncio.create_task(self._read(user, ws)))
+            self.tasks.append(asyncio.create_task(self._send(user, ws)))
+
+    async def _read(self, user: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                break
+            if self.stop.is_set():
+                continue
+            now = time.perf_counter()
+            for part in msg.data.split("\n"):
+                if '"msg"' not in part:
+                    continue
+                frame = json.loads(part)
+                cmid = frame.get("cmid", "")
+                mine = frame.get("sender") == user
+                if self.recording and frame.get("type") == "msg" and not mine and cmid in self.sent_at:
+                    self.samples.append(now - self.sent_at[cmid])
+
+    async def _send(self, user: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            cmid = f"{user}-{n}"
+            self.sent_at[cmid] = time.perf_counter()
+            await ws.send_str(json.dumps({"type": "send", "room": ROOM, "cmid": cmid, "body": "hi", "id": cmid}))
+            await asyncio.sleep(PACE_S)  # the subject: victims send at a steady pace
+            if ws.closed:
+                self.lost.append(f"{user} closed with {ws.close_code}")
+                return
+
+    async def measure(self, seconds: float) -> list[float]:
+        self.samples = []
+        self.recording = True
+        cpu = time.process_time()
+        await asyncio.sleep(seconds)  # the subject: the phase's measuring window
+        self.cpu = (time.process_time() - cpu) / seconds
+        self.recording = False
+        assert not self.lost, self.lost
+        return self.samples
+
+    async def aclose(self) -> None:
+        self.stop.set()
+        for ws in self.sockets.values():
+            await ws.close()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def attackers(node: Node) -> list[object]:
+    return [s for s in node.websocket.sessions if s.user == "mallory"]
+
+
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98]
+
+
+async def flood_phase(node: Node, kind: str, victims: Victims) -> tuple[list[float], dict[str, object]]:
+    """Start the attacker, measure the victims while it floods, stop it; its counts come back too."""
+    attacker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(FLOODER),
+        node.ws_url,
+        node.tokens.issue("mallory"),
+        kind,
+        ROOM,
+        str(CONNECTIONS),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert attacker.stdin is not None and attacker.stdout is not None
+    try:
+        line = await asyncio.wait_for(attacker.stdout.readline(), 30)
+        assert line.strip() == b"ready", line
+        await asyncio.sleep(0.3)  # the subject: the flood reaches full rate before measuring starts
+        samples = await victims.measure(PHASE_S)
+        attacker.stdin.close()
+        out, _ = await asyncio.wait_for(attacker.communicate(), 15)
+    finally:
+        if attacker.returncode is None:
+            attacker.kill()
+            await attacker.wait()
+    counts: dict[str, object] = json.loads(out.decode().strip().splitlines()[-1])
+    # The next baseline starts once the server has let go of every attacker connection (and its backlog).
+    await wait_until("the attacker's connections are gone", lambda: not attackers(node), within_s=30)
+    # The flood may leave mallory outside the room (join/leave) or the room followed: restore the member.
+    await node.backends.directory.add_member(ROOM, "mallory")
+    return samples, counts
+
+
+@pytest.fixture
+def flood_settings(tmp_path: Path) -> Settings:
+    """The defaults: the limits under test are the ones a server runs with."""
+    return Settings(port=0, data_dir=str(tmp_path / "data"), limits=Limits())
+
+
+@pytest.mark.slow
+async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_settings: Settings) -> None:
+    """[R-RATE-40] [R-SEC-40] Under a max-rate flood of each frame type by one user over two connections, the
+    other users' send->deliver p99 stays within 2x of the no-flood baseline measured beside it."""
+    async with serve(flood_settings) as node, aiohttp.ClientSession() as http:
+        await node.service.create_room("alice", ROOM)
+        for user in (*VICTIMS[1:], "mallory"):
+            await node.service.join(user, ROOM)
+        for i in range(600):  # a full history page for the history flood to read
+            await node.service.writer.append(Draft(ROOM, "alice", f"pre-{i}", f"old {i}", KIND_TEXT))
+        victims = Victims(node, http)
+        await victims.start()
+        await victims.measure(1.0)  # warm-up, not counted
+        baselines = [await victims.measure(PHASE_S)]
+        results: list[tuple[str, float, float, dict[str, object]]] = []
+        for kind in KINDS:
+            flooded, counts = await flood_phase(node, kind, victims)
+            flood_cpu = victims.cpu
+            baselines.append(await victims.measure(PHASE_S))
+            base_cpu = victims.cpu
+            base = p99(baselines[-2] + baselines[-1])
+            results.append((kind, base, p99(flooded), counts))
+            print(
+                f"{kind}: base p99 {base * 1000:.1f} ms (cpu {base_cpu:.2f}), flood p99 {p99(flooded) * 1000:.1f} ms"
+                f" (cpu {flood_cpu:.2f}) {counts}",
+                flush=True,
+            )
+        await victims.aclose()
+    lines = [f"{'flood':<11} {'base p99 ms':>11} {'flood p99 ms':>12} {'ratio':>6}  attacker"]
+    failed = []
+    for kind, base, flooded_p99, counts in results:
+        ratio = flooded_p99 / max(base, FLOOR_S)
+        lines.append(f"{kind:<11} {base * 1000:11.1f} {flooded_p99 * 1000:12.1f} {ratio:6.2f}  {counts}")
+        if ratio > MAX_RATIO:
+            failed.append(kind)
+    print("\n" + "\n".join(lines))
+    assert not failed, f"p99 over {MAX_RATIO}x the baseline under a flood of {failed}:\n" + "\n".join(lines)
