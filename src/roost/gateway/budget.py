@@ -36,9 +36,9 @@ COSTS: Final[dict[type, int]] = {
     frames.Edit: 1,
     frames.Delete: 1,
     frames.React: 1,
-    frames.Read: 5,
-    frames.Unsubscribe: 2,
-    frames.Subscribe: 4,
+    frames.Read: 20,
+    frames.Unsubscribe: 5,
+    frames.Subscribe: 10,
     frames.History: 5,
     frames.Create: _MEMBERSHIP,
     frames.Dm: _MEMBERSHIP,
@@ -59,8 +59,10 @@ MIN_PAUSE_S: Final = 0.1
 at most ten times a second per connection, however small the wait for one unit."""
 
 
-HISTORY_PER_MESSAGE: Final = 0.1
-"""A history request costs ``COSTS[History]`` plus this per message asked for (``limit``): 500 messages, 55."""
+HISTORY_PER_MESSAGE: Final = 0.4
+"""A history request costs ``COSTS[History]`` plus this per message asked for (``limit``): 50 messages (the
+default) 25 units, 500 messages 205. The store read of a page holds the interpreter in a reader thread, so
+pages cost the event loop more than their encoding shows."""
 
 
 def cost_of(frame: frames.ClientFrame) -> int:
