@@ -195,7 +195,7 @@ def flood_settings(tmp_path: Path) -> Settings:
 
 @pytest.mark.slow
 async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_settings: Settings) -> None:
-    """[R-RATE-40] [R-SEC-40] Under a max-rate flood of each frame type by one user over two connections, the
+    """[R-SEC-40] Under a max-rate flood of each frame type by one user over two connections, the
     other users' send->deliver p99 stays within 2x of the no-flood baseline measured beside it."""
     async with serve(flood_settings) as node, aiohttp.ClientSession() as http:
         await node.service.create_room("alice", ROOM)

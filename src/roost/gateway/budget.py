@@ -22,7 +22,17 @@ from ..config import Limits
 from ..protocol import frames
 from ..ratelimit import RateLimiter, TokenBucket
 
-__all__ = ["BASE_COST", "COSTS", "HISTORY_PER_MESSAGE", "MIN_PAUSE_S", "STRIKE_WINDOW_S", "FrameBudget", "UserBudgets", "cost_of"]
+__all__ = [
+    "BASE_COST",
+    "COSTS",
+    "HISTORY_PER_MESSAGE",
+    "MAX_PAUSE_S",
+    "MIN_PAUSE_S",
+    "STRIKE_WINDOW_S",
+    "FrameBudget",
+    "UserBudgets",
+    "cost_of",
+]
 
 BASE_COST: Final = 1
 """Taken before decoding: every frame, a malformed or unknown one included."""
@@ -57,6 +67,9 @@ STRIKE_WINDOW_S: Final = 10.0
 MIN_PAUSE_S: Final = 0.1
 """After a refusal the connection is not read for at least this long, so a flood is refused (and answered)
 at most ten times a second per connection, however small the wait for one unit."""
+MAX_PAUSE_S: Final = 1.0
+"""The longest the connection is not read after a refusal (a drained bucket with a slow refill says to wait
+longer in ``retry_after_s``; the next frame is judged then)."""
 
 
 HISTORY_PER_MESSAGE: Final = 0.4

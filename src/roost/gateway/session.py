@@ -31,7 +31,7 @@ from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import ProtocolError, RateLimited, RoostError, retry_after
 from ..service import ChatService
-from .budget import BASE_COST, MIN_PAUSE_S, STRIKE_WINDOW_S, FrameBudget, UserBudgets, cost_of
+from .budget import BASE_COST, MAX_PAUSE_S, MIN_PAUSE_S, STRIKE_WINDOW_S, FrameBudget, UserBudgets, cost_of
 from .dispatch import Dispatcher
 from .follows import Follows
 from .outbox import Outbox, Transport
@@ -43,6 +43,9 @@ SERVER_ERRORS: Final = Throttled(logging.getLogger("roost.errors"))
 """4500 and 4503 answers, each with its cause, at most one line per code per 10 s (with a count)."""
 
 MAX_IN_FLIGHT: Final = 64
+MAX_HOLD_S: Final = 0.1
+"""After a request refused by the send or membership rate limit, the connection is not read for its
+``retry_after_s``, at most this long."""
 YIELD_EVERY: Final = 16
 """A connection's read loop lets the other tasks run after this many frames in a row."""
 
@@ -149,17 +152,18 @@ class Session:
 
     async def _over_budget(self, wait: float, ref: str | None, room: str | None) -> None:
         """Refuse the frame with 4429 and read nothing more from the connection until it would fit (at least
-        ``MIN_PAUSE_S``): the client's further frames wait in its socket. The ``frame_strikes``-th refusal
+        ``MIN_PAUSE_S``, at most ``MAX_PAUSE_S``, then the next frame is judged): the client's further frames
+        wait in its socket. The ``frame_strikes``-th refusal
         within ``STRIKE_WINDOW_S`` closes the connection with 4429, after the refusal itself."""
-        pause = max(wait, MIN_PAUSE_S)
-        self._error(RateLimited("over the frame budget: slow down", pause), ref=ref, room=room)
+        retry = max(wait, MIN_PAUSE_S)
+        self._error(RateLimited("over the frame budget: slow down", retry), ref=ref, room=room)
         if self.budget.refused():
             reason = f"over the frame budget {self.limits.frame_strikes} times in {STRIKE_WINDOW_S:g} s"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.outbox.until_drained(), self.limits.close_timeout_s)
             await self.close(Code.RATE_LIMITED, reason, unread=True)
             return
-        await asyncio.sleep(pause)
+        await asyncio.sleep(min(retry, MAX_PAUSE_S))
 
     def _refuse_draining(self, data: str | bytes) -> None:
         ref, room = frames.peek_ref(data)
@@ -192,8 +196,10 @@ class Session:
         try:
             await self._dispatcher.dispatch(frame)
         except RateLimited as exc:
-            # The sends (or membership) bucket is empty: what the client sends next waits in its socket.
-            self._hold_until = max(self._hold_until, asyncio.get_running_loop().time() + exc.retry_after_s)
+            # The sends (or membership) bucket is empty: what the client sends next waits in its socket,
+            # up to MAX_HOLD_S (the answer says how long the bucket needs; other requests may pass sooner).
+            hold = min(exc.retry_after_s, MAX_HOLD_S)
+            self._hold_until = max(self._hold_until, asyncio.get_running_loop().time() + hold)
             self._error(exc, ref=ref, room=room)
         except RoostError as exc:
             self._error(exc, ref=ref, room=room)

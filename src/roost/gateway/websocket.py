@@ -96,7 +96,8 @@ class _AiohttpTransport:
         payload = struct.pack("!H", code) + reason.encode()[:120]
         raw.write(_LEN1(0x88, len(payload)) + payload)
         deadline = time.monotonic() + self.close_timeout_s
-        while raw.get_write_buffer_size() and time.monotonic() < deadline:
+        # The transport has no event for "buffer empty" that aiohttp does not own (its drain waiter): poll.
+        while raw.get_write_buffer_size() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         # A moment for the client to read the close frame before the reset, which may discard it.
         await asyncio.sleep(min(_UNREAD_GRACE_S, max(0.0, deadline - time.monotonic())))
