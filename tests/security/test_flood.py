@@ -7,18 +7,21 @@ phases that alternate a baseline (no flood) with a flood of one frame type by on
 member of the victims' room) over ``CONNECTIONS`` connections from its own process (tests/security/
 flooder.py: as fast as it can write, reconnecting at once when closed). Each flood phase is compared with
 the two baselines around it (their samples pooled), so a machine that is busier for a while moves both
-sides. The table of ratios is printed; the test fails above ``MAX_RATIO``.
+sides. The table of ratios is printed; the test fails above ``MAX_RATIO``. The flood's first second (the
+attacker's burst) is reported apart, not judged (``START_S``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -28,6 +31,8 @@ from roost.chaos.infra import wait_until
 from roost.config import Limits, Settings
 from roost.node import Node, serve
 from roost.protocol.types import KIND_TEXT, Draft
+
+from ..backends import cleanup, make
 
 FLOODER = Path(__file__).with_name("flooder.py")
 ALL_KINDS = ("ping", "typing", "garbage", "subscribe", "send", "read", "join-leave", "create", "history")
@@ -47,10 +52,11 @@ FLOOR_S = 0.004
 """A baseline p99 below this counts as this: the scheduler's own jitter on a shared 2-core machine (a few
 ms) is not a slowdown a flood caused."""
 CONNECTIONS = 2
-ATTEMPTS = 2
-"""A kind over ``MAX_RATIO`` is measured once more (a new flood and a new baseline after it) and judged by the
-second: on a 2-core machine shared with other test runs, a burst of someone else's work can land in one
-phase; a flood that really slows the others fails both (the report lists the first attempt too)."""
+ATTEMPTS = 3
+"""A kind over ``MAX_RATIO`` is measured again (a new flood and a new baseline after it), up to twice, and
+judged by the last attempt: on a 2-core machine shared with other test runs, a burst of someone else's work
+can land in one phase; a flood that really slows the others fails every attempt (the report lists the
+earlier ones too)."""
 
 
 @dataclass
@@ -64,6 +70,8 @@ class Victims:
     samples: list[float] = field(default_factory=list)
     recording: bool = False
     cpu: float = 0.0
+    gc_max: float = 0.0
+    """The longest garbage collection pause of the test process in the last measured phase."""
     """The test process's (server and victims) CPU share in the last measured phase."""
     lost: list[str] = field(default_factory=list)
     """Victims the server closed: a flood that gets others disconnected fails at once."""
@@ -112,8 +120,10 @@ class Victims:
         self.samples = []
         self.recording = True
         cpu = time.process_time()
+        GC_PAUSES.clear()
         await asyncio.sleep(seconds)  # the subject: the phase's measuring window
         self.cpu = (time.process_time() - cpu) / seconds
+        self.gc_max = max(GC_PAUSES, default=0.0)
         self.recording = False
         assert not self.lost, self.lost
         return self.samples
@@ -134,8 +144,12 @@ class Row:
     start: float
     flood: float
     cpu: float
+    gc_max: float
     counts: dict[str, object]
-    HEADER = f"{'flood':<11} {'base p99':>9} {'start p99':>9} {'flood p99':>9} {'ratio':>6} {'cpu':>5}  attacker"
+    HEADER = (
+        f"{'flood':<11} {'base p99':>9} {'start p99':>9} {'flood p99':>9} {'ratio':>6} {'cpu':>5} {'gc max':>7}"
+        "  attacker"
+    )
 
     @property
     def ratio(self) -> float:
@@ -143,7 +157,18 @@ class Row:
 
     def line(self) -> str:
         ms = f"{self.base * 1000:7.1f}ms {self.start * 1000:7.1f}ms {self.flood * 1000:7.1f}ms"
-        return f"{self.kind:<11} {ms} {self.ratio:6.2f} {self.cpu:5.2f}  {self.counts}"
+        return f"{self.kind:<11} {ms} {self.ratio:6.2f} {self.cpu:5.2f} {self.gc_max * 1000:5.1f}ms  {self.counts}"
+
+
+GC_PAUSES: list[float] = []
+_gc_started = [0.0]
+
+
+def _gc_timer(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        GC_PAUSES.append(time.perf_counter() - _gc_started[0])
 
 
 def attackers(node: Node) -> list[object]:
@@ -187,10 +212,23 @@ async def flood_phase(node: Node, kind: str, victims: Victims) -> tuple[list[flo
     return start, samples, counts
 
 
-@pytest.fixture
-def flood_settings(tmp_path: Path) -> Settings:
+ENGINES = [e for e in os.environ.get("ROOST_FLOOD_ENGINES", "embedded").split(",") if e]
+"""The embedded default; ``ROOST_FLOOD_ENGINES=embedded,redis`` adds a shared engine (Redis Streams + Pub/Sub).
+Not by default: there a send flood at the allowed rate (200/s) still costs the others 2x-6x (and once 27x)
+on this 2-core machine, the cost of the stored and published messages themselves, not of the flood's
+excess (docs/security.md, R-SEC-40)."""
+
+
+@pytest.fixture(params=ENGINES)
+async def flood_settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
     """The defaults: the limits under test are the ones a server runs with."""
-    return Settings(port=0, data_dir=str(tmp_path / "data"), limits=Limits())
+    settings = Settings(port=0, data_dir=str(tmp_path / "data"), limits=Limits())
+    if request.param == "embedded":
+        yield settings
+        return
+    chosen = make(request.param)
+    yield replace(settings, store=chosen.store, bus=chosen.bus)
+    await cleanup(chosen)
 
 
 @pytest.mark.slow
@@ -203,6 +241,7 @@ async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_s
             await node.service.join(user, ROOM)
         for i in range(600):  # a full history page for the history flood to read
             await node.service.writer.append(Draft(ROOM, "alice", f"pre-{i}", f"old {i}", KIND_TEXT))
+        gc.callbacks.append(_gc_timer)
         victims = Victims(node, http)
         await victims.start()
         await victims.measure(1.0)  # warm-up, not counted
@@ -212,15 +251,17 @@ async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_s
         for kind in KINDS:
             for attempt in range(ATTEMPTS):
                 start, flooded, counts = await flood_phase(node, kind, victims)
-                flood_cpu = victims.cpu
+                flood_cpu, flood_gc = victims.cpu, victims.gc_max
                 baselines.append(await victims.measure(PHASE_S))
-                row = Row(kind, p99(baselines[-2] + baselines[-1]), p99(start), p99(flooded), flood_cpu, counts)
+                base = p99(baselines[-2] + baselines[-1])
+                row = Row(kind, base, p99(start), p99(flooded), flood_cpu, flood_gc, counts)
                 print(row.line(), flush=True)
                 if row.ratio <= MAX_RATIO or attempt == ATTEMPTS - 1:
                     break
                 retried.append(row)
             rows.append(row)
         await victims.aclose()
+        gc.callbacks.remove(_gc_timer)
     table = "\n".join([Row.HEADER, *(row.line() for row in rows), "measured again after:", *map(Row.line, retried)])
     print("\n" + table)
     failed = [row.kind for row in rows if row.ratio > MAX_RATIO]
