@@ -1,14 +1,16 @@
 """One user's flood of any frame type does not slow the others: other users' send->deliver p99 under a
-max-rate flood stays within ``MAX_RATIO`` of the no-flood baseline.
+max-rate flood stays within ``MAX_RATIO`` of the no-flood baseline (R-SEC-40).
 
-The benchmark's style, side by side in one run: a real server (embedded engine, default limits), three
-victims in one room each sending a message every ``PACE_S`` and timing its delivery to the two others, and
-phases that alternate a baseline (no flood) with a flood of one frame type by one attacker (``mallory``, a
-member of the victims' room) over ``CONNECTIONS`` connections from its own process (tests/security/
-flooder.py: as fast as it can write, reconnecting at once when closed). Each flood phase is compared with
-the two baselines around it (their samples pooled), so a machine that is busier for a while moves both
-sides. The table of ratios is printed; the test fails above ``MAX_RATIO``. The flood's first second (the
-attacker's burst) is reported apart, not judged (``START_S``).
+The benchmark's style, side by side in one run: a real server (embedded engine, default limits, the runtime
+of `roost serve`), three victims in one room each sending a message every ``PACE_S`` and timing its
+delivery to the two others, and phases that alternate a baseline (no flood) with a flood of one frame type
+by one attacker (``mallory``, a member of the victims' room) over ``CONNECTIONS`` connections from its own
+process (tests/security/flooder.py: as fast as it can write, reconnecting at once when closed). Each flood
+phase is compared with the worse of the two baselines around it, each as long as the flood phase: one
+stall of the shared machine (a slow fsync, another process's burst) lifts the p99 of whichever window it
+lands in, so the flood window must be worse than both its neighbours, and a machine that is busier for a
+while moves both sides. The table of ratios is printed; the test fails above ``MAX_RATIO``. The flood's
+first second (the attacker's burst) is reported apart, not judged (``START_S``).
 """
 
 from __future__ import annotations
@@ -242,6 +244,10 @@ async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_s
         for i in range(600):  # a full history page for the history flood to read
             await node.service.writer.append(Draft(ROOM, "alice", f"pre-{i}", f"old {i}", KIND_TEXT))
         gc.callbacks.append(_gc_timer)
+        # The runtime of `roost serve` (cli._serve): a short GIL switch interval, start-up objects frozen.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
+        gc.freeze()
         victims = Victims(node, http)
         await victims.start()
         await victims.measure(1.0)  # warm-up, not counted
@@ -253,7 +259,7 @@ async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_s
                 start, flooded, counts = await flood_phase(node, kind, victims)
                 flood_cpu, flood_gc = victims.cpu, victims.gc_max
                 baselines.append(await victims.measure(PHASE_S))
-                base = p99(baselines[-2] + baselines[-1])
+                base = max(p99(baselines[-2]), p99(baselines[-1]))
                 row = Row(kind, base, p99(start), p99(flooded), flood_cpu, flood_gc, counts)
                 print(row.line(), flush=True)
                 if row.ratio <= MAX_RATIO or attempt == ATTEMPTS - 1:
@@ -262,6 +268,8 @@ async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_s
             rows.append(row)
         await victims.aclose()
         gc.callbacks.remove(_gc_timer)
+        gc.unfreeze()
+        sys.setswitchinterval(switch)
     table = "\n".join([Row.HEADER, *(row.line() for row in rows), "measured again after:", *map(Row.line, retried)])
     print("\n" + table)
     failed = [row.kind for row in rows if row.ratio > MAX_RATIO]

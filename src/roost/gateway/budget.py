@@ -46,7 +46,7 @@ COSTS: Final[dict[type, int]] = {
     frames.Edit: 1,
     frames.Delete: 1,
     frames.React: 1,
-    frames.Read: 20,
+    frames.Read: 50,
     frames.Unsubscribe: 5,
     frames.Subscribe: 10,
     frames.History: 5,
