@@ -44,11 +44,11 @@ class Limits:
     frames_per_s: float = 200.0
     """Frame units per second one connection may use (every frame costs units, malformed ones too; costlier
     requests cost more: docs/protocol.md, "Frame budgets"), as a token bucket; over it: 4429."""
-    frame_burst: int = 1000
+    frame_burst: int = 2000
     """One connection's frame budget bucket: the units it may use at once (a reconnect's subscribes)."""
     user_frames_per_s: float = 400.0
     """Frame units per second per user over all the user's connections to the node; over it: 4429."""
-    user_frame_burst: int = 2000
+    user_frame_burst: int = 4000
     """The user's frame budget bucket, over all the user's connections to the node."""
     frame_strikes: int = 10
     """Frames refused over the frame budget within 10 s that close the connection with 4429."""
