@@ -39,9 +39,9 @@ async def quiet(raw: Raw, seconds: float) -> list[dict[str, Any]]:
 
 
 async def test_every_frame_pays_from_the_connections_budget_by_its_cost(embedded_settings: Settings) -> None:
-    """[R-RATE-40] Every frame costs units from the connection's budget, malformed and binary ones too, and
-    costlier requests more (a history page of 50 costs 25); the frame that does not fit is refused with 4429,
-    its ``ref`` and ``retry_after_s``, and nothing of it is carried out."""
+    """[R-RATE-40] Every frame costs units from the connection's budget, malformed, binary and oversized ones
+    too, and costlier requests more (a history page of 50 costs 25); the frame that does not fit is refused
+    with 4429, its ``ref`` and ``retry_after_s``, and nothing of it is carried out."""
     settings = with_limits(embedded_settings, frames_per_s=SLOW, frame_burst=39)
     async with serve(settings) as node:
         await make_room(node, "alice", "r")
@@ -49,17 +49,19 @@ async def test_every_frame_pays_from_the_connections_budget_by_its_cost(embedded
         for _ in range(8):
             await alice.send("{not json")
         await alice.send(b"\x00binary")
+        await alice.send(json.dumps({"type": "ping", "id": "big", "pad": "x" * (70 * 1024)}))
         for _ in range(8):
             assert (await alice.recv())["code"] == Code.BAD_FRAME
-        assert (await alice.recv())["code"] == Code.BAD_FRAME  # the binary frame; 9 units spent
-        page = await alice.request({"type": "history", "room": "r", "id": "h"})  # 25 units: 34 of 39 spent
+        assert (await alice.recv())["code"] == Code.BAD_FRAME  # the binary frame
+        assert (await alice.recv())["code"] == Code.TOO_LARGE  # the oversized one: 10 units spent
+        page = await alice.request({"type": "history", "room": "r", "id": "h"})  # 25 units: 35 of 39 spent
         assert page["type"] == "history"
-        for i in range(6):  # 1 unit each: the sixth does not fit
+        for i in range(5):  # 1 unit each: the fifth does not fit
             await alice.send({"type": "ping", "id": f"p{i}"})
-        answers = {a["ref"]: a for a in [await alice.recv() for _ in range(6)]}  # the refusal may come first
-        assert [answers[f"p{i}"]["type"] for i in range(6)] == ["pong"] * 5 + ["error"]
-        refused = answers["p5"]
-        assert refused["code"] == Code.RATE_LIMITED and refused["ref"] == "p5"
+        answers = {a["ref"]: a for a in [await alice.recv() for _ in range(5)]}  # the refusal may come first
+        assert [answers[f"p{i}"]["type"] for i in range(5)] == ["pong"] * 4 + ["error"]
+        refused = answers["p4"]
+        assert refused["code"] == Code.RATE_LIMITED and refused["ref"] == "p4"
         assert refused["retry_after_s"] >= 0.1
         await alice.close()
         bob = await Raw.open(node, "bob")  # another connection, another user: a full budget

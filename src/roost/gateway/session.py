@@ -92,14 +92,6 @@ class Session:
 
     async def receive(self, data: str | bytes) -> None:
         """Handle one client frame. Returns when the frame's task has started (backpressure)."""
-        size = (
-            len(data) if isinstance(data, bytes) or len(data) * 4 <= self.limits.max_frame_bytes else len(data.encode())
-        )
-        if size > self.limits.max_frame_bytes:
-            ref, room = frames.peek_ref(data)
-            error = ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE)
-            self._error(error, ref=ref, room=room)
-            return
         if self._draining:
             self._refuse_draining(data)
             return
@@ -114,9 +106,17 @@ class Session:
         if self._hold_until:  # a request was refused by a rate limit: read nothing until it would pass
             await asyncio.sleep(max(0.0, self._hold_until - asyncio.get_running_loop().time()))
             self._hold_until = 0.0
-        wait = self.budget.charge(BASE_COST)
+        wait = self.budget.charge(BASE_COST)  # every frame pays, an oversized or malformed one too
         if wait:
             await self._over_budget(wait, *frames.peek_ref(data))
+            return
+        size = (
+            len(data) if isinstance(data, bytes) or len(data) * 4 <= self.limits.max_frame_bytes else len(data.encode())
+        )
+        if size > self.limits.max_frame_bytes:
+            ref, room = frames.peek_ref(data)
+            error = ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE)
+            self._error(error, ref=ref, room=room)
             return
         try:
             frame = frames.decode_client(data)
