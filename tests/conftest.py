@@ -27,9 +27,9 @@ from .kafka_infra import EXTERNAL, Tansu
 
 @pytest.fixture
 def limits() -> Limits:
-    # Tests preload rooms through the service as one user: the per-user send rate is lifted here,
-    # and tested on its own in test_node.py.
-    return Limits(head_check_s=1.0, sends_per_s=1e6, send_burst=10**6)
+    # Tests preload rooms through the service as one user: the per-user send and membership rates are
+    # lifted here, and tested on their own (test_node.py, tests/security/test_budgets.py).
+    return Limits(head_check_s=1.0, sends_per_s=1e6, send_burst=10**6, membership_per_s=1e6, membership_burst=10**6)
 
 
 @pytest.fixture(scope="session")

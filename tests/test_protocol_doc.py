@@ -393,6 +393,7 @@ def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
     """[R-SEC-7] The "Default" column of security.md's limits table, row by row, is ``roost.config.Limits()``
     (the hard frame cap is the transport's ``client_max_size``, 4 x ``max_frame_bytes``)."""
     from roost.config import Limits
+    from roost.gateway.budget import STRIKE_WINDOW_S
 
     limits = Limits()
     wanted = {
@@ -401,6 +402,13 @@ def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
         "socket)",
         "sends per user per node": f"{limits.sends_per_s:g}/s, burst {limits.send_burst:g}",
         "typing signals per user per node": f"{limits.typing_per_s:g}/s, burst {2 * limits.typing_per_s:g}",
+        "frame budget per connection, in units": f"{limits.frames_per_s:g}/s, burst {limits.frame_burst}",
+        "frame budget per user per node, over all their connections": (
+            f"{limits.user_frames_per_s:g}/s, burst {limits.user_frame_burst}"
+        ),
+        "refusals over the frame budget per connection": f"{limits.frame_strikes} in {STRIKE_WINDOW_S:g} s",
+        "membership changes per user per node": f"{limits.membership_per_s:g}/s, burst {limits.membership_burst}",
+        "receipts and presence changes per user and room": f"one per {limits.coalesce_s:g} s",
         "connections per user per node": str(limits.max_connections_per_user),
         "rooms per user": str(limits.max_rooms_per_user),
         "history page": f"{limits.max_history_page} messages / {_kib(limits.max_page_bytes)}",
@@ -455,6 +463,16 @@ def test_the_limits_table_of_section_13_has_the_values_of_the_code() -> None:
         "typing signals per user (`typing_per_s`)": f"{limits.typing_per_s:g} per second, bursts up to "
         f"{2 * limits.typing_per_s:g}",
         "connections per user (`max_connections_per_user`)": str(limits.max_connections_per_user),
+        "frame budget per connection (`frames_per_s`, `frame_burst`)": (
+            f"{limits.frames_per_s:g} units per second, bursts up to {limits.frame_burst}"
+        ),
+        "frame budget per user, over all their connections to one node (`user_frames_per_s`, `user_frame_burst`)": (
+            f"{limits.user_frames_per_s:g} units per second, bursts up to {limits.user_frame_burst}"
+        ),
+        "membership changes per user, over all their connections and HTTP (`membership_per_s`, `membership_burst`)": (
+            f"{limits.membership_per_s:g} per second, bursts up to {limits.membership_burst}"
+        ),
+        "receipts and presence changes per user and room (`coalesce_s`)": f"one per {limits.coalesce_s:g} s",
         "authentication": f"{limits.auth_timeout_s:g} s",
         "heartbeat": f"ping every {limits.heartbeat_s:g} s; pong expected within {limits.heartbeat_s / 2:g} s",
         "room name": "1-128",

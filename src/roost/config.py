@@ -48,6 +48,25 @@ class Limits:
     """The token bucket's size: how many sends may come at once before 4429."""
     typing_per_s: float = 2.0
     """Typing signals per second per user (bursts of twice that)."""
+    frames_per_s: float = 200.0
+    """Frame units per second one connection may use (every frame costs units, malformed ones too; costlier
+    requests cost more: docs/protocol.md, "Frame budgets"), as a token bucket; over it: 4429."""
+    frame_burst: int = 2000
+    """One connection's frame budget bucket: the units it may use at once (a reconnect's subscribes)."""
+    user_frames_per_s: float = 400.0
+    """Frame units per second per user over all the user's connections to the node; over it: 4429."""
+    user_frame_burst: int = 4000
+    """The user's frame budget bucket, over all the user's connections to the node."""
+    frame_strikes: int = 10
+    """Frames refused over the frame budget within 10 s that close the connection with 4429."""
+    membership_per_s: float = 5.0
+    """Membership changes per second per user (create, join, leave, dm, invite, kick, ban, unban, role), as
+    a token bucket; over it: 4429, nothing stored."""
+    membership_burst: int = 30
+    """The membership bucket's size: how many membership changes may come at once before 4429."""
+    coalesce_s: float = 0.5
+    """Read receipts and presence changes of one user in one room are published at most once per this
+    interval: the first at once, the rest folded into one at the interval's end (the latest wins)."""
     max_connections_per_user: int = 32
     """Per node: one more is refused with 4429."""
     max_rooms_per_user: int = 1000

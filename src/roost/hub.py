@@ -80,6 +80,7 @@ class Hub:
         head_check_s: float = 10.0,
         presence_interval_s: float = 10.0,
         tally: Tally | None = None,
+        coalesce_s: float = 0.5,
     ) -> None:
         self.tally = tally
         self.bus = bus
@@ -88,7 +89,9 @@ class Hub:
         self._rooms: dict[str, _Room] = {}
         self._checker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.presence = Presence(bus, self._notify, interval_s=presence_interval_s, ttl_s=presence_interval_s * 3)
+        self.presence = Presence(
+            bus, self._notify, interval_s=presence_interval_s, ttl_s=presence_interval_s * 3, coalesce_s=coalesce_s
+        )
         bus.on_reset(self._on_reset)
 
     async def start(self) -> None:

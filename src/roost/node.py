@@ -186,6 +186,7 @@ async def _serve(settings: Settings, guard: ConnectionGuard, descriptors: Descri
         head_check_s=limits.head_check_s,
         presence_interval_s=limits.presence_interval_s,
         tally=metrics.tally,
+        coalesce_s=limits.coalesce_s,
     )
     await hub.start()
     shedding: set[asyncio.Task[None]] = set()
@@ -243,4 +244,5 @@ async def _serve(settings: Settings, guard: ConnectionGuard, descriptors: Descri
         await websocket.aclose()
         await runner.cleanup()
         await hub.aclose()
+        await service.reads.receipts_out.aclose()
         await backends.aclose()

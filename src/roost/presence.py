@@ -4,7 +4,9 @@ Each node counts its own sessions per (room, user) and announces changes on the 
 every ``interval_s`` it re-announces what it has, and entries of other nodes that are not refreshed
 within ``ttl_s`` expire (a node that died takes its users offline after at most ``ttl_s``). A user
 is online in a room while any node has them. Sessions are told only about changes of that merged
-view, so heartbeats do not reach clients.
+view, so heartbeats do not reach clients. A node's own changes of one (room, user) are announced at most once
+per ``coalesce_s`` (``Coalescer``: the first at once, then the latest state, and nothing when it is back to
+what was announced), so a user following and leaving a room in a loop is not a presence storm.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Final
 
 import msgspec
 
+from .coalesce import Coalescer
 from .ports import Bus
 from .protocol import frames
 from .protocol.errors import RoostError
@@ -47,6 +50,7 @@ class Presence:
         *,
         interval_s: float = 10.0,
         ttl_s: float = 30.0,
+        coalesce_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bus = bus
@@ -60,6 +64,7 @@ class Presence:
         self._seen: dict[str, dict[tuple[str, str], float]] = {}
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._changes: Coalescer[tuple[str, str], str] = Coalescer(coalesce_s, self._announce_change, clock)
 
     async def start(self) -> None:
         if self.interval_s > 0:
@@ -70,6 +75,7 @@ class Presence:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._changes.aclose()
 
     def online(self, room: str) -> list[str]:
         return sorted({user for user, _node in self._seen.get(room, {})})
@@ -79,7 +85,7 @@ class Presence:
         users = self._local.setdefault(room, {})
         users[user] = users.get(user, 0) + 1
         if users[user] == 1:
-            self._later(self._announce(room, user, "online"))
+            self._later(self._changes.offer((room, user), "online"))
 
     def unfollow(self, room: str, user: str) -> None:
         users = self._local.get(room)
@@ -90,7 +96,7 @@ class Presence:
             del users[user]
             if not users:
                 del self._local[room]
-            self._later(self._announce(room, user, "offline"))
+            self._later(self._changes.offer((room, user), "offline"))
 
     def _later(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -120,6 +126,9 @@ class Presence:
     def _emit(self, room: str, user: str, online: bool) -> None:
         event = frames.PresenceEvent(room=room, user=user, status="online" if online else "offline")
         self.notify(room, frames.encode(event))
+
+    async def _announce_change(self, key: tuple[str, str], status: str) -> None:
+        await self._announce(*key, status)
 
     async def _announce(self, room: str, user: str, status: str) -> None:
         with contextlib.suppress(RoostError):

@@ -19,14 +19,20 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = now
 
-    def take(self, now: float) -> float:
-        """0.0 if a token was taken, else the seconds until one is available."""
+    def take(self, now: float, cost: float = 1.0) -> float:
+        """0.0 if ``cost`` tokens were taken, else the seconds until they are available (nothing taken)."""
+        wait = self.shortfall(now, cost)
+        if not wait:
+            self.tokens -= cost
+        return wait
+
+    def shortfall(self, now: float, cost: float = 1.0) -> float:
+        """The seconds until ``cost`` tokens are available (0.0: now), taking nothing. A cost over the burst
+        counts as the burst, so it fits a full bucket."""
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
+        cost = min(cost, self.burst)
+        return 0.0 if self.tokens >= cost else (cost - self.tokens) / self.rate
 
 
 class RateLimiter:
@@ -50,12 +56,16 @@ class RateLimiter:
 
     def wait(self, key: str) -> float:
         now = self.clock()
+        return self.bucket(key, now).take(now)
+
+    def bucket(self, key: str, now: float) -> TokenBucket:
+        """``key``'s bucket (a full one for a key not seen lately)."""
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self.max_keys:
                 self._prune(now)
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
-        return bucket.take(now)
+        return bucket
 
     def _prune(self, now: float) -> None:
         full_after = self.burst / self.rate

@@ -66,7 +66,7 @@ class RecordingTransport:
     async def send(self, data: bytes) -> None:
         self.sent.extend(json.loads(part) for part in frames.split(data))
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, *, unread: bool = False) -> None:
         self.closed = code
 
 

@@ -84,7 +84,11 @@ async def test_a_flood_from_one_user_does_not_slow_the_others(embedded_settings:
                 junk = (
                     "{" * 50 if n % 3 == 0 else json.dumps({"type": "send", "room": "r", "cmid": f"f{n}", "body": "x"})
                 )
-                await mallory.send(junk)
+                try:
+                    await mallory.send(junk)
+                except ConnectionError:  # closed over its frame budget (4429): it comes back at once
+                    await mallory.close()
+                    mallory = await Raw.open(node, "mallory")
                 n += 1
                 if n % 50 == 0:
                     await asyncio.sleep(0)

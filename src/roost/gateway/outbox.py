@@ -39,9 +39,11 @@ class Transport(Protocol):
         """Send one text frame (already UTF-8 JSON), waiting while the socket is full."""
         ...
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, *, unread: bool = False) -> None:
         """Close with ``code``; returns within the close timeout (a socket that cannot take the close
-        frame by then is aborted)."""
+        frame by then is aborted). ``unread``: read nothing more from the client, not even to find its
+        answer to the close frame (a flood's backlog would be read in full): the connection is aborted as
+        soon as the socket has taken the close frame."""
         ...
 
 

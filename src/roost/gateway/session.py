@@ -2,6 +2,9 @@
 
 It decides *when* each client frame runs and owns the connection's end; its parts do the rest:
 
+* Every frame first pays its price from the connection's and the user's frame budgets (``budget``); one
+  that cannot is refused with 4429 and the connection is not read until it could, and too many refusals
+  close it with 4429 (``_over_budget``).
 * Frames from the client are handled as tasks, at most ``MAX_IN_FLIGHT`` at a time, started in
   arrival order (``receive``). A control frame waits for everything before it; a send waits for the send
   before it, so one connection's messages are stored in the order sent (group commit batches across
@@ -26,8 +29,9 @@ from ..logs import Throttled
 from ..metrics import code_label
 from ..protocol import frames
 from ..protocol.codes import Code
-from ..protocol.errors import ProtocolError, RoostError, retry_after
+from ..protocol.errors import ProtocolError, RateLimited, RoostError, retry_after
 from ..service import ChatService
+from .budget import BASE_COST, MAX_PAUSE_S, MIN_PAUSE_S, STRIKE_WINDOW_S, FrameBudget, UserBudgets, cost_of
 from .dispatch import Dispatcher
 from .follows import Follows
 from .outbox import Outbox, Transport
@@ -39,6 +43,11 @@ SERVER_ERRORS: Final = Throttled(logging.getLogger("roost.errors"))
 """4500 and 4503 answers, each with its cause, at most one line per code per 10 s (with a count)."""
 
 MAX_IN_FLIGHT: Final = 64
+MAX_HOLD_S: Final = 0.1
+"""After a request refused by the send or membership rate limit, the connection is not read for its
+``retry_after_s``, at most this long."""
+YIELD_EVERY: Final = 16
+"""A connection's read loop lets the other tasks run after this many frames in a row."""
 
 
 class Session:
@@ -50,6 +59,7 @@ class Session:
         limits: Limits,
         user: str,
         session_id: str,
+        budgets: UserBudgets | None = None,
     ) -> None:
         self.service = service
         self._metrics = service.metrics
@@ -59,6 +69,7 @@ class Session:
         self.user = user
         self.session_id = session_id
         self.close_code: int | None = None
+        self.budget = FrameBudget(limits, budgets or UserBudgets(limits), user)
         self.outbox = Outbox(transport, limits, self.close, session_id)
         self.follows = Follows(service, hub, limits, user, self.outbox)
         self._dispatcher = Dispatcher(service, self.follows, self.outbox, user)
@@ -69,6 +80,9 @@ class Session:
         self._last_control: asyncio.Task[None] | None = None
         self._last_send: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._hold_until = 0.0
+        self._unyielded = 0
+        """Loop time until which nothing more is read: a send refused by the send rate limit (4429)."""
 
     @property
     def closed(self) -> bool:
@@ -78,6 +92,24 @@ class Session:
 
     async def receive(self, data: str | bytes) -> None:
         """Handle one client frame. Returns when the frame's task has started (backpressure)."""
+        if self._draining:
+            self._refuse_draining(data)
+            return
+        if self.closed:
+            return
+        self._unyielded += 1
+        if self._unyielded >= YIELD_EVERY:
+            # Frames already buffered are read without the loop ever switching tasks; a burst would hold
+            # every other connection up until it is through.
+            self._unyielded = 0
+            await asyncio.sleep(0)
+        if self._hold_until:  # a request was refused by a rate limit: read nothing until it would pass
+            await asyncio.sleep(max(0.0, self._hold_until - asyncio.get_running_loop().time()))
+            self._hold_until = 0.0
+        wait = self.budget.charge(BASE_COST)  # every frame pays, an oversized or malformed one too
+        if wait:
+            await self._over_budget(wait, *frames.peek_ref(data))
+            return
         size = (
             len(data) if isinstance(data, bytes) or len(data) * 4 <= self.limits.max_frame_bytes else len(data.encode())
         )
@@ -86,14 +118,15 @@ class Session:
             error = ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE)
             self._error(error, ref=ref, room=room)
             return
-        if self._draining:
-            self._refuse_draining(data)
-            return
         try:
             frame = frames.decode_client(data)
         except ProtocolError as exc:
             ref, room = frames.peek_ref(data)
             self._error(exc, ref=ref, room=room)
+            return
+        more = cost_of(frame) - BASE_COST
+        if more and (wait := self.budget.charge(more)):
+            await self._over_budget(wait, getattr(frame, "id", None), getattr(frame, "room", None))
             return
         await self._slots.acquire()
         if self._draining:  # the shutdown began while this frame waited for a slot
@@ -117,11 +150,33 @@ class Session:
         self._refs[task] = (getattr(frame, "id", None), getattr(frame, "room", None))
         task.add_done_callback(self._task_done)
 
+    async def _over_budget(self, wait: float, ref: str | None, room: str | None) -> None:
+        """Refuse the frame with 4429 and read nothing more from the connection until it would fit (at least
+        ``MIN_PAUSE_S``, at most ``MAX_PAUSE_S``, then the next frame is judged): the client's further frames
+        wait in its socket. The ``frame_strikes``-th refusal
+        within ``STRIKE_WINDOW_S`` closes the connection with 4429, after the refusal itself."""
+        retry = max(wait, MIN_PAUSE_S)
+        self._error(RateLimited("over the frame budget: slow down", retry), ref=ref, room=room)
+        if self.budget.refused():
+            reason = f"over the frame budget {self.limits.frame_strikes} times in {STRIKE_WINDOW_S:g} s"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.outbox.until_drained(), self.limits.close_timeout_s)
+            await self.close(Code.RATE_LIMITED, reason, unread=True)
+            return
+        await asyncio.sleep(min(retry, MAX_PAUSE_S))
+
     def _refuse_draining(self, data: str | bytes) -> None:
         ref, room = frames.peek_ref(data)
         self._error(RoostError("server shutting down: send it to another node", Code.GOING_AWAY), ref=ref, room=room)
 
     async def receive_invalid(self, reason: str) -> None:
+        """A frame that is not text (binary): refused with 4400, after paying ``BASE_COST`` like any other."""
+        if self.closed:
+            return
+        wait = self.budget.charge(BASE_COST)
+        if wait:
+            await self._over_budget(wait, None, None)
+            return
         self._error(ProtocolError(reason, Code.BAD_FRAME))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
@@ -140,6 +195,12 @@ class Session:
             await asyncio.wait(before)
         try:
             await self._dispatcher.dispatch(frame)
+        except RateLimited as exc:
+            # The sends (or membership) bucket is empty: what the client sends next waits in its socket,
+            # up to MAX_HOLD_S (the answer says how long the bucket needs; other requests may pass sooner).
+            hold = min(exc.retry_after_s, MAX_HOLD_S)
+            self._hold_until = max(self._hold_until, asyncio.get_running_loop().time() + hold)
+            self._error(exc, ref=ref, room=room)
         except RoostError as exc:
             self._error(exc, ref=ref, room=room)
         except Exception:
@@ -155,13 +216,13 @@ class Session:
 
     # ---- closing ----------------------------------------------------------------------------
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, *, unread: bool = False) -> None:
         if self.closed:
             return
         self.outbox.shut()
         self.close_code = code
         try:
-            await self.transport.close(code, reason)
+            await self.transport.close(code, reason, unread=unread)
         except Exception as exc:
             log.debug("close of %s failed: %s", self.session_id, exc)
         await self.release()

@@ -21,6 +21,7 @@ from ..protocol.errors import AuthError, ProtocolError, RoostError
 from ..readiness import Readiness
 from ..revocation import Revocations, void
 from ..service import ChatService
+from .budget import UserBudgets
 from .connections import ConnectionGuard
 from .session import Session
 
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 _SOCKET_ROOM: Final = 64 * 1024
 """Bytes the socket's user-space buffer may hold before frames wait in the session's outbox instead."""
+
+
+_UNREAD_GRACE_S: Final = 0.2
 
 
 class _AiohttpTransport:
@@ -69,16 +73,37 @@ class _AiohttpTransport:
     async def send(self, data: bytes) -> None:
         await self.ws.send_frame(data, WSMsgType.TEXT)
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, *, unread: bool = False) -> None:
         """The close frame goes behind everything already in the socket's buffers, so a client that does
         not read never gets it: after ``close_timeout_s`` the connection is aborted instead. The close is
         waited for, never cancelled (a cancelled drain would cancel every other writer's drain too); the
-        abort ends it."""
+        abort ends it. ``unread``: see ``close_unread``."""
+        if unread:
+            await self.close_unread(code, reason)
+            return
         closing = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()[:120]))
         closing.add_done_callback(_consume)
         done, _ = await asyncio.wait({closing}, timeout=self.close_timeout_s)
         if not done:
             self.abort()
+
+    async def close_unread(self, code: int, reason: str) -> None:
+        """Write the close frame and abort once the socket has taken it (within ``close_timeout_s``), reading
+        nothing: aiohttp's own close reads until the client's close frame, which behind a flood is the
+        whole backlog the client managed to write, parsed at full speed."""
+        raw = self.raw
+        if raw is None or self.ws.closed or raw.is_closing():
+            self.abort()
+            return
+        payload = struct.pack("!H", code) + reason.encode()[:120]
+        raw.write(_LEN1(0x88, len(payload)) + payload)
+        deadline = time.monotonic() + self.close_timeout_s
+        # The transport has no event for "buffer empty" that aiohttp does not own (its drain waiter): poll.
+        while raw.get_write_buffer_size() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        # A moment for the client to read the close frame before the reset, which may discard it.
+        await asyncio.sleep(min(_UNREAD_GRACE_S, max(0.0, deadline - time.monotonic())))
+        raw.abort()
 
     def abort(self) -> None:
         """Drop what is unsent and reset the TCP connection (the client sees it end without a close frame)."""
@@ -131,6 +156,8 @@ class WebSocketEndpoint:
         self._per_user: dict[str, int] = {}
         self._identities: dict[Session, Identity] = {}
         """Each open session's token (its ``iat``), for revocations."""
+        self.budgets = UserBudgets(limits)
+        """Each user's frame budget on this node, shared by their connections."""
 
     def _origin_allowed(self, request: web.Request) -> bool:
         """Browsers send Origin; a page from another site must not ride on the user's cookies or
@@ -187,7 +214,9 @@ class WebSocketEndpoint:
         handshakes.labels("accepted").inc()
         if self.guard is not None:
             self.guard.authenticated(request)
-        session = Session(self.service, self.hub, transport, self.limits, user, secrets.token_hex(8))
+        session = Session(
+            self.service, self.hub, transport, self.limits, user, secrets.token_hex(8), self.budgets
+        )
         self.sessions.add(session)
         self._identities[session] = identity
         self._per_user[user] = self._per_user.get(user, 0) + 1
@@ -206,6 +235,8 @@ class WebSocketEndpoint:
                 elif msg.type is WSMsgType.BINARY:
                     await session.receive_invalid("binary frames are not supported; send JSON text frames")
                 else:
+                    break
+                if session.closed:  # closed by the server (a budget, a slow consumer): read nothing more
                     break
         finally:
             expiry.cancel()

@@ -89,7 +89,8 @@ class Moderation:
     async def _moderated(self, actor: str, room: str, user: str, *, as_admin: bool = False) -> dict[str, str]:
         """Common checks of a moderation request; returns the room's meta.
 
-        The actor must be an owner or admin member of a room that is not a direct conversation."""
+        The actor must be an owner or admin member of a room that is not a direct conversation, within the
+        membership-change rate (a server administrator is not limited)."""
         if not valid_user(user):
             raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
         if user == actor:
@@ -103,6 +104,7 @@ class Moderation:
             raise AuthError(f"{room!r} is a direct conversation: it has no moderators", Code.FORBIDDEN)
         if as_admin:
             return meta
+        self.rooms.churn.check(actor)
         if RANK[await self.rooms.role(room, actor, meta)] < RANK[ADMIN]:
             raise AuthError(f"only the owner or an admin of {room!r} may do that", Code.FORBIDDEN)
         return meta

@@ -4,8 +4,9 @@ membership check.
 Every page is served through the node's ``RelationIndex``, so a deleted message is a tombstone on every
 read path (``history``, a subscription's ``catchup``, ``sync``), and bounded by bytes as well as by count
 (``pages.PageReader``: ``max_page_bytes`` per page, ``max_sync_bytes`` per sync answer). A read position is
-one per user per room, shared by the user's devices; moving it tells the room's followers with an
-ephemeral ``receipt``.
+one per user per room, shared by the user's devices; moving it is stored and tells the room's followers with
+an ephemeral ``receipt``, at most once per user and room per ``coalesce_s`` (the newest position wins), and
+a ``read`` that moves nothing writes and tells nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 
+from ..coalesce import Coalescer
 from ..config import Limits
 from ..ports import Bus, Directory, Store
 from ..protocol import frames
@@ -54,6 +56,11 @@ class Reads:
         self.rooms = rooms
         self.limits = limits
         self.pages = PageReader()
+        self.receipts_out: Coalescer[tuple[str, str], int] = Coalescer(limits.coalesce_s, self._store_and_tell)
+        self._known: dict[tuple[str, str], int] = {}
+        self._pending: dict[tuple[str, str], int] = {}
+        """(room, user) -> a position answered but not stored yet (coalesced): this node's reads show it."""
+        """(room, user) -> a read position this node stored: a ``read`` at or below it moves nothing."""
 
     async def history(
         self,
@@ -140,18 +147,57 @@ class Reads:
         return await self.store.seq_before_time(room, ts_ms)
 
     async def mark_read(self, user: str, room: str, seq: int) -> int:
-        """Move the user's read position forward (clamped to the head) and tell the room's followers."""
+        """Move the user's read position forward (clamped to the head) and tell the room's followers.
+
+        A position that does not move is neither written nor told. One that moves is stored and told at once
+        when the (room, user) has not moved within ``coalesce_s``; otherwise it is stored and told at the end
+        of that interval, with the newest position (``receipts_out``): read positions and receipts cost at
+        most one store write and one fan-out per user and room per interval."""
         await self.rooms.check_member(user, room)
         if not 0 <= seq <= MAX_SEQ:
             raise ProtocolError(f"seq must be between 0 and {MAX_SEQ}", Code.BAD_FRAME)
-        head = (await self.store.position(room)).head
-        value = await self.directory.mark_read(room, user, min(seq, head))
+        key = (room, user)
+        known = self._known.get(key)
+        if known is not None and seq <= known:
+            return known  # positions never move back: nothing to write or tell
+        target = min(seq, (await self.store.position(room)).head)
+        if known is not None and target <= known:
+            return known
+        if len(self._known) >= 100_000:
+            self._known.clear()
+        self._known[key] = target
+        self._pending[key] = target
+        try:
+            await self.receipts_out.offer(key, target)
+        except RoostError:
+            self._pending.pop(key, None)
+            if known is None:
+                self._known.pop(key, None)
+            else:
+                self._known[key] = known  # not stored: a retry must write it
+            raise
+        return self._known.get(key, target)
+
+    async def _store_and_tell(self, key: tuple[str, str], seq: int) -> None:
+        room, user = key
+        try:
+            value = await self.directory.mark_read(room, user, seq)  # the stored maximum (another node's, too)
+        except RoostError:
+            self._pending.pop(key, None)
+            self._known.pop(key, None)  # not stored: the next read writes again
+            raise
+        if self._pending.get(key, 0) <= value:
+            self._pending.pop(key, None)
+        if value > self._known.get(key, 0):
+            self._known[key] = value
         await self.bus.publish(room, frames.encode(frames.Receipt(room=room, user=user, seq=value)))
-        return value
 
     async def unread(self, user: str) -> dict[str, dict[str, int]]:
         """Per room of the user: its head, the user's read position, and the unread count (head - read)."""
         positions = await self.directory.read_positions(user)
+        for (room, reader), seq in list(self._pending.items()):
+            if reader == user:
+                positions[room] = max(positions.get(room, 0), seq)
         out: dict[str, dict[str, int]] = {}
         for room in await self.directory.rooms_of(user):
             head = (await self.store.position(room)).head
@@ -162,4 +208,8 @@ class Reads:
     async def receipts(self, user: str, room: str) -> dict[str, int]:
         """Who has read how far ("seen by"): members' read positions."""
         await self.rooms.check_member(user, room)
-        return await self.directory.readers(room)
+        readers = await self.directory.readers(room)
+        for (where, reader), seq in list(self._pending.items()):
+            if where == room:
+                readers[reader] = max(readers.get(reader, 0), seq)
+        return readers

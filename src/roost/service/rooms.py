@@ -19,6 +19,7 @@ from ..ports import Directory
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, Conflict, NotFound, ProtocolError, RoostError
 from ..protocol.types import KIND_JOIN, KIND_LEAVE, valid_room, valid_user
+from ..ratelimit import RateLimiter
 from .writes import Writer
 
 __all__ = ["ROOM_KINDS", "RoomInfo", "Rooms", "check_room_name", "dm_room", "kind_of", "missing"]
@@ -90,10 +91,13 @@ class Rooms:
         self.directory = directory
         self.writer = writer
         self.limits = limits
+        self.churn = RateLimiter(limits.membership_per_s, limits.membership_burst, "membership changes")
+        """Per user (the actor): create, join, leave, dm and the moderation requests, each a stored event."""
 
     async def create_room(self, user: str, room: str, kind: str = PUBLIC) -> None:
         """Create a public or private room; the creator is its owner and first member."""
         check_room_name(room)
+        self.churn.check(user)
         if kind not in (PUBLIC, PRIVATE):
             raise ProtocolError("kind must be public or private (direct conversations come from dm)", Code.BAD_FRAME)
         if room.startswith(DM_PREFIX):
@@ -112,6 +116,7 @@ class Rooms:
         if other == user:
             raise ProtocolError("a direct conversation needs two different users", Code.BAD_FRAME)
         room = dm_room(user, other)
+        self.churn.check(user)
         if await self.directory.is_member(room, user):
             return room
         await self._check_dm_limit(user)
@@ -124,6 +129,7 @@ class Rooms:
         return room
 
     async def join(self, user: str, room: str) -> None:
+        self.churn.check(user)
         await self.require_room(room)
         if await self.directory.is_member(room, user):
             return
@@ -155,6 +161,7 @@ class Rooms:
     async def leave(self, user: str, room: str) -> None:
         """Leaving a room one is not in is a no-op, but 4404 in a private or direct one that one is not invited
         to, as for a room that does not exist (R-SEC-63)."""
+        self.churn.check(user)
         await self.require_room(room)
         if await self.directory.remove_member(room, user):
             await self.drop_role(room, user)
