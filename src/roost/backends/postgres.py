@@ -82,6 +82,14 @@ CREATE TABLE IF NOT EXISTS trimmed_ids (
 );
 """
 
+_RELATIONS: Final = tuple(re.findall(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
+"""Every table and index of the schema: a node that finds them all runs no DDL at startup."""
+_SESSION: Final = {
+    # A transaction whose client went quiet (a partitioned or frozen node) holds its row locks, and every
+    # other node's appends to that room wait behind them: PostgreSQL ends it after this long.
+    "idle_in_transaction_session_timeout": "10s",
+}
+
 if TYPE_CHECKING:
     Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -115,14 +123,29 @@ class PostgresStore:
         async with _translate():
             conn = await asyncpg.connect(self.dsn)
             try:
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-                await conn.execute(f"SET search_path TO {self.schema}; {_SCHEMA}")
+                await self._ensure_schema(conn)
             finally:
                 await conn.close()
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=2, max_size=16, server_settings={"search_path": self.schema}
+                self.dsn, min_size=2, max_size=16, server_settings={"search_path": self.schema, **_SESSION}
             )
         return self
+
+    async def _ensure_schema(self, conn: asyncpg.Connection[Any]) -> None:
+        """Create what is missing, and only then: ``CREATE INDEX IF NOT EXISTS`` takes a SHARE lock on its table
+        even when the index exists, so it waits for every open write transaction, and every write after it
+        waits for it. A node restarting while another node's transaction hung (a partition) stalled all
+        appends (seen in a chaos run); with the schema in place a start takes no lock at all."""
+        found = await conn.fetchval(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 AND c.relname = ANY($2::text[])",
+            self.schema,
+            list(_RELATIONS),
+        )
+        if found == len(_RELATIONS):
+            return
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+        await conn.execute(f"SET lock_timeout = '10s'; SET search_path TO {self.schema}; {_SCHEMA}")
 
     @property
     def pool(self) -> asyncpg.Pool[Any]:
