@@ -15,6 +15,7 @@ Conventions the doc follows (and this test relies on):
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 import typing
@@ -418,11 +419,23 @@ def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
         "live traffic",
         "one write to a connection's socket": f"{limits.write_timeout_s:g} s",
     }
-    section = (DOC.parent / "security.md").read_text(encoding="utf-8").split("## Limits (config.Limits)", 1)[1]
-    rows = {label.split(" (")[0]: default for label, default, _ in _table(section)}
+    wanted |= {
+        "a peer that stops answering pings": f"{limits.heartbeat_s:g} s",
+        "a revocation whose bus notice was lost": f"{limits.revocation_check_s:g} s",
+    }
+    security = (DOC.parent / "security.md").read_text(encoding="utf-8")
+    section = security.split("## Limits (config.Limits)", 1)[1]
+    rows = {label.split(" (")[0]: default for label, _, default, _ in _table(section)}
     assert rows == wanted
-    close = next(excess for label, _, excess in _table(section) if label.startswith("one write"))
+    close = next(excess for label, _, _, excess in _table(section) if label.startswith("one write"))
     assert f"not taken in {limits.close_timeout_s:g} s" in close
+    # Every setting of config.Limits is named in security.md, with its default in one of its two tables.
+    named = {name for row in _table(section) for name in re.findall(r"`(\w+)`", row[1])}
+    guard = security.split("## Connections before authentication", 1)[1]
+    named |= {name for row in _table(guard) for name in re.findall(r"`(\w+)`", row[1])}
+    watching = {"presence_interval_s", "head_check_s", "probe_interval_s", "probe_timeout_s", "unready_grace_s"}
+    assert all(f"`{name}`" in section for name in watching)
+    assert named | watching == {f.name for f in dataclasses.fields(Limits)}
 
 
 def test_the_limits_table_of_section_13_has_the_values_of_the_code() -> None:
