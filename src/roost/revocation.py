@@ -125,12 +125,27 @@ class RevocationWatch:
         """False while the node has no connection: the periodic read is skipped."""
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+        self._subscribing: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._subscription = await self.revocations.bus.subscribe(CHANNEL, self._on_notice)
+        """Subscribe in the background, retrying: a bus that fails right after the node opened it (a broker
+        restarting) must not end the node's start (seen in a chaos run); the periodic check covers the
+        notices missed meanwhile."""
+        self._subscribing = asyncio.create_task(self._subscribe(), name="roost-revocations-subscribe")
         if self.interval_s > 0:
             self._task = asyncio.create_task(self._sweep(), name="roost-revocations")
+
+    async def _subscribe(self, initial_s: float = 0.2, max_s: float = 5.0) -> None:
+        delay = initial_s
+        while True:
+            try:
+                self._subscription = await self.revocations.bus.subscribe(CHANNEL, self._on_notice)
+                return
+            except RoostError as exc:
+                log.warning("revocation notices: subscribe failed (next try in %.1f s): %s", delay, exc.reason)
+            await asyncio.sleep(delay)  # a wait helper's poll: capped backoff until the bus takes it
+            delay = min(max_s, delay * 2)
 
     def _on_notice(self, data: bytes) -> None:
         try:
@@ -153,9 +168,10 @@ class RevocationWatch:
                 log.warning("revocation check failed: %s", exc.reason)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._subscribing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._subscription is not None:
             with contextlib.suppress(RoostError):
                 await self._subscription.aclose()
