@@ -91,7 +91,9 @@ class Moderation:
 
         The actor must be an owner or admin member of a room that is not a direct conversation."""
         if not valid_user(user):
-            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+            raise ProtocolError(
+                "user names are 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)", Code.BAD_FRAME
+            )
         if user == actor:
             raise ProtocolError("not on oneself (use leave)", Code.BAD_FRAME)
         if as_admin:
@@ -110,4 +112,3 @@ class Moderation:
     async def _outrank(self, actor: str, room: str, user: str, meta: dict[str, str]) -> None:
         if RANK[await self.rooms.role(room, actor, meta)] <= RANK[await self.rooms.role(room, user, meta)]:
             raise AuthError(f"{user!r} has the same or a higher role in {room!r}", Code.FORBIDDEN)
-

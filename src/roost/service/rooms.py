@@ -108,7 +108,9 @@ class Rooms:
 
         Idempotent: later calls only bring ``user`` back in (after a ``leave``). Nobody else may join it."""
         if not valid_user(other):
-            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+            raise ProtocolError(
+                "user names are 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)", Code.BAD_FRAME
+            )
         if other == user:
             raise ProtocolError("a direct conversation needs two different users", Code.BAD_FRAME)
         room = dm_room(user, other)
@@ -168,7 +170,7 @@ class Rooms:
     async def public_rooms(self) -> list[str]:
         """Rooms anyone may find and join: not private ones, not direct conversations."""
         out = []
-        for room in await self.directory.all_rooms():
+        for room in await self.all_rooms():
             if room.startswith(DM_PREFIX):
                 continue
             if kind_of(room, await self.directory.room_attrs(room, NS_META)) == PUBLIC:
@@ -176,7 +178,9 @@ class Rooms:
         return out
 
     async def all_rooms(self) -> list[str]:
-        return await self.directory.all_rooms()
+        """Every room of every kind, but not the server's own pseudo-rooms (``~``, outside the room names:
+        where API keys are kept, apikeys.py)."""
+        return [room for room in await self.directory.all_rooms() if valid_room(room)]
 
     async def room_info(self, room: str) -> RoomInfo:
         """Everything about a room's membership (admin API; members see their own rooms' roles)."""
