@@ -177,7 +177,11 @@ class ApiKeys:
         raw = (await self.directory.room_attrs(KEYS_ROOM, KEYS_NS)).get(key_id)
         if raw is None:
             raise AuthError("unknown or revoked API key", Code.UNAUTHORIZED)
-        record = _decode_record(raw)
+        try:
+            record = _decode_record(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            log.warning("API key %s has an unreadable record: refused", key_id)
+            raise AuthError("invalid API key", Code.UNAUTHORIZED) from None
         if not hmac.compare_digest(_digest(secret), record.sha256):
             raise AuthError("invalid API key", Code.UNAUTHORIZED)
         return Identity(record.principal, float("inf"), False, float(record.created), frozenset(record.scopes), key_id)
