@@ -167,6 +167,7 @@ async def test_each_route_needs_its_scope_and_an_out_of_scope_call_stores_nothin
             read: [
                 ("POST", "/api/rooms", {"room": "botroom"}),
                 ("POST", "/api/rooms/lobby/invite", {"user": "carol"}),
+                ("POST", "/api/rooms/lobby/members", {"user": "carol"}),
                 ("POST", "/api/rooms/lobby/leave", None),
                 ("POST", "/api/dm", {"user": "carol"}),
                 ("POST", "/api/rooms/lobby/messages", {"cmid": "r1", "body": "no"}),
@@ -190,6 +191,7 @@ async def test_each_route_needs_its_scope_and_an_out_of_scope_call_stores_nothin
                 ("POST", "/api/rooms", {"room": "botroom"}),
                 ("POST", "/api/rooms/lobby/leave", None),
                 ("POST", "/api/rooms/lobby/kick", {"user": "alice"}),
+                ("POST", "/api/rooms/lobby/members", {"user": "carol"}),
                 ("POST", "/api/rooms/lobby/messages", {"cmid": "s1", "body": "no", "as": "system"}),
             ],
             ws_only: [
@@ -231,6 +233,40 @@ async def new_key_admin(node: Node, principal: str, *scopes: str) -> str:
     assert status == 201, answer
     key: str = answer["key"]
     return key
+
+
+async def test_a_key_adds_members_to_rooms_its_principal_moderates(embedded_settings: Settings) -> None:
+    """[R-SEC-88] ``POST /api/rooms/{room}/members`` with a ``rooms:write`` key whose principal is the room's owner
+    or admin makes a user a member at once, stored as an ``invite`` by the principal and the user's ``join`` (a
+    private room included), and is idempotent; it refuses a banned user, a principal that is a plain member, and
+    a user's token (users invite; the invitee joins), each with 4403 and nothing stored."""
+    async with serve(embedded_settings) as node:
+        alice = node.tokens.issue("alice")
+        key = await new_key_admin(node, "onboarding", "rooms:write", "rooms:read")
+        assert (await call(node, "POST", "/api/rooms", key, {"room": "staff", "kind": "private"}))[0] == 201
+        start = await head(node, "staff")
+        for _ in range(2):
+            status, answer = await call(node, "POST", "/api/rooms/staff/members", key, {"user": "carol"})
+            assert status == 200 and answer == {"room": "staff", "user": "carol"}, answer
+        assert await node.backends.directory.members("staff") == ["carol", "onboarding"]
+        status, page = await call(node, "GET", f"/api/rooms/staff/messages?after={start}", key)
+        assert status == 200
+        events = [(m["kind"], m["sender"], m["body"]) for m in page["messages"]]
+        assert events == [("invite", "carol", '{"by":"onboarding"}'), ("join", "carol", "")], events
+        assert await node.backends.directory.room_attrs("staff", "invites") == {}
+
+        assert (await call(node, "POST", "/api/rooms/staff/ban", key, {"user": "mallory"}))[0] == 200
+        await call(node, "POST", "/api/rooms", alice, {"room": "lobby"})
+        assert (await call(node, "POST", "/api/rooms/lobby/join", key))[0] == 200
+        before = {room: await head(node, room) for room in ("staff", "lobby")}
+        refused(await call(node, "POST", "/api/rooms/staff/members", key, {"user": "mallory"}), Code.FORBIDDEN)
+        refused(await call(node, "POST", "/api/rooms/lobby/members", key, {"user": "dave"}), Code.FORBIDDEN)
+        refused(await call(node, "POST", "/api/rooms/lobby/members", alice, {"user": "dave"}), Code.FORBIDDEN)
+        assert {room: await head(node, room) for room in ("staff", "lobby")} == before
+        assert (
+            await node.backends.directory.rooms_of("dave") == []
+            and await node.backends.directory.rooms_of("mallory") == []
+        )
 
 
 async def test_a_bot_and_system_post_idempotently_through_the_send_path(embedded_settings: Settings) -> None:

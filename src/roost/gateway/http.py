@@ -218,6 +218,7 @@ class HttpApi:
             web.get("/api/rooms/{room}/members", self.members),
             web.post("/api/rooms/{room}/invite", self.invite),
             web.post("/api/rooms/{room}/kick", self.kick),
+            web.post("/api/rooms/{room}/members", self.add_member),
             web.post("/api/rooms/{room}/ban", self.ban),
             web.post("/api/rooms/{room}/unban", self.unban),
             web.post("/api/rooms/{room}/role", self.role),
@@ -314,6 +315,18 @@ class HttpApi:
 
     async def invite(self, request: web.Request) -> web.Response:
         return await self._moderate(request, self.service.invite)
+
+    async def add_member(self, request: web.Request) -> web.Response:
+        """An API key's principal (owner or admin of the room) makes a user a member: an invitation and the
+        user's join (R-SEC-88). A user's token gets 4403: users invite, and the invitee joins."""
+        identity = await self.identity_of(request)
+        if identity.scopes is None:
+            raise AuthError("only an API key adds members: invite the user instead", Code.FORBIDDEN)
+        require(identity, ROOMS_WRITE)
+        room = request.match_info["room"]
+        body: _UserRef = await _body(request, _UserRef)
+        await self.service.add_member(identity.user, room, body.user)
+        return _respond({"room": room, "user": body.user})
 
     async def kick(self, request: web.Request) -> web.Response:
         return await self._moderate(request, self.service.kick)

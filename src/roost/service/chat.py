@@ -54,6 +54,7 @@ class ChatService:
         self.join = self.rooms.join
         self.leave = self.rooms.leave
         self.invite = self.moderation.invite
+        self.add_member = self.moderation.add
         self.kick = self.moderation.kick
         self.ban = self.moderation.ban
         self.unban = self.moderation.unban

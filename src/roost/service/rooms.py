@@ -98,7 +98,7 @@ class Rooms:
             raise ProtocolError("kind must be public or private (direct conversations come from dm)", Code.BAD_FRAME)
         if room.startswith(DM_PREFIX):
             raise ProtocolError("room names starting with dm: are direct conversations: use dm", Code.BAD_FRAME)
-        await self._check_room_limit(user)
+        await self.check_room_limit(user)
         if not await self.directory.create_room(room, user, {"kind": kind, "owner": user}):
             raise Conflict(f"room {room!r} already exists")
         await self.writer.event(room, user, KIND_JOIN)
@@ -142,7 +142,7 @@ class Rooms:
                     raise missing(room)  # [R-SEC-63] a banned user is never invited
             if await self.banned(room, user):
                 raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
-        await self._check_room_limit(user)
+        await self.check_room_limit(user)
         if not await self.directory.add_member(room, user):
             return
         # A ban that raced this join wins: the ban is written before its removal, so either this check
@@ -240,7 +240,7 @@ class Rooms:
     async def banned(self, room: str, user: str) -> bool:
         return user in await self.directory.room_attrs(room, NS_BANS)
 
-    async def _check_room_limit(self, user: str) -> None:
+    async def check_room_limit(self, user: str) -> None:
         """Rooms (not direct conversations) the user is in, before a create or join [R-SEC-65].
 
         Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
