@@ -380,17 +380,32 @@ async def test_the_websocket_takes_a_key_only_with_the_ws_scope(embedded_setting
 
 
 async def test_a_revoked_key_stops_at_once_on_every_node(shared: Settings) -> None:
-    """[R-SEC-87] [R-SEC-81] A key created through one node works on the other at once (HTTP and WebSocket); revoked
+    """[R-SEC-87] [R-SEC-81] [R-SEC-83] A key created through one node works on the other at once (HTTP and WebSocket:
+    its posts, as the bot and as ``system``, reach a follower on the other node live, and a retry through the
+    other node is the same message); revoked
     through the other node, from the moment the call returns it gets 401/4401 on both nodes and stores nothing,
     and its open WebSocket connection is closed with 4401 (the bus notice: the periodic check is an hour away
     here). Other keys of the same principal keep working."""
     settings = with_limits(replace(shared, admins=(ADMIN,)), revocation_check_s=3600.0)
     async with serve(settings) as one, serve(replace(settings, data_dir=settings.data_dir + "-2")) as two:
-        key = await new_key(one, "bot", "rooms:write", "publish", "ws")
+        key = await new_key(one, "bot", "rooms:write", "publish", "publish:system", "ws")
         other = await new_key(one, "bot", "publish")
         status, _ = await call(two, "POST", "/api/rooms", key, {"room": "ops"})
         assert status == 201
+        # A follower on node one gets the posts made through node two live, as any message.
+        follower = await Conn.open(one, key)
+        await follower.ws.send_str(json.dumps({"type": "subscribe", "room": "ops", "id": "s"}))
+        await frames_until(follower, lambda fs: any(f["type"] == "live" for f in fs))
         assert (await call(two, "POST", "/api/rooms/ops/messages", key, {"cmid": "1", "body": "up"}))[0] == 201
+        as_system = {"cmid": "1", "body": "maintenance", "as": "system"}
+        assert (await call(two, "POST", "/api/rooms/ops/messages", key, as_system))[0] == 201
+        assert (await call(one, "POST", "/api/rooms/ops/messages", key, as_system))[0] == 200  # the same message
+        live = await frames_until(follower, lambda fs: sum(f["type"] == "msg" for f in fs) >= 2)
+        assert [(f["sender"], f["body"]) for f in live if f["type"] == "msg"] == [
+            ("bot", "up"),
+            ("system", "maintenance"),
+        ]
+        await follower.close()
         conn = await Conn.open(one, key)
         assert conn.first["type"] == "welcome" and conn.first["user"] == "bot"
 
