@@ -45,6 +45,10 @@ class Identity(NamedTuple):
     """The token's ``roles`` claim holds ``"admin"``."""
     issued_at: float | None = None
     """The token's ``iat``; None when it has none (void once its user has a revocation: revocation.py)."""
+    scopes: frozenset[str] | None = None
+    """An API key's scopes (apikeys.py); None for a user's token, which may do everything its user may."""
+    key: str | None = None
+    """The API key's id, or None for a token."""
 
 
 _ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
@@ -78,7 +82,9 @@ class TokenAuthority:
 
     def issue(self, user: str, ttl_s: int | None = None, **claims: Any) -> str:
         if not valid_user(user):
-            raise AuthError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+            raise AuthError(
+                "user names are 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)", Code.BAD_FRAME
+            )
         now = int(time.time())
         payload: dict[str, Any] = {"sub": user, "iat": now, "exp": now + (ttl_s or self.ttl_s), **claims}
         if self.issuer:

@@ -1,4 +1,4 @@
-"""``roost``: serve, config, spec, token, revoke, chaos, bench.
+"""``roost``: serve, config, spec, token, revoke, apikey, chaos, bench.
 
 For ``serve`` and ``config show`` flags override ``ROOST_*`` variables, which override a ``--config`` TOML
 file, which overrides the defaults (config_sources.py holds the one table of settings)."""
@@ -101,11 +101,30 @@ def _parser() -> argparse.ArgumentParser:
         "revoke", help="void every token of USER issued up to now, on every node (through a running server)"
     )
     revoke.add_argument("user")
-    revoke.add_argument("--server", default=_env("SERVER", "http://127.0.0.1:8080"), help="any node's URL")
-    revoke.add_argument("--token", default=_env("ADMIN_TOKEN"), help="an admin token (default: one signed here)")
-    revoke.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
-    revoke.add_argument("--secret", default=_env("SECRET"))
+    _add_admin_flags(revoke)
+
+    apikey = sub.add_parser("apikey", help="create, list or revoke API keys (through a running server)")
+    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
+    create = apikey_sub.add_parser("create", help="print a new key (shown once) for a service principal")
+    create.add_argument("--principal", required=True, help="the user name the key acts as (a bot user)")
+    create.add_argument(
+        "--scope", required=True, help="comma-separated: rooms:read, rooms:write, publish, publish:system, ws"
+    )
+    create.add_argument("--name", default="", help="a label for lists")
+    _add_admin_flags(create)
+    _add_admin_flags(apikey_sub.add_parser("list", help="every key, without its secret"))
+    revoke_key = apikey_sub.add_parser("revoke", help="delete key ID: it stops working on every node at once")
+    revoke_key.add_argument("id")
+    _add_admin_flags(revoke_key)
     return parser
+
+
+def _add_admin_flags(parser: argparse.ArgumentParser) -> None:
+    """How a command reaches a running node's admin API."""
+    parser.add_argument("--server", default=_env("SERVER", "http://127.0.0.1:8080"), help="any node's URL")
+    parser.add_argument("--token", default=_env("ADMIN_TOKEN"), help="an admin token (default: one signed here)")
+    parser.add_argument("--data-dir", default=_env("DATA_DIR", "./roost-data"))
+    parser.add_argument("--secret", default=_env("SECRET"))
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -387,28 +406,61 @@ def main(argv: list[str] | None = None) -> None:
         print(TokenAuthority(secret).issue(args.user, ttl_s=args.ttl, **claims))
     elif args.command == "revoke":
         _revoke(args)
+    elif args.command == "apikey":
+        _apikey(args)
     else:  # pragma: no cover - argparse rejects it first
         sys.exit(2)
 
 
-def _revoke(args: argparse.Namespace) -> None:
-    """``POST /api/admin/users/USER/revoke-tokens`` on a running node: the node writes the revocation to the
-    shared store and announces it, so it holds on every node (the CLI never opens the store itself)."""
+def _admin_call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    """One call of a running node's admin API (the CLI never opens the store itself), with ``--token`` or an admin
+    token signed from the data directory's or ``--secret`` key; a refusal ends the process with one line."""
     import urllib.error
-    import urllib.parse
     import urllib.request
 
     token = args.token
     if not token:
         secret = args.secret or load_or_create_secret(Path(args.data_dir))
         token = TokenAuthority(secret).issue("roost-cli", ttl_s=60, roles=["admin"])
-    url = f"{args.server.rstrip('/')}/api/admin/users/{urllib.parse.quote(args.user, safe='')}/revoke-tokens"
-    request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {token}"})
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(f"{args.server.rstrip('/')}{path}", data, headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            answer = json.loads(response.read())
+            return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         _fail(1, f"{args.server} refused: {exc.code} {exc.read().decode(errors='replace')}")
     except (urllib.error.URLError, OSError) as exc:
         _fail(1, f"cannot reach {args.server}: {exc}")
+
+
+def _revoke(args: argparse.Namespace) -> None:
+    """``POST /api/admin/users/USER/revoke-tokens`` on a running node: the node writes the revocation to the
+    shared store and announces it, so it holds on every node."""
+    import urllib.parse
+
+    answer = _admin_call(args, "POST", f"/api/admin/users/{urllib.parse.quote(args.user, safe='')}/revoke-tokens")
     print(f"roost: tokens of {answer['user']} issued at or before {answer['revoked_before']} are void")
+
+
+def _apikey(args: argparse.Namespace) -> None:
+    """``roost apikey create|list|revoke``: the admin API's ``/api/admin/apikeys`` routes. ``create`` prints the
+    key alone on stdout (``KEY=$(roost apikey create ...)``) and what it may do on stderr."""
+    import urllib.parse
+
+    if args.apikey_command == "create":
+        scopes = [scope.strip() for scope in args.scope.split(",") if scope.strip()]
+        body = {"principal": args.principal, "scopes": scopes, "name": args.name}
+        answer = _admin_call(args, "POST", "/api/admin/apikeys", body)
+        print(answer["key"])
+        print(
+            f"roost: key {answer['id']} acts as {answer['principal']} with {','.join(answer['scopes'])};"
+            " it is shown only this once",
+            file=sys.stderr,
+        )
+    elif args.apikey_command == "list":
+        for key in _admin_call(args, "GET", "/api/admin/apikeys")["keys"]:
+            print(f"{key['id']}  {key['principal']}  {','.join(key['scopes'])}  {key['created']}  {key['name']}")
+    else:
+        answer = _admin_call(args, "DELETE", f"/api/admin/apikeys/{urllib.parse.quote(args.id, safe='')}")
+        print(f"roost: API key {answer['id']} revoked")

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .apikeys import ApiKeys, ApiKeyWatch
 from .auth import TokenAuthority, load_jwks, load_or_create_secret
 from .backends import Backends, open_backends
 from .backends.boundary import FAILURES
@@ -203,18 +204,29 @@ async def _serve(settings: Settings, guard: ConnectionGuard, descriptors: Descri
         },
     )
     revocations = Revocations(backends.directory, backends.bus)
+    keys = ApiKeys(backends.directory, backends.bus)
     websocket = WebSocketEndpoint(
-        service, hub, tokens, limits, settings.allowed_origins, readiness, revocations=revocations, guard=guard
+        service,
+        hub,
+        tokens,
+        limits,
+        settings.allowed_origins,
+        readiness,
+        revocations=revocations,
+        guard=guard,
+        keys=keys,
     )
     revocation_watch = RevocationWatch(
         revocations, websocket.close_revoked, limits.revocation_check_s, lambda: bool(websocket.sessions)
     )
     await revocation_watch.start()
+    key_watch = ApiKeyWatch(keys, websocket.close_void_keys, limits.revocation_check_s, websocket.key_sessions)
+    await key_watch.start()
     readiness.warnings = await backends.store.durability_warnings()
     for warning in readiness.warnings:
         log.warning("UNSAFE for the no-loss promise: %s", warning)
     await readiness.start()
-    api = HttpApi(service, tokens, settings.dev_login, settings.admins, revocations)
+    api = HttpApi(service, tokens, settings.dev_login, settings.admins, revocations, keys)
     hosts = HostCheck(settings.allowed_hosts, settings.dev_login)
     app = web.Application(
         middlewares=[guard.middleware, hosts.middleware, api.errors], client_max_size=limits.max_frame_bytes * 4
@@ -241,6 +253,7 @@ async def _serve(settings: Settings, guard: ConnectionGuard, descriptors: Descri
         readiness.drain()
         await readiness.aclose()
         await revocation_watch.aclose()
+        await key_watch.aclose()
         await websocket.aclose()
         await runner.cleanup()
         await hub.aclose()

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from roost.apikeys import KEYS_ROOM, ApiKeys
 from roost.ports import Storage, Subscription
-from roost.protocol.errors import Conflict, NotFound, Unavailable
+from roost.protocol.errors import AuthError, Conflict, NotFound, Unavailable
 from roost.protocol.types import KIND_JOIN, KIND_TEXT, MAX_SEQ, Draft, Position
 from roost.revocation import Revocations
 
@@ -241,6 +242,26 @@ async def test_token_revocations_are_kept_per_user_and_only_move_forward(store: 
     assert await revocations.before("zed") == 2_000
     assert await revocations.all() == {"a.b@c-d": 1_500, "zed": 2_000}
     assert await store.rooms_of("zed") == [] and await store.read_positions("zed") == {}
+
+
+async def test_api_keys_are_kept_hashed_found_by_id_and_gone_once_revoked(store: Storage) -> None:
+    """[R-SEC-80] [R-SEC-87] API keys (roost/apikeys.py) live in the Directory of every engine, in the attributes of a
+    pseudo-room that is created on first use: each key found by its id with its principal and scopes, its secret
+    nowhere in what is stored, listed all at once, and refused as soon as its record is deleted."""
+    keys = ApiKeys(store, _Silent(), clock=lambda: 1_000.0)
+    one = await keys.create("bot", ["publish", "rooms:read"], "ci", "root")
+    two = await keys.create("a.b@c-d", ["ws"])
+    assert set(await keys.all()) == {one.id, two.id}
+    assert (await keys.identify(one.key))[:1] == ("bot",)
+    identity = await keys.identify(two.key)
+    assert identity.scopes == frozenset({"ws"}) and identity.key == two.id and identity.issued_at == 1_000.0
+    stored = await store.room_attrs(KEYS_ROOM, "keys")
+    assert all(k.key.split("_", 2)[2] not in value for value in stored.values() for k in (one, two))
+    assert await keys.revoke(one.id) and not await keys.revoke(one.id)
+    with pytest.raises(AuthError):
+        await keys.identify(one.key)
+    assert set(await keys.all()) == {two.id}
+    assert await store.rooms_of("bot") == [] and await store.members(KEYS_ROOM) == ["~roost"]
 
 
 class _Silent:

@@ -3,8 +3,10 @@ react; admin.
 
 Errors are JSON ``{"error": {"code": 44xx, "reason": "..."}}`` with the HTTP status given by the
 code's last three digits. Every route but ``/healthz``, ``/`` and ``/api/login`` (and the probes in
-gateway/health.py) needs ``Authorization: Bearer <token>``. Routes under ``/api/admin/`` need a server
-administrator: a token with ``"roles": ["admin"]``, or a user named by ``--admin``; anyone else gets 4403.
+gateway/health.py) needs ``Authorization: Bearer <token>``, a user's JWT or an API key (apikeys.py), which
+each route checks against the one scope it needs (``user_of``). Routes under ``/api/admin/`` need a server
+administrator: a token with ``"roles": ["admin"]``, or a user named by ``--admin``; anyone else, and every
+API key, gets 4403.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
+from ..apikeys import PUBLISH, PUBLISH_SYSTEM, ROOMS_READ, ROOMS_WRITE, ApiKeys, KeyRecord, is_api_key, require
 from ..auth import Identity, TokenAuthority
 from ..gateway.session import SERVER_ERRORS
 from ..metrics import code_label
 from ..ports import Appended
 from ..protocol import frames
 from ..protocol.codes import Code
-from ..protocol.errors import AuthError, ProtocolError, RoostError, retry_after
-from ..protocol.types import MAX_SEQ, Message, valid_user
+from ..protocol.errors import AuthError, NotFound, ProtocolError, RoostError, retry_after
+from ..protocol.types import MAX_SEQ, SYSTEM_SENDER, Message, valid_user
 from ..revocation import Revocations
 from ..service import ChatService, HistoryResult, RoomInfo
 
@@ -53,6 +56,13 @@ class _RoleChange(msgspec.Struct):
 class _NewMessage(msgspec.Struct):
     cmid: str
     body: str
+    as_: str | None = msgspec.field(default=None, name="as")
+
+
+class _NewKey(msgspec.Struct):
+    principal: str
+    scopes: list[str]
+    name: str = ""
 
 
 class _EditRequest(msgspec.Struct):
@@ -159,6 +169,17 @@ def _room_json(info: RoomInfo) -> dict[str, Any]:
     }
 
 
+def _key_json(record: KeyRecord) -> dict[str, Any]:
+    """A key as listed: never its secret, nor the hash of it."""
+    return {
+        "principal": record.principal,
+        "scopes": record.scopes,
+        "name": record.name,
+        "created": record.created,
+        "created_by": record.by,
+    }
+
+
 class HttpApi:
     def __init__(
         self,
@@ -167,8 +188,10 @@ class HttpApi:
         dev_login: bool,
         admins: tuple[str, ...] = (),
         revocations: Revocations | None = None,
+        keys: ApiKeys | None = None,
     ) -> None:
         self.service = service
+        self.keys = keys
         self.revocations = revocations
         self.tokens = tokens
         self.dev_login = dev_login
@@ -195,6 +218,7 @@ class HttpApi:
             web.get("/api/rooms/{room}/members", self.members),
             web.post("/api/rooms/{room}/invite", self.invite),
             web.post("/api/rooms/{room}/kick", self.kick),
+            web.post("/api/rooms/{room}/members", self.add_member),
             web.post("/api/rooms/{room}/ban", self.ban),
             web.post("/api/rooms/{room}/unban", self.unban),
             web.post("/api/rooms/{room}/role", self.role),
@@ -205,6 +229,9 @@ class HttpApi:
             web.delete("/api/admin/rooms/{room}/bans/{user}", self.admin_unban),
             web.delete("/api/admin/rooms/{room}/messages/{seq}", self.admin_delete),
             web.post("/api/admin/users/{user}/revoke-tokens", self.admin_revoke),
+            web.post("/api/admin/apikeys", self.admin_create_key),
+            web.get("/api/admin/apikeys", self.admin_keys),
+            web.delete("/api/admin/apikeys/{id}", self.admin_revoke_key),
         ]
 
     @web.middleware
@@ -217,23 +244,37 @@ class HttpApi:
                 SERVER_ERRORS.warning(str(int(exc.code)), "answered %d over HTTP: %s", int(exc.code), exc.reason)
             return error_response(exc)
 
-    async def user_of(self, request: web.Request) -> str:
-        return (await self.identity_of(request)).user
+    async def user_of(self, request: web.Request, scope: str) -> str:
+        """The credential's user, if it may do ``scope`` [R-HTTP-80]: a user's token may do all a user may, an
+        API key what its scopes say; 4403 otherwise, checked before the route reads or writes anything."""
+        identity = await self.identity_of(request)
+        require(identity, scope)
+        return identity.user
 
     async def identity_of(self, request: web.Request) -> Identity:
-        """The bearer token's identity; 4401 if missing, invalid, expired or revoked (read on every request)."""
+        """The bearer token's or API key's identity; 4401 if missing, invalid, expired or revoked (read on every
+        request, no cache). The caller checks the scope."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
+        token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthError("missing bearer token", Code.UNAUTHORIZED)
-        identity = self.tokens.identify(token.strip())
+        if is_api_key(token):
+            if self.keys is None:
+                raise AuthError("this server does not accept API keys", Code.UNAUTHORIZED)
+            identity = await self.keys.identify(token)
+        else:
+            identity = self.tokens.identify(token)
         if self.revocations is not None:
             await self.revocations.check(identity)
         return identity
 
     async def admin_of(self, request: web.Request) -> str:
-        """The requesting user, if a server administrator; else 4403 (4401 without a valid token)."""
+        """The requesting user, if a server administrator; else 4403 (4401 without a valid token). Never an
+        API key, whatever its principal (R-SEC-85)."""
         identity = await self.identity_of(request)
+        if identity.key is not None:
+            raise AuthError("API keys cannot use the admin API", Code.FORBIDDEN)
         if not (identity.admin or identity.user in self.admins):
             raise AuthError("the admin API needs an administrator", Code.FORBIDDEN)
         return identity.user
@@ -248,25 +289,25 @@ class HttpApi:
         return _respond({"user": body.name, "token": self.tokens.issue(body.name), "insecure": True})
 
     async def list_rooms(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_READ)
         mine = await self.service.rooms_of(user)
         unread = await self.service.unread(user)
         return _respond({"rooms": mine, "public": await self.service.public_rooms(), "unread": unread})
 
     async def create_room(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_WRITE)
         body: _NewRoom = await _body(request, _NewRoom)
         await self.service.create_room(user, body.room, body.kind)
         return _respond({"room": body.room, "kind": body.kind}, status=201)
 
     async def dm(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_WRITE)
         body: _UserRef = await _body(request, _UserRef)
         return _respond({"room": await self.service.dm(user, body.user)})
 
     async def members(self, request: web.Request) -> web.Response:
         """A room's members and their roles, for its members."""
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_READ)
         room = request.match_info["room"]
         await self.service.check_member(user, room)
         info = await self.service.room_info(room)
@@ -274,6 +315,18 @@ class HttpApi:
 
     async def invite(self, request: web.Request) -> web.Response:
         return await self._moderate(request, self.service.invite)
+
+    async def add_member(self, request: web.Request) -> web.Response:
+        """An API key's principal (owner or admin of the room) makes a user a member: an invitation and the
+        user's join (R-SEC-88). A user's token gets 4403: users invite, and the invitee joins."""
+        identity = await self.identity_of(request)
+        if identity.scopes is None:
+            raise AuthError("only an API key adds members: invite the user instead", Code.FORBIDDEN)
+        require(identity, ROOMS_WRITE)
+        room = request.match_info["room"]
+        body: _UserRef = await _body(request, _UserRef)
+        await self.service.add_member(identity.user, room, body.user)
+        return _respond({"room": room, "user": body.user})
 
     async def kick(self, request: web.Request) -> web.Response:
         return await self._moderate(request, self.service.kick)
@@ -286,13 +339,13 @@ class HttpApi:
 
     async def _moderate(self, request: web.Request, action: Callable[[str, str, str], Awaitable[None]]) -> web.Response:
         """``POST /api/rooms/{room}/<action>`` with ``{"user": ...}``: the service checks the roles."""
-        user, room = await self.user_of(request), request.match_info["room"]
+        user, room = await self.user_of(request, ROOMS_WRITE), request.match_info["room"]
         body: _UserRef = await _body(request, _UserRef)
         await action(user, room, body.user)
         return _respond({"room": room, "user": body.user})
 
     async def role(self, request: web.Request) -> web.Response:
-        user, room = await self.user_of(request), request.match_info["room"]
+        user, room = await self.user_of(request, ROOMS_WRITE), request.match_info["room"]
         body: _RoleChange = await _body(request, _RoleChange)
         await self.service.set_role(user, room, body.user, body.role)
         return _respond({"room": room, "user": body.user, "role": body.role})
@@ -334,19 +387,51 @@ class HttpApi:
         await self.admin_of(request)
         user = request.match_info["user"]
         if not valid_user(user):
-            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+            raise ProtocolError(
+                "user names are 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)", Code.BAD_FRAME
+            )
         if self.revocations is None:
             raise AuthError("this server does not keep revocations", Code.FORBIDDEN)
         return _respond({"user": user, "revoked_before": await self.revocations.revoke(user)})
 
+    def _keys(self) -> ApiKeys:
+        if self.keys is None:
+            raise AuthError("this server does not keep API keys", Code.FORBIDDEN)
+        return self.keys
+
+    async def admin_create_key(self, request: web.Request) -> web.Response:
+        """A new API key: the only answer that holds its secret (``key``); only its sha256 is stored."""
+        admin = await self.admin_of(request)
+        body: _NewKey = await _body(request, _NewKey)
+        if not valid_user(body.principal):
+            raise ProtocolError(
+                "the principal is a user name: 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)",
+                Code.BAD_FRAME,
+            )
+        issued = await self._keys().create(body.principal, body.scopes, body.name, admin)
+        return _respond({"id": issued.id, "key": issued.key, **_key_json(issued.record)}, status=201)
+
+    async def admin_keys(self, request: web.Request) -> web.Response:
+        """Every key, without its secret or hash."""
+        await self.admin_of(request)
+        keys = await self._keys().all()
+        return _respond({"keys": [{"id": key_id, **_key_json(keys[key_id])} for key_id in sorted(keys)]})
+
+    async def admin_revoke_key(self, request: web.Request) -> web.Response:
+        await self.admin_of(request)
+        key_id = request.match_info["id"]
+        if not await self._keys().revoke(key_id):
+            raise NotFound(f"no API key {key_id!r}", Code.UNKNOWN_ROOM)
+        return _respond({"id": key_id, "revoked": True})
+
     async def join(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_WRITE)
         room = request.match_info["room"]
         await self.service.join(user, room)
         return _respond({"room": room})
 
     async def leave(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_WRITE)
         room = request.match_info["room"]
         await self.service.leave(user, room)
         return _respond({"room": room})
@@ -363,7 +448,7 @@ class HttpApi:
         return await self._history(request, room)
 
     async def _history(self, request: web.Request, room: str) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_READ)
         after = _int_param(request, "after")
         before = _int_param(request, "before")
         since_ts = _since_param(request)
@@ -378,53 +463,64 @@ class HttpApi:
         return _respond(_history_json(room, result))
 
     async def send(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        """As the credential's user, or with ``"as": "system"`` as the reserved sender ``system`` (an API key
+        with ``publish:system`` only, R-SEC-84); the scope is checked before anything is stored."""
+        identity = await self.identity_of(request)
         room = request.match_info["room"]
         body: _NewMessage = await _body(request, _NewMessage)
-        appended = await self.service.send(user, room, body.cmid, body.body)
+        if body.as_ is None or body.as_ == identity.user:
+            require(identity, PUBLISH)
+            appended = await self.service.send(identity.user, room, body.cmid, body.body)
+        elif body.as_ == SYSTEM_SENDER:
+            if identity.scopes is None:
+                raise AuthError("only an API key with the scope 'publish:system' posts as system", Code.FORBIDDEN)
+            require(identity, PUBLISH_SYSTEM)
+            appended = await self.service.send_system(identity.user, room, body.cmid, body.body)
+        else:
+            raise AuthError("a message is sent as its sender (or as system, by an API key)", Code.FORBIDDEN)
         message: Message = appended.message
         payload = {"message": message, "duplicate": appended.duplicate}
         return _respond(payload, status=200 if appended.duplicate else 201)
 
     async def edit(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, PUBLISH)
         room, target = request.match_info["room"], _seq_param(request)
         body: _EditRequest = await _body(request, _EditRequest)
         return _appended(await self.service.edit(user, room, target, body.body, body.cmid))
 
     async def delete(self, request: web.Request) -> web.Response:
         """``DELETE`` answers 200 whether it stored the delete now or answers a retry (``duplicate``)."""
-        user = await self.user_of(request)
+        user = await self.user_of(request, PUBLISH)
         room, target = request.match_info["room"], _seq_param(request)
         cmid = request.query.get("cmid") or None
         return _appended(await self.service.delete(user, room, target, cmid), created=200)
 
     async def react(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, PUBLISH)
         room, target = request.match_info["room"], _seq_param(request)
         body: _Reaction = await _body(request, _Reaction)
         return _appended(await self.service.react(user, room, target, body.emoji))
 
     async def unreact(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, PUBLISH)
         room, target, emoji = request.match_info["room"], _seq_param(request), request.match_info["emoji"]
         return _appended(await self.service.react(user, room, target, emoji, remove=True), created=200)
 
     async def mark_read(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_READ)
         room = request.match_info["room"]
         body: _ReadMark = await _body(request, _ReadMark)
         return _respond({"room": room, "read": await self.service.mark_read(user, room, body.seq)})
 
     async def receipts(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_READ)
         room = request.match_info["room"]
         return _respond({"room": room, "readers": await self.service.receipts(user, room)})
 
     async def sync(self, request: web.Request) -> web.Response:
         """``{"rooms": {room: cursor}}`` in; each room's backlog after its cursor out, with ``has_more``, within
         ``max_sync_bytes`` over all rooms; ``next`` names the rooms to ask for again, with their cursors."""
-        user = await self.user_of(request)
+        user = await self.user_of(request, ROOMS_READ)
         body: _SyncRequest = await _body(request, _SyncRequest)
         if len(body.rooms) > 100:
             raise ProtocolError("at most 100 rooms per sync", Code.TOO_LARGE)

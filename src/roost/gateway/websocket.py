@@ -7,10 +7,12 @@ import logging
 import secrets
 import struct
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import WSMsgType, web
 
+from ..apikeys import WS, ApiKeys, is_api_key, require
 from ..auth import Identity, TokenAuthority
 from ..config import Limits
 from ..hub import Hub
@@ -33,6 +35,9 @@ _LEN3: Final = struct.Struct("!BBQ").pack
 
 log = logging.getLogger(__name__)
 
+
+_NEVER_S: Final = 10 * 365 * 24 * 3600.0
+"""The timer of a credential that does not expire (an API key): far enough, and finite for the event loop."""
 
 _SOCKET_ROOM: Final = 64 * 1024
 """Bytes the socket's user-space buffer may hold before frames wait in the session's outbox instead."""
@@ -143,8 +148,10 @@ class WebSocketEndpoint:
         readiness: Readiness | None = None,
         revocations: Revocations | None = None,
         guard: ConnectionGuard | None = None,
+        keys: ApiKeys | None = None,
     ) -> None:
         self.service = service
+        self.keys = keys
         self.revocations = revocations
         self.guard = guard
         self.readiness = readiness
@@ -221,7 +228,7 @@ class WebSocketEndpoint:
         self._identities[session] = identity
         self._per_user[user] = self._per_user.get(user, 0) + 1
         expiry = asyncio.get_running_loop().call_later(
-            max(0.0, expires_at - time.time()),
+            min(max(0.0, expires_at - time.time()), _NEVER_S),  # an API key does not expire
             lambda: asyncio.ensure_future(session.expire()),
         )
         welcome = frames.Welcome(
@@ -282,10 +289,30 @@ class WebSocketEndpoint:
             raise _Refused(exc, ref) from None
 
     async def _identify(self, token: str) -> Identity:
-        identity = self.tokens.identify(token)
+        """A user's token, or an API key with the ``ws`` scope (else 4403: R-SEC-86), acting as its principal."""
+        if is_api_key(token):
+            if self.keys is None:
+                raise AuthError("this server does not accept API keys", Code.UNAUTHORIZED)
+            identity = await self.keys.identify(token)
+            require(identity, WS)
+        else:
+            identity = self.tokens.identify(token)
         if self.revocations is not None:
             await self.revocations.check(identity)
         return identity
+
+    def key_sessions(self) -> bool:
+        """Is any open connection authenticated with an API key? (the periodic key check runs only then)"""
+        return any(identity.key is not None for identity in self._identities.values())
+
+    async def close_void_keys(self, void_key: Callable[[str], bool]) -> None:
+        """Close with 4401 every connection authenticated with an API key that ``void_key`` says is revoked."""
+        void_sessions = [
+            s for s, identity in list(self._identities.items()) if identity.key is not None and void_key(identity.key)
+        ]
+        if void_sessions:
+            await asyncio.gather(*(s.expire("API key revoked") for s in void_sessions), return_exceptions=True)
+            log.info("closed %d connections of revoked API keys", len(void_sessions))
 
     async def close_revoked(self, revoked: dict[str, int]) -> None:
         """Close with 4401 every connection whose token ``revoked`` (user -> issued-at bound) voids."""

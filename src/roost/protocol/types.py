@@ -24,6 +24,8 @@ __all__ = [
     "KIND_UNBAN",
     "MAX_SEQ",
     "REMOVING_KINDS",
+    "RESERVED_USERS",
+    "SYSTEM_SENDER",
     "Draft",
     "Message",
     "Page",
@@ -48,6 +50,11 @@ REMOVING_KINDS: Final = frozenset({KIND_LEAVE, KIND_KICK, KIND_BAN})
 """Membership events that take their ``sender`` (the member concerned) out of the room: that user's
 subscriptions end after delivering one of these, on every node, exactly as after a ``leave``."""
 
+SYSTEM_SENDER: Final = "system"
+"""The sender of messages an application posts as the service itself (an API key with ``publish:system``):
+reserved, so no token, login or key names it and a ``system`` message cannot be from a user."""
+RESERVED_USERS: Final = frozenset({SYSTEM_SENDER})
+
 _ROOM_RE: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 _USER_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _CMID_RE: Final = re.compile(r"[\x21-\x7e]{1,64}")
@@ -58,7 +65,8 @@ def valid_room(room: str) -> bool:
 
 
 def valid_user(user: str) -> bool:
-    return _USER_RE.fullmatch(user) is not None
+    """A name a user (or an API key's principal) may have: not a reserved one (``system``)."""
+    return _USER_RE.fullmatch(user) is not None and user not in RESERVED_USERS
 
 
 def valid_cmid(cmid: str) -> bool:

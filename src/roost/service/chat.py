@@ -19,7 +19,7 @@ from ..config import Limits
 from ..metrics import NodeMetrics
 from ..ports import Appended, Bus, Directory, Store
 from ..protocol import frames
-from ..protocol.types import KIND_TEXT, Draft
+from ..protocol.types import KIND_TEXT, SYSTEM_SENDER, Draft
 from ..ratelimit import RateLimiter
 from ..relindex import RelationIndex
 from .moderation import Moderation
@@ -54,6 +54,7 @@ class ChatService:
         self.join = self.rooms.join
         self.leave = self.rooms.leave
         self.invite = self.moderation.invite
+        self.add_member = self.moderation.add
         self.kick = self.moderation.kick
         self.ban = self.moderation.ban
         self.unban = self.moderation.unban
@@ -91,6 +92,15 @@ class ChatService:
         self.sends.check(user)  # per user, over every connection and HTTP alike
         await self.check_member(user, room)
         return await self.writer.append(Draft(room, user, cmid, body, KIND_TEXT))
+
+    async def send_system(self, actor: str, room: str, cmid: str, body: str) -> Appended:
+        """Post as the reserved sender ``system`` for ``actor`` (an API key's principal with ``publish:system``,
+        checked by the gateway): ``actor``'s rate limit and membership, the idempotency key of ``system``
+        (so a retry under the same cmid is one message), the one write path [R-SEC-84]."""
+        check_text(cmid, body, self.limits.max_body_bytes)
+        self.sends.check(actor)
+        await self.check_member(actor, room)
+        return await self.writer.append(Draft(room, SYSTEM_SENDER, cmid, body, KIND_TEXT))
 
     async def typing(self, user: str, room: str) -> None:
         """Ephemeral: through the bus only, never stored. Over the rate it is dropped, not refused."""

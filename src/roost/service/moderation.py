@@ -41,6 +41,21 @@ class Moderation:
         await self.directory.set_room_attr(room, NS_INVITES, user, actor)
         await self.writer.event(room, user, KIND_INVITE, _by(actor))
 
+    async def add(self, actor: str, room: str, user: str) -> None:
+        """Owner or admin: make ``user`` a member now, as an invitation (by ``actor``) and ``user``'s join, under
+        every rule of those two (bans, the user's rooms limit). Only for API keys' principals (the gateway
+        checks it, R-SEC-88): a user invites, and the invited user decides to join."""
+        await self._moderated(actor, room, user)
+        if await self.directory.is_member(room, user):
+            return
+        if await self.rooms.banned(room, user):
+            raise AuthError(f"{user!r} is banned from {room!r}: unban first", Code.FORBIDDEN)
+        await self.rooms.check_room_limit(user)  # before the invitation: a refused add leaves nothing behind
+        if user not in await self.directory.room_attrs(room, NS_INVITES):
+            await self.directory.set_room_attr(room, NS_INVITES, user, actor)
+            await self.writer.event(room, user, KIND_INVITE, _by(actor))
+        await self.rooms.join(user, room)
+
     async def kick(self, actor: str, room: str, user: str) -> None:
         """Owner or admin, over a lower role: remove ``user``; their subscriptions end as after a leave."""
         meta = await self._moderated(actor, room, user)
@@ -92,7 +107,9 @@ class Moderation:
         The actor must be an owner or admin member of a room that is not a direct conversation, within the
         membership-change rate (a server administrator is not limited)."""
         if not valid_user(user):
-            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+            raise ProtocolError(
+                "user names are 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)", Code.BAD_FRAME
+            )
         if user == actor:
             raise ProtocolError("not on oneself (use leave)", Code.BAD_FRAME)
         if as_admin:
@@ -112,4 +129,3 @@ class Moderation:
     async def _outrank(self, actor: str, room: str, user: str, meta: dict[str, str]) -> None:
         if RANK[await self.rooms.role(room, actor, meta)] <= RANK[await self.rooms.role(room, user, meta)]:
             raise AuthError(f"{user!r} has the same or a higher role in {room!r}", Code.FORBIDDEN)
-

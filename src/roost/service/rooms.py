@@ -102,7 +102,7 @@ class Rooms:
             raise ProtocolError("kind must be public or private (direct conversations come from dm)", Code.BAD_FRAME)
         if room.startswith(DM_PREFIX):
             raise ProtocolError("room names starting with dm: are direct conversations: use dm", Code.BAD_FRAME)
-        await self._check_room_limit(user)
+        await self.check_room_limit(user)
         if not await self.directory.create_room(room, user, {"kind": kind, "owner": user}):
             raise Conflict(f"room {room!r} already exists")
         await self.writer.event(room, user, KIND_JOIN)
@@ -112,7 +112,9 @@ class Rooms:
 
         Idempotent: later calls only bring ``user`` back in (after a ``leave``). Nobody else may join it."""
         if not valid_user(other):
-            raise ProtocolError("user names are 1-64 characters of A-Z a-z 0-9 _ . @ -", Code.BAD_FRAME)
+            raise ProtocolError(
+                "user names are 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)", Code.BAD_FRAME
+            )
         if other == user:
             raise ProtocolError("a direct conversation needs two different users", Code.BAD_FRAME)
         room = dm_room(user, other)
@@ -146,7 +148,7 @@ class Rooms:
                     raise missing(room)  # [R-SEC-63] a banned user is never invited
             if await self.banned(room, user):
                 raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
-        await self._check_room_limit(user)
+        await self.check_room_limit(user)
         if not await self.directory.add_member(room, user):
             return
         # A ban that raced this join wins: the ban is written before its removal, so either this check
@@ -175,7 +177,7 @@ class Rooms:
     async def public_rooms(self) -> list[str]:
         """Rooms anyone may find and join: not private ones, not direct conversations."""
         out = []
-        for room in await self.directory.all_rooms():
+        for room in await self.all_rooms():
             if room.startswith(DM_PREFIX):
                 continue
             if kind_of(room, await self.directory.room_attrs(room, NS_META)) == PUBLIC:
@@ -183,7 +185,9 @@ class Rooms:
         return out
 
     async def all_rooms(self) -> list[str]:
-        return await self.directory.all_rooms()
+        """Every room of every kind, but not the server's own pseudo-rooms (``~``, outside the room names:
+        where API keys are kept, apikeys.py)."""
+        return [room for room in await self.directory.all_rooms() if valid_room(room)]
 
     async def room_info(self, room: str) -> RoomInfo:
         """Everything about a room's membership (admin API; members see their own rooms' roles)."""
@@ -243,7 +247,7 @@ class Rooms:
     async def banned(self, room: str, user: str) -> bool:
         return user in await self.directory.room_attrs(room, NS_BANS)
 
-    async def _check_room_limit(self, user: str) -> None:
+    async def check_room_limit(self, user: str) -> None:
         """Rooms (not direct conversations) the user is in, before a create or join [R-SEC-65].
 
         Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
