@@ -25,7 +25,6 @@ keys created up to then as well.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -37,7 +36,8 @@ from typing import Final, NamedTuple
 import msgspec
 
 from .auth import Identity
-from .ports import Bus, Directory, Subscription
+from .notices import BackgroundSubscription
+from .ports import Bus, Directory
 from .protocol.codes import Code
 from .protocol.errors import AuthError, ProtocolError, RoostError
 
@@ -208,12 +208,12 @@ class ApiKeyWatch:
         self.interval_s = interval_s
         self.active = active
         """False while no connection of the node was authenticated with a key: the periodic read is skipped."""
-        self._subscription: Subscription | None = None
+        self._notices = BackgroundSubscription(keys.bus, CHANNEL, self._on_notice)
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._subscription = await self.keys.bus.subscribe(CHANNEL, self._on_notice)
+        self._notices.start()  # in the background: a bus failing at the node's start must not end it
         if self.interval_s > 0:
             self._task = asyncio.create_task(self._sweep(), name="roost-apikeys")
 
@@ -238,7 +238,5 @@ class ApiKeyWatch:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._subscription is not None:
-            with contextlib.suppress(RoostError):
-                await self._subscription.aclose()
+        await self._notices.aclose()
         await asyncio.gather(*self._pending, return_exceptions=True)

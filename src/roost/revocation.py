@@ -23,7 +23,6 @@ While the store is unreachable, authentication lets tokens through rather than f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,8 @@ from typing import Final
 import msgspec
 
 from .auth import Identity
-from .ports import Bus, Directory, Subscription
+from .notices import BackgroundSubscription
+from .ports import Bus, Directory
 from .protocol.codes import Code
 from .protocol.errors import AuthError, RoostError, Unavailable
 
@@ -123,29 +123,16 @@ class RevocationWatch:
         self.interval_s = interval_s
         self.active = active
         """False while the node has no connection: the periodic read is skipped."""
-        self._subscription: Subscription | None = None
+        self._notices = BackgroundSubscription(revocations.bus, CHANNEL, self._on_notice)
         self._task: asyncio.Task[None] | None = None
-        self._subscribing: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Subscribe in the background, retrying: a bus that fails right after the node opened it (a broker
-        restarting) must not end the node's start (seen in a chaos run); the periodic check covers the
-        notices missed meanwhile."""
-        self._subscribing = asyncio.create_task(self._subscribe(), name="roost-revocations-subscribe")
+        """The notices' subscription is taken in the background (``notices.py``): a bus failing at the node's
+        start must not end it, and the periodic check covers the notices missed meanwhile."""
+        self._notices.start()
         if self.interval_s > 0:
             self._task = asyncio.create_task(self._sweep(), name="roost-revocations")
-
-    async def _subscribe(self, initial_s: float = 0.2, max_s: float = 5.0) -> None:
-        delay = initial_s
-        while True:
-            try:
-                self._subscription = await self.revocations.bus.subscribe(CHANNEL, self._on_notice)
-                return
-            except RoostError as exc:
-                log.warning("revocation notices: subscribe failed (next try in %.1f s): %s", delay, exc.reason)
-            await asyncio.sleep(delay)  # a wait helper's poll: capped backoff until the bus takes it
-            delay = min(max_s, delay * 2)
 
     def _on_notice(self, data: bytes) -> None:
         try:
@@ -168,11 +155,8 @@ class RevocationWatch:
                 log.warning("revocation check failed: %s", exc.reason)
 
     async def aclose(self) -> None:
-        for task in (self._task, self._subscribing):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if self._subscription is not None:
-            with contextlib.suppress(RoostError):
-                await self._subscription.aclose()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._notices.aclose()
         await asyncio.gather(*self._pending, return_exceptions=True)

@@ -77,6 +77,22 @@ async def test_following_a_room_again_right_after_leaving_it_works(buses: Buses)
     assert resets == []
 
 
+async def test_many_rooms_followed_at_once_on_a_new_bus_all_deliver(buses: Buses) -> None:
+    """Subscribes to many rooms made all at once, before the bus has connected anywhere: each is confirmed
+    and delivers. (On Redis Cluster a shard listener subscribed every channel it had waiting in one SSUBSCRIBE;
+    channels of two slots made it fail with CROSSSLOT and the listener died: a node's two notice
+    subscriptions at start did that.)"""
+    bus = await buses.open()
+    peer = await buses.peer(bus)
+    rooms = [f"many-{i}" for i in range(24)]
+    queues: dict[str, asyncio.Queue[bytes]] = {room: asyncio.Queue() for room in rooms}
+    await asyncio.gather(*(bus.subscribe(room, queues[room].put_nowait) for room in rooms))
+    for room in rooms:
+        await peer.publish(room, room.encode())
+    for room in rooms:
+        assert await arrives(queues[room]) == room.encode()
+
+
 async def test_a_lost_connection_is_reported_as_a_reset_and_delivery_resumes(networked_buses: Buses) -> None:
     """Cut the subscriber's connections, as a broken network would: the bus must say it may have lost
     messages (every ``on_reset`` callback runs), and its subscriptions must deliver again afterwards."""

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
 from roost.client import connect
+from roost.client.rooms import GAP_PAGE
 from roost.config import Limits, Settings
 from roost.gateway.outbox import Outbox
 from roost.node import Node, serve
@@ -36,8 +38,16 @@ ONE_MESSAGE = 17 * 1024
 
 @pytest.fixture(params=["embedded", "redis"])
 async def big_node(request: pytest.FixtureRequest, embedded_settings: Settings) -> AsyncIterator[Node]:
-    """A node with the default limits (sends unthrottled to fill rooms fast), on the embedded store or Redis."""
-    settings = embedded_settings
+    """A node with the default read limits, on the embedded store or Redis. Sends are unthrottled to fill rooms
+    fast, and so are frame budgets: these tests ask for many 500-message pages at once to load the byte
+    bounds and the pacing, which a budget would refuse with 4429 first (R-RATE-40..46 test that; the SDK's
+    gap repair asks 100 at a time and waits the 4429's ``retry_after_s``)."""
+    settings = replace(
+        embedded_settings,
+        limits=replace(
+            embedded_settings.limits, frame_burst=10**6, frames_per_s=1e6, user_frame_burst=10**6, user_frames_per_s=1e6
+        ),
+    )
     backend: Backend | None = None
     if request.param != "embedded":
         backend = make(request.param)
@@ -285,4 +295,4 @@ async def test_the_sdk_fills_a_gap_of_16_kib_messages_page_by_page_and_stays_con
         assert seqs == list(range(1, 313))
         assert bob.reconnects == 0
     reads = [f for f in requests if f["type"] == "history"]
-    assert len(reads) >= 15 and all(f["limit"] == 500 for f in reads)
+    assert len(reads) >= 15 and all(f["limit"] == GAP_PAGE for f in reads)

@@ -9,7 +9,12 @@ __all__ = ["ClientClosed", "ConnectionLost", "RequestFailed"]
 
 
 class RequestFailed(RoostError):
-    """The server answered a request with an error frame; ``code`` says which."""
+    """The server answered a request with an error frame; ``code`` says which, and ``retry_after_s`` (4429,
+    4503) how long to wait before asking again."""
+
+    def __init__(self, reason: str, code: Code | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(reason, code)
+        self.retry_after_s = retry_after_s
 
 
 class ConnectionLost(RoostError):

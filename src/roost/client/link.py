@@ -142,7 +142,7 @@ class Link(Rooms, Outbox):
         future = self._pending.pop(ref, None)
         if future is not None:
             if not future.done():
-                future.set_exception(RequestFailed(frame.reason, Code(frame.code)))
+                future.set_exception(RequestFailed(frame.reason, Code(frame.code), frame.retry_after_s))
             return
         if ref.startswith("send:"):
             self._on_send_error(ref.removeprefix("send:"), frame)

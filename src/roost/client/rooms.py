@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Final
 
 from ..protocol import frames
 from ..protocol.sync import Deliver, Fetch, Resync, RoomSync
@@ -19,6 +20,11 @@ from .errors import ClientClosed, ConnectionLost, RequestFailed
 from .events import Cursor, Resynced
 
 __all__ = ["Rooms"]
+
+GAP_PAGE: Final = 100
+"""Messages asked per gap-repair read. A ``history`` request costs frame budget by the messages it asks for,
+and the server bounds a page by bytes anyway (16 of 16 KiB messages fill one): asking 100 rather than 500
+repairs a gap of big messages five times cheaper, and one of small ones at the same price per message."""
 
 
 class Rooms(ClientCore):
@@ -58,7 +64,7 @@ class Rooms(ClientCore):
         # The server's backlog starts right after ``frame.after``: that is the cursor from now on
         # (equal to ours when we had one; the server's choice when we asked for "from now").
         cursor = entry.cursor = entry.start = Cursor(frame.epoch, frame.after)
-        entry.sync = RoomSync.resumed(cursor.seq, cursor.epoch)
+        entry.sync = RoomSync.resumed(cursor.seq, cursor.epoch, page_limit=GAP_PAGE)
         entry.subscribed.set()
 
     def _on_message(self, message: Message) -> None:
@@ -101,7 +107,9 @@ class Rooms(ClientCore):
                 return
             entry.fill_failures += 1
             entry.fetching = True  # the read is queued in the machine; nobody else may start it meanwhile
-            await asyncio.sleep(retry_delay(None, entry.fill_failures))
+            # A 4429 (over the frame budget) names its wait: asking sooner only earns strikes (R-RATE-4x).
+            retry_after = exc.retry_after_s if isinstance(exc, RequestFailed) else None
+            await asyncio.sleep(retry_delay(retry_after, entry.fill_failures))
             entry.fetching = False
             if entry.sync is sync and not self._closed:
                 self._run_sync(room, entry)

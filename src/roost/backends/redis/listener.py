@@ -126,7 +126,11 @@ class Listener:
                 self._leaving.clear()  # a new connection: no confirmation of the old one's unsubscribes comes
                 if self.channels:
                     if self.sharded:
-                        await self._pubsub.ssubscribe(*self.channels)
+                        # One SSUBSCRIBE per channel: a shard's channels lie in several slots, and one command
+                        # naming two slots fails (CROSSSLOT), which killed the listener when two subscribes
+                        # (the node's notices) came before it had connected.
+                        for channel in list(self.channels):
+                            await self._pubsub.ssubscribe(channel)
                     else:
                         await self._pubsub.subscribe(*self.channels)
                 self._reset_due = not first  # messages may have been missed while disconnected
