@@ -24,7 +24,6 @@ keys created up to then as well.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -36,7 +35,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from .auth import Identity
-from .notices import BackgroundSubscription
+from .notices import NoticeWatch
 from .ports import Bus, Directory
 from .protocol.codes import Code
 from .protocol.errors import AuthError, ProtocolError, RoostError
@@ -192,9 +191,11 @@ def _outside(live: set[str]) -> Callable[[str], bool]:
     return lambda key_id: key_id not in live
 
 
-class ApiKeyWatch:
+class ApiKeyWatch(NoticeWatch):
     """On every node: closes the WebSocket connections of a revoked key, when the bus announces it and every
     ``interval_s`` from the Directory (for a notice the bus lost). ``enforce`` gets "is this key id void"."""
+
+    what = "API key"
 
     def __init__(
         self,
@@ -203,40 +204,14 @@ class ApiKeyWatch:
         interval_s: float,
         active: Callable[[], bool],
     ) -> None:
+        super().__init__(keys.bus, CHANNEL, interval_s, active)
         self.keys = keys
         self.enforce = enforce
-        self.interval_s = interval_s
-        self.active = active
-        """False while no connection of the node was authenticated with a key: the periodic read is skipped."""
-        self._notices = BackgroundSubscription(keys.bus, CHANNEL, self._on_notice)
-        self._task: asyncio.Task[None] | None = None
-        self._pending: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self._notices.start()  # in the background: a bus failing at the node's start must not end it
-        if self.interval_s > 0:
-            self._task = asyncio.create_task(self._sweep(), name="roost-apikeys")
-
-    def _on_notice(self, data: bytes) -> None:
+    def on_notice(self, data: bytes) -> Awaitable[None] | None:
         revoked = data.decode(errors="replace")
-        task = asyncio.ensure_future(self.enforce(lambda key_id: key_id == revoked))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        return self.enforce(lambda key_id: key_id == revoked)
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)  # the subject: the period of the backstop check
-            if not self.active():
-                continue
-            try:
-                live = set(await self.keys.all())
-                await self.enforce(_outside(live))
-            except RoostError as exc:
-                log.warning("API key check failed: %s", exc.reason)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._notices.aclose()
-        await asyncio.gather(*self._pending, return_exceptions=True)
+    async def check(self) -> None:
+        live = set(await self.keys.all())
+        await self.enforce(_outside(live))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .ports import Bus, Subscription
 from .protocol.errors import RoostError
 
-__all__ = ["BackgroundSubscription"]
+__all__ = ["BackgroundSubscription", "NoticeWatch"]
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +54,54 @@ class BackgroundSubscription:
         if self.subscription is not None:
             with contextlib.suppress(RoostError):
                 await self.subscription.aclose()
+
+
+class NoticeWatch:
+    """A node-wide notice: acted on as the bus announces it (``on_notice``), and every ``interval_s`` from the
+    Directory (``check``) for what the bus lost; the periodic read is skipped while ``active()`` is false."""
+
+    what = "notice"
+
+    def __init__(self, bus: Bus, channel: str, interval_s: float, active: Callable[[], bool]) -> None:
+        self.interval_s = interval_s
+        self.active = active
+        self._notices = BackgroundSubscription(bus, channel, self._on_notice)
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._notices.start()  # in the background: a bus failing at the node's start must not end it
+        if self.interval_s > 0:
+            self._task = asyncio.create_task(self._sweep(), name=f"roost-{self.what}-check")
+
+    def on_notice(self, data: bytes) -> Awaitable[None] | None:
+        """What to do about one notice (None: nothing, e.g. a malformed one)."""
+        raise NotImplementedError
+
+    async def check(self) -> None:
+        """The periodic check: read the Directory and act on all of it."""
+        raise NotImplementedError
+
+    def _on_notice(self, data: bytes) -> None:
+        action = self.on_notice(data)
+        if action is not None:
+            task = asyncio.ensure_future(action)
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)  # the subject: the period of the backstop check
+            if not self.active():
+                continue
+            try:
+                await self.check()
+            except RoostError as exc:
+                log.warning("%s check failed: %s", self.what, exc.reason)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._notices.aclose()
+        await asyncio.gather(*self._pending, return_exceptions=True)

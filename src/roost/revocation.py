@@ -22,7 +22,6 @@ While the store is unreachable, authentication lets tokens through rather than f
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,7 @@ from typing import Final
 import msgspec
 
 from .auth import Identity
-from .notices import BackgroundSubscription
+from .notices import NoticeWatch
 from .ports import Bus, Directory
 from .protocol.codes import Code
 from .protocol.errors import AuthError, RoostError, Unavailable
@@ -107,9 +106,11 @@ class Revocations:
         return {room.removeprefix(ROOM_PREFIX): t for room, t in positions.items() if room.startswith(ROOM_PREFIX)}
 
 
-class RevocationWatch:
+class RevocationWatch(NoticeWatch):
     """On every node: hands revocations to ``enforce`` (close the void connections) as the bus announces
     them, and every ``interval_s`` from the Directory, for what the bus lost."""
+
+    what = "revocation"
 
     def __init__(
         self,
@@ -118,45 +119,17 @@ class RevocationWatch:
         interval_s: float,
         active: Callable[[], bool],
     ) -> None:
+        super().__init__(revocations.bus, CHANNEL, interval_s, active)
         self.revocations = revocations
         self.enforce = enforce
-        self.interval_s = interval_s
-        self.active = active
-        """False while the node has no connection: the periodic read is skipped."""
-        self._notices = BackgroundSubscription(revocations.bus, CHANNEL, self._on_notice)
-        self._task: asyncio.Task[None] | None = None
-        self._pending: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        """The notices' subscription is taken in the background (``notices.py``): a bus failing at the node's
-        start must not end it, and the periodic check covers the notices missed meanwhile."""
-        self._notices.start()
-        if self.interval_s > 0:
-            self._task = asyncio.create_task(self._sweep(), name="roost-revocations")
-
-    def _on_notice(self, data: bytes) -> None:
+    def on_notice(self, data: bytes) -> Awaitable[None] | None:
         try:
             notice = _decode(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             log.warning("ignored a malformed revocation notice")
-            return
-        task = asyncio.ensure_future(self.enforce({notice.user: notice.before}))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+            return None
+        return self.enforce({notice.user: notice.before})
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)  # the subject: the period of the backstop check
-            if not self.active():
-                continue
-            try:
-                await self.enforce(await self.revocations.all())
-            except RoostError as exc:
-                log.warning("revocation check failed: %s", exc.reason)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._notices.aclose()
-        await asyncio.gather(*self._pending, return_exceptions=True)
+    async def check(self) -> None:
+        await self.enforce(await self.revocations.all())

@@ -10,7 +10,6 @@ be stored exactly once under the seq its ack named.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from roost.chaos.infra import NatsServer, PostgresServer, Process, RedisServer, wait_until
-from roost.chaos.powerfs import PowerFS
+from roost.chaos.powerfs import PowerFS, settle
 from roost.client import RequestFailed, Sent, connect
 
 from ..backends import REDIS
@@ -40,12 +39,7 @@ def sync_tree(root: Path) -> None:
     synced): on a strict filesystem a power loss in the first seconds after its very first start takes the
     whole AOF. A real filesystem's journal commits that entry within seconds, so this test starts losing
     power only after that, and the finding is in docs/reliability.md."""
-    for directory, _, _ in os.walk(root):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    settle(root)
 
 
 @asynccontextmanager
