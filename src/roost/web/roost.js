@@ -147,7 +147,9 @@ const DEFAULTS = {
   typingIntervalMs: 3000,
   retryInitialMs: SEND_RETRY.initialMs,
   retryMaxMs: SEND_RETRY.maxMs,
-  historyPage: 500,
+  // Messages asked per gap-repair read: a `history` request costs frame budget by what it asks for, and
+  // the server bounds a page by bytes anyway (R-HIST-50), so 100 repairs big messages cheaper.
+  historyPage: 100,
 };
 
 /**
@@ -849,8 +851,9 @@ export class RoostClient extends EventTarget {
         for (const m of action.items) this._deliver(st, m);
       } else if (action instanceof Fetch && !st.fetching) {
         st.fetching = true;
-        // A read that failed is asked for again, after a backoff (a store in trouble is not hammered).
-        const delay = st.fetchFailures ? retryDelay(null, st.fetchFailures, this._retryOptions()) : 0;
+        // A read that failed is asked for again, after a backoff (a store in trouble is not hammered), and
+        // not before a 4429's retry_after_s (sooner only earns strikes against the frame budget).
+        const delay = st.fetchFailures ? retryDelay(st.retryAfter, st.fetchFailures, this._retryOptions()) : 0;
         st.fetchTimer = setTimeout(() => this._fill(st, sync, action), delay);
       } else if (action instanceof Resync) {
         this._resync(st, action.reason, action.position);
@@ -863,10 +866,11 @@ export class RoostClient extends EventTarget {
     let page;
     try {
       page = await this.history(st.room, { after: fetch.after, limit: fetch.limit });
-    } catch {
+    } catch (error) {
       if (st.sync !== sync || this._rooms.get(st.room) !== st) return; // resubscribed, or no longer followed
       st.fetching = false;
       st.fetchFailures += 1;
+      st.retryAfter = error instanceof RequestFailed ? (error.frame?.retry_after_s ?? null) : null;
       sync.fetch_failed();
       this._runSync(st);
       return;
