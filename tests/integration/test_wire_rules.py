@@ -230,7 +230,7 @@ async def test_the_http_routes_are_the_ones_section_15_names_and_need_a_token(em
     assert served - static - _NOT_IN_SECTION_15 - documented == set(), "served but not in section 15"
     async with aiohttp.ClientSession() as http:
         for method, path in sorted(documented - _OPEN_ROUTES):
-            concrete = re.sub(r"\{seq\}", "1", re.sub(r"\{(room|user|emoji)\}", "x", path))
+            concrete = re.sub(r"\{seq\}", "1", re.sub(r"\{(room|user|emoji|id)\}", "x", path))
             concrete += "?room_id=x" if path == "/api/messages" else ""
             async with http.request(method, node.url + concrete, json={}) as resp:
                 assert resp.status == 401, (method, path, resp.status)
