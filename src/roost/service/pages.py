@@ -16,7 +16,7 @@ bounded LRU), so a room of small messages is read in one chunk, as before.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -86,15 +86,7 @@ class PageReader:
             ):
                 break  # the history changed between the chunks: end the page where it was continuous
             position = p if position is None else Position(p.epoch, p.head, position.first)
-            full = False
-            for message in chunk.messages:
-                data = frames.encode(message)
-                if size + len(data) > max_bytes and (kept or not at_least_one):
-                    full = True
-                    break
-                kept.append(message)
-                encoded.append(data)
-                size += len(data)
+            size, full = _take(chunk.messages, kept, encoded, size, max_bytes, at_least_one)
             self._learn(room, size, len(kept))
             if full or len(kept) >= limit or len(chunk.messages) < count or not kept:
                 break
@@ -127,15 +119,7 @@ class PageReader:
             ):
                 break
             position = p
-            full = False
-            for message in reversed(chunk.messages):
-                data = frames.encode(message)
-                if size + len(data) > max_bytes and kept:
-                    full = True
-                    break
-                kept.append(message)
-                encoded.append(data)
-                size += len(data)
+            size, full = _take(reversed(chunk.messages), kept, encoded, size, max_bytes, True)
             self._learn(room, size, len(kept))
             if full or len(kept) >= limit or len(chunk.messages) < count or not kept:
                 break
@@ -144,3 +128,23 @@ class PageReader:
         kept.reverse()
         encoded.reverse()
         return Bounded(Page(kept, position), tuple(encoded), size)
+
+
+def _take(
+    messages: Iterable[Message],
+    kept: list[Message],
+    encoded: list[bytes],
+    size: int,
+    max_bytes: int,
+    at_least_one: bool,
+) -> tuple[int, bool]:
+    """Append ``messages`` (and their encodings) to the page while they fit in ``max_bytes``; the first one
+    always fits when ``at_least_one``. Returns the page's new size and whether it is full."""
+    for message in messages:
+        data = frames.encode(message)
+        if size + len(data) > max_bytes and (kept or not at_least_one):
+            return size, True
+        kept.append(message)
+        encoded.append(data)
+        size += len(data)
+    return size, False
