@@ -98,7 +98,7 @@ class RedisStore(RedisDirectory):
         async with self._guard():
             result = await self._append(keys=[keys.meta, keys.log, keys.idem], args=args)
         seq = int(result[0])
-        if seq > 0:  # a new message or the original of a retry: either way, acked only once replicated
+        if seq > 0 and self.replication.replicas:  # new or a retry's original: acked only once replicated
             await self.replication.confirm(keys.meta)
         if seq == -404:
             raise NotFound(f"no room {draft.room!r}")
