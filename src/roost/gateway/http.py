@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from ..apikeys import PUBLISH, PUBLISH_SYSTEM, ROOMS_READ, ROOMS_WRITE, ApiKeys, KeyRecord, is_api_key, require
+from ..apikeys import PUBLISH, PUBLISH_SYSTEM, ROOMS_READ, ROOMS_WRITE, ApiKeys, KeyRecord, require
 from ..auth import Identity, TokenAuthority
 from ..gateway.session import SERVER_ERRORS
 from ..metrics import code_label
@@ -29,6 +29,7 @@ from ..protocol.errors import AuthError, NotFound, ProtocolError, RoostError, re
 from ..protocol.types import MAX_SEQ, SYSTEM_SENDER, Message, valid_user
 from ..revocation import Revocations
 from ..service import ChatService, HistoryResult, RoomInfo
+from .credentials import identify
 
 __all__ = ["HttpApi"]
 
@@ -259,15 +260,7 @@ class HttpApi:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise AuthError("missing bearer token", Code.UNAUTHORIZED)
-        if is_api_key(token):
-            if self.keys is None:
-                raise AuthError("this server does not accept API keys", Code.UNAUTHORIZED)
-            identity = await self.keys.identify(token)
-        else:
-            identity = self.tokens.identify(token)
-        if self.revocations is not None:
-            await self.revocations.check(identity)
-        return identity
+        return await identify(token, self.tokens, self.keys, self.revocations)
 
     async def admin_of(self, request: web.Request) -> str:
         """The requesting user, if a server administrator; else 4403 (4401 without a valid token). Never an

@@ -12,7 +12,7 @@ from typing import Final
 
 from aiohttp import WSMsgType, web
 
-from ..apikeys import WS, ApiKeys, is_api_key, require
+from ..apikeys import WS, ApiKeys, require
 from ..auth import Identity, TokenAuthority
 from ..config import Limits
 from ..hub import Hub
@@ -25,6 +25,7 @@ from ..revocation import Revocations, void
 from ..service import ChatService
 from .budget import UserBudgets
 from .connections import ConnectionGuard
+from .credentials import identify
 from .session import Session
 
 __all__ = ["WebSocketEndpoint"]
@@ -290,15 +291,9 @@ class WebSocketEndpoint:
 
     async def _identify(self, token: str) -> Identity:
         """A user's token, or an API key with the ``ws`` scope (else 4403: R-SEC-86), acting as its principal."""
-        if is_api_key(token):
-            if self.keys is None:
-                raise AuthError("this server does not accept API keys", Code.UNAUTHORIZED)
-            identity = await self.keys.identify(token)
+        identity = await identify(token, self.tokens, self.keys, self.revocations)
+        if identity.key is not None:
             require(identity, WS)
-        else:
-            identity = self.tokens.identify(token)
-        if self.revocations is not None:
-            await self.revocations.check(identity)
         return identity
 
     def key_sessions(self) -> bool:
