@@ -27,7 +27,7 @@ from pathlib import Path
 
 from roost.chaos.infra import free_port
 
-from .clusters import DEFAULT_DIR, HOST, ClusterError, Proc, _mark, _Rig, _until
+from .clusters import DEFAULT_DIR, HOST, ClusterError, Proc, Rig, mark, poll_until
 
 __all__ = ["EXTERNAL", "Noida", "Tansu", "delete_topic"]
 
@@ -49,7 +49,7 @@ def _accepts(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
-class Tansu(_Rig):
+class Tansu(Rig):
     """Tansu (Kafka API) with memory storage: everything is lost when it stops."""
 
     NAME = "tansu"
@@ -84,7 +84,7 @@ class Tansu(_Rig):
         ]
         os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)  # Tansu would export telemetry there
         self.proc.start()
-        _until(f"tansu on {self.port}", self.healthy, timeout, [self.proc])
+        poll_until(f"tansu on {self.port}", self.healthy, timeout, [self.proc])
 
 
 class Noida:
@@ -100,7 +100,7 @@ class Noida:
         return f"{HOST}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        _mark(self.dir)
+        mark(self.dir)
         self.proc.argv = [
             _binary("noida_db", "noida-db"),
             "start",
@@ -114,7 +114,7 @@ class Noida:
             str(self.dir / "data"),
         ]
         self.proc.start()
-        _until(f"noida-db on {self.port}", lambda: _accepts(self.port), timeout, [self.proc])
+        poll_until(f"noida-db on {self.port}", lambda: _accepts(self.port), timeout, [self.proc])
 
     def kill(self) -> None:
         self.proc.kill()

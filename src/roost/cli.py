@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from .auth import TokenAuthority, load_or_create_secret
+from .chaos.faults import BACKENDS, FAULTS
 from .config import Limits, Settings
 from .config_sources import OPTIONS, ConfigError, environment, limit_fields, reference, resolve
 from .logs import configure as configure_logs
@@ -52,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_setting_flags(show)
 
     chaos = sub.add_parser("chaos", help="run clients against real nodes with faults, then check the history")
-    chaos.add_argument("--backend", choices=["embedded", "redis", "nats", "pg-redis"], default="embedded")
+    chaos.add_argument("--backend", choices=BACKENDS, default="embedded")
+    chaos.add_argument("--kafka", default="", help="HOST:PORT of a running Kafka broker (the kafka backend)")
     chaos.add_argument("--nodes", type=int, default=2, help="Roost nodes (embedded: always 1)")
     chaos.add_argument("--clients", type=int, default=12)
     chaos.add_argument("--rooms", type=int, default=4)
@@ -61,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--rate", type=float, default=100.0, help="sends per second over all clients")
     chaos.add_argument(
         "--faults",
-        default="kill9,drop,pause,slow,broker,partition,cut,powerloss",
+        default=",".join(FAULTS),
         help="comma-separated; each is used where the backend allows it (docs/reliability.md)",
     )
     chaos.add_argument("--fault-every", type=float, default=3.0, help="mean seconds between faults")
@@ -281,14 +283,13 @@ def _chaos(args: argparse.Namespace) -> int:
     from .chaos.runner import ChaosConfig, run
 
     faults = tuple(f for f in args.faults.split(",") if f)
-    from .chaos.runner import FAULTS
-
     unknown = sorted(set(faults) - set(FAULTS))
     if unknown:
         print(f"roost: error: unknown fault(s) {', '.join(unknown)} (known: {', '.join(FAULTS)})", file=sys.stderr)
         return 2
     config = ChaosConfig(
         backend=args.backend,
+        kafka=args.kafka,
         nodes=args.nodes,
         clients=args.clients,
         rooms=args.rooms,

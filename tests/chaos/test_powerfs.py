@@ -6,6 +6,7 @@ is killed, the mount detached) and mounts the same backing directory again.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -188,3 +189,30 @@ def test_journaled_metadata_without_any_fsync_is_gone(journaled: PowerFS) -> Non
     os.makedirs(m / "a" / "b")
     write(m / "a" / "f", b"x", sync=False)
     assert os.listdir(power_cycle(journaled)) == []
+
+
+def test_a_full_disk_refuses_what_needs_space_and_keeps_the_rest(fs: PowerFS) -> None:
+    m = fs.mountpoint
+    write(m / "f", b"x" * 5000, sync=True)
+    fsync(m)
+    fs.fill()
+    with pytest.raises(OSError) as grow:
+        write(m / "f", b"more", sync=False, flags=os.O_WRONLY | os.O_APPEND)
+    assert grow.value.errno == errno.ENOSPC
+    with pytest.raises(OSError) as new:
+        write(m / "g", b"", sync=False)
+    assert new.value.errno == errno.ENOSPC
+    with pytest.raises(OSError) as directory:
+        os.mkdir(m / "d")
+    assert directory.value.errno == errno.ENOSPC
+    assert os.statvfs(m).f_bavail == 0
+    write(m / "f", b"y" * 100, sync=True, flags=os.O_WRONLY)  # rewriting space it holds still works
+    assert (m / "f").read_bytes() == b"y" * 100 + b"x" * 4900
+
+    fs.drain()
+    write(m / "f", b"z", sync=True, flags=os.O_WRONLY | os.O_APPEND)
+    write(m / "g", b"g", sync=True)
+    fsync(m)
+    assert os.statvfs(m).f_bavail > 0
+    assert power_cycle(fs).joinpath("f").read_bytes() == b"y" * 100 + b"x" * 4900 + b"z"
+    assert (m / "g").read_bytes() == b"g"

@@ -74,7 +74,7 @@ async def send_through_power_loss(
 
     async def restart() -> None:
         for process in stack:
-            await process.start()  # type: ignore[attr-defined]
+            await process.start()
 
     alice_token = await issue_token("alice", node.data_dir, SECRET)
     refused: list[str] = []

@@ -84,6 +84,11 @@ class Process:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
 
+    async def start(self) -> None:
+        """Start it and return once it listens (a Roost node: once it is ready)."""
+        self.spawn()
+        await self.wait_port()
+
     async def wait_port(self, within_s: float = 20.0) -> None:
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
@@ -213,9 +218,6 @@ class RedisServer(Process):
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
 
-    async def start(self) -> None:
-        self.spawn()
-        await self.wait_port()
 
 
 class NatsServer(Process):
@@ -243,9 +245,6 @@ class NatsServer(Process):
     def url(self) -> str:
         return f"nats://{HOST}:{self.port}"
 
-    async def start(self) -> None:
-        self.spawn()
-        await self.wait_port()
 
 
 class PostgresServer(Process):
@@ -293,9 +292,6 @@ class PostgresServer(Process):
     def stop(self) -> None:
         self.kill()
 
-    async def start(self) -> None:
-        self.spawn()
-        await self.wait_port()
 
     def promote(self) -> None:
         """A standby becomes a primary (``pg_ctl promote``, which waits until it accepts writes)."""

@@ -24,6 +24,11 @@ and restart the stack. Durable state in the backing directory: ``meta.json`` (ev
 entries and each node's mode and owner, replaced atomically) and ``data/<inode>`` (file contents). It runs
 single-threaded: every operation sees the one consistent in-memory state.
 
+A full disk: :meth:`PowerFS.fill` makes every operation that needs new space (a write or truncate that grows
+a file, ``fallocate``, a new name) fail with ``ENOSPC`` and ``statfs`` report no free block, until
+:meth:`PowerFS.drain`; what was written before stays readable and can still be synced. (The switch is a
+signal to the filesystem's process, SIGUSR1 and SIGUSR2, seen by the next operation.)
+
     python -m roost.chaos.powerfs BACKING MOUNTPOINT [posix|journaled]
 """
 
@@ -33,6 +38,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -75,6 +81,8 @@ class _State:
         if metadata not in METADATA:
             raise ValueError(f"metadata must be one of {METADATA}")
         self.journaled = metadata == "journaled"
+        self.full = False
+        """Out of space: operations that need more fail with ENOSPC (``PowerFS.fill``)."""
         self.backing = backing
         self.data_dir = backing / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -216,6 +224,10 @@ def _operations(state: _State) -> Any:
             self.handles[fh] = node.ino
             return fh
 
+        def _space(self, path: str) -> None:
+            if state.full:
+                raise OSError(errno.ENOSPC, path)
+
         def _node(self, path: str | None, fh: int | None) -> _Node:
             if fh and fh in self.handles:
                 return state.nodes[self.handles[fh]]
@@ -245,7 +257,8 @@ def _operations(state: _State) -> Any:
         def statfs(self, path: str) -> dict[str, int]:
             st = os.statvfs(state.backing)
             keys = ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail", "f_ffree", "f_files", "f_frsize")
-            return {key: int(getattr(st, key)) for key in keys} | {"f_namemax": 255}
+            counts = {key: int(getattr(st, key)) for key in keys} | {"f_namemax": 255}
+            return counts | ({"f_bavail": 0, "f_bfree": 0} if state.full else {})
 
         # -- directories --
         def readdir(self, path: str, fh: int) -> list[str]:
@@ -266,6 +279,7 @@ def _operations(state: _State) -> Any:
             directory, name = state.parent(path)
             if name in directory.entries:
                 raise OSError(errno.EEXIST, path)
+            self._space(path)
             node = state.new_node(stat.S_IFDIR | (mode & 0o7777), *caller())
             node.nlink = 2
             directory.entries[name] = node.ino
@@ -289,6 +303,7 @@ def _operations(state: _State) -> Any:
             if name in directory.entries:
                 node = state.nodes[directory.entries[name]]
             else:
+                self._space(path)
                 node = state.new_node(stat.S_IFREG | (mode & 0o7777), *caller())
                 directory.entries[name] = node.ino
             return self._open(node)
@@ -381,6 +396,7 @@ def _operations(state: _State) -> Any:
             node = self._node(path, fh)
             end = offset + len(data)
             if end > len(node.data):
+                self._space(path)
                 node.data.extend(bytes(end - len(node.data)))
                 node.size_dirty = True
             node.data[offset:end] = data
@@ -396,6 +412,8 @@ def _operations(state: _State) -> Any:
                 if length % PAGE:
                     node.dirty.add(length // PAGE)
             else:
+                if length > len(node.data):
+                    self._space(path)
                 start = len(node.data)
                 node.data.extend(bytes(length - start))
                 node.dirty.update(range(start // PAGE, max(start, length - 1) // PAGE + 1))
@@ -424,6 +442,15 @@ def serve(backing: Path, mountpoint: Path, metadata: str = "posix") -> None:
     import mfusepy as fuse
 
     state = _State(backing, metadata)
+
+    def out_of_space(full: bool) -> Any:
+        def handler(_signum: int, _frame: Any) -> None:
+            state.full = full
+
+        return handler
+
+    signal.signal(signal.SIGUSR1, out_of_space(True))
+    signal.signal(signal.SIGUSR2, out_of_space(False))
     warnings.simplefilter("ignore", DeprecationWarning)
     fuse.FUSE(
         _operations(state),
@@ -461,6 +488,11 @@ class PowerFS:
         self.process: subprocess.Popen[bytes] | None = None
 
     def mount(self, within_s: float = 10.0) -> None:
+        if shutil.which("fusermount3") is None or not os.path.exists("/dev/fuse"):
+            raise RuntimeError(
+                "power-loss and disk-full faults need FUSE: /dev/fuse and fusermount3 with libfuse3 "
+                "(Debian: apt-get install fuse3; scripts/ensure-services.sh fuse does it)"
+            )
         self._detach()  # a mount left by a killed run answers ENOTCONN to everything
         self.backing.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
@@ -477,6 +509,19 @@ class PowerFS:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"powerfs did not mount {self.mountpoint} in {within_s:g} s")
             time.sleep(0.02)  # a wait helper's poll
+
+    def fill(self) -> None:
+        """The disk is full from now on (every operation that needs space fails with ENOSPC)."""
+        self._tell(signal.SIGUSR1)
+
+    def drain(self) -> None:
+        """Space again."""
+        self._tell(signal.SIGUSR2)
+
+    def _tell(self, signum: int) -> None:
+        if self.process is None:
+            raise RuntimeError("powerfs is not mounted")
+        self.process.send_signal(signum)
 
     def lose_power(self) -> None:
         """Everything not made durable is gone. Kill the stack's processes first: nothing may write meanwhile."""

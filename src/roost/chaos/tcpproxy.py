@@ -81,11 +81,15 @@ class TcpProxy:
         for task in pumps:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        await asyncio.gather(*pumps, return_exceptions=True)
-        self._pairs.discard(pair)
-        for writer in pair:
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
+        try:
+            await asyncio.gather(*pumps, return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # aclose(): the connection ends below; asyncio would log a cancelled handler as an error
+        finally:
+            self._pairs.discard(pair)
+            for writer in pair:
+                with contextlib.suppress(Exception):
+                    writer.transport.abort()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:

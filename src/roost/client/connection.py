@@ -181,6 +181,10 @@ class Client(Link):
         if existing is not None:
             return await asyncio.shield(existing.future)
         out = Outgoing(room, cmid, body, asyncio.get_running_loop().create_future())
+        # The outbox keeps sending after a caller gave up waiting (shield); if the client then closes, nobody is
+        # left to read the future's ClientClosed, and asyncio would log it as an error. Marking it read is
+        # enough: a caller still waiting gets the exception all the same.
+        out.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._outbox[cmid] = out
         self._transmit(out)
         return await asyncio.shield(out.future)
