@@ -10,10 +10,11 @@ import asyncio
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..chaos.infra import HOST, Process, RedisServer, free_port, wait_healthy
+from ..chaos.infra import HOST, PostgresServer, Process, RedisServer, free_port, wait_healthy
 
 __all__ = ["TARGETS", "Server", "Target", "cpu_seconds", "rss_bytes"]
 
@@ -67,6 +68,22 @@ TARGETS: dict[str, Target] = {
             bus="redis-repl",
             note="the same with ?wait=1: every write acked once the replica has it",
         ),
+        Target(
+            "roost-pg",
+            "roost",
+            "roost",
+            store="pg",
+            bus="redis",
+            note="Roost on a PostgreSQL of its own (defaults: fsync, synchronous_commit on), Redis bus",
+        ),
+        Target(
+            "roost-pg-sync",
+            "roost",
+            "roost",
+            store="pg-sync",
+            bus="redis",
+            note="the same primary with a synchronous standby (remote_apply): every write acked once applied there",
+        ),
         Target("roost-nats", "roost", "roost", store="nats", bus="nats", note="Roost on NATS JetStream + core NATS"),
         Target(
             "roost-nats-x2", "roost", "roost", store="nats", bus="nats", processes=2, note="2 Roost processes, NATS"
@@ -76,6 +93,7 @@ TARGETS: dict[str, Target] = {
 
 
 def _engine_url(engine: str | None, prefix: str, own: RedisServer | None = None) -> str | None:
+    """The URL of a shared engine or of the target's own Redis; a PostgreSQL of its own is named in ``start``."""
     if engine == "redis":
         return f"redis://{HOST}:6379/0?prefix={prefix}"
     if engine == "nats":
@@ -92,8 +110,10 @@ class Server:
         self.target = target
         self.procs: list[Process] = []
         base.mkdir(parents=True, exist_ok=True)
-        self.engines: list[RedisServer] = []
-        """Engines of the target's own (a Redis primary and its replica), started before it, stopped after."""
+        self.engines: list[Process] = []
+        """Engines of the target's own (a Redis primary and its replica, a PostgreSQL and its standby), started
+        before it, stopped after."""
+        self.pg_dir: Path | None = None
         if target.store in ("redis-repl", "redis-repl-wait"):
             primary = RedisServer(base, appendfsync="everysec")
             replica = RedisServer(base, appendfsync="everysec")
@@ -103,7 +123,7 @@ class Server:
             port = free_port()
             core = str(i % max(1, os.cpu_count() or 1)) if target.processes > 1 else "0"
             argv = ["taskset", "-c", core] if shutil.which("taskset") else []
-            own = self.engines[0] if self.engines else None
+            own = self.engines[0] if self.engines and isinstance(self.engines[0], RedisServer) else None
             argv += self._argv(target, port, base / f"data{i}", peers, secret, prefix, own)
             self.procs.append(Process(f"{target.name}-{i}", argv, base / f"{target.name}-{i}.log", port))
 
@@ -148,8 +168,10 @@ class Server:
     async def start(self) -> None:
         for engine in self.engines:
             await engine.start()
-        if len(self.engines) == 2:
+        if len(self.engines) == 2 and isinstance(self.engines[1], RedisServer):
             await self._replica_linked(self.engines[1])
+        if self.target.store in ("pg", "pg-sync"):
+            await self._postgres(sync=self.target.store == "pg-sync")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.target.name == "roost-baseline":
             baseline = os.environ.get("ROOST_BENCH_BASELINE_SRC")
@@ -163,6 +185,25 @@ class Server:
                 await wait_healthy(p, f"http://{HOST}:{p.port}", within_s=30)
             else:
                 await p.wait_port(30)
+
+    async def _postgres(self, sync: bool) -> None:
+        """A PostgreSQL of the target's own (initdb), and for ``sync`` a standby of it (``pg_basebackup``) that
+        the primary waits for on every commit; the nodes' ``--store`` names both, writable one first."""
+        self.pg_dir = Path(tempfile.mkdtemp(prefix="roost-bench-pg-"))
+        self.pg_dir.chmod(0o755)  # PostgreSQL runs as its own user
+        settings = ("synchronous_standby_names=*", "synchronous_commit=remote_apply") if sync else ()
+        primary = PostgresServer(self.pg_dir, "max_connections=200", *settings)
+        self.engines.append(primary)
+        await primary.start()
+        hosts = f"{HOST}:{primary.port}"
+        if sync:
+            standby = PostgresServer(self.pg_dir, "max_connections=200", standby_of=primary)
+            self.engines.append(standby)
+            await standby.start()
+            hosts += f",{HOST}:{standby.port}"
+        store = f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
+        for p in self.procs:
+            p.argv += ["--store", store]
 
     @staticmethod
     async def _replica_linked(replica: RedisServer) -> None:
@@ -184,6 +225,8 @@ class Server:
             p.stop()
         for engine in self.engines:
             engine.stop()
+        if self.pg_dir is not None:
+            shutil.rmtree(self.pg_dir, ignore_errors=True)
 
 
 def _tree(pid: int) -> list[int]:
