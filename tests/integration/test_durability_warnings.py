@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from roost.backends.kafka.store import replication_warnings
 from roost.chaos.infra import NatsServer, PostgresServer
 from roost.config import Settings
 from roost.node import serve
@@ -21,6 +22,7 @@ from roost.protocol.errors import UsageError
 
 from ..backends import NATS, REDIS, _clean_nats, _clean_redis
 from ..clusters import NatsCluster, RedisServer
+from ..kafka_infra import delete_topic
 
 
 async def readyz_warnings(url: str) -> list[str]:
@@ -138,3 +140,27 @@ async def test_a_postgres_that_acks_before_its_wal_is_on_disk_is_named_unsafe(tm
     finally:
         pg.stop()
         shutil.rmtree(reachable, ignore_errors=True)
+
+
+async def test_a_kafka_topic_with_one_replica_is_warned_about_power_loss(tmp_path: Path, kafka_broker: str) -> None:
+    """[R-DUR-14] Kafka acks from memory: a topic with fewer than 3 replicas or ``min.insync.replicas`` below 2
+    is named unsafe for a power loss (test_kafka.py shows a single broker's power loss losing acked records)."""
+    ns = "d" + uuid.uuid4().hex[:10]
+    bus = f"{REDIS}?prefix={ns}"
+    try:
+        async with serve(
+            Settings(port=0, data_dir=str(tmp_path), store=f"kafka://{kafka_broker}/{ns}", bus=bus)
+        ) as node:
+            warnings = await readyz_warnings(node.url)
+        assert len(warnings) == 1 and "1 replica(s)" in warnings[0] and "min.insync.replicas=1" in warnings[0]
+    finally:
+        await delete_topic(kafka_broker, ns)
+        await _clean_redis(REDIS, ns)
+
+
+@pytest.mark.parametrize(
+    ("factor", "min_insync", "warned"), [(3, 2, False), (5, 3, False), (3, 1, True), (2, 2, True), (1, 1, True)]
+)
+def test_kafka_needs_three_replicas_two_in_sync(factor: int, min_insync: int, warned: bool) -> None:
+    """(R-DUR-14) The rule, for the replications no test broker here can run."""
+    assert bool(replication_warnings("t", factor, min_insync)) is warned

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from roost.auth import TokenAuthority
 from roost.backends.kafka import KafkaStore
 from roost.chaos.infra import wait_until
+from roost.chaos.powerfs import PowerFS, settle
 from roost.client import Sent, connect
 from roost.protocol.errors import Conflict, Unavailable
 from roost.protocol.types import KIND_JOIN, Draft, Message
@@ -310,22 +311,56 @@ async def _log_end(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def test_a_broker_that_loses_acked_records_is_refused_not_served(noida: Noida) -> None:
+    def kill_and_restart() -> None:
+        noida.kill()  # kill -9 right after the acks: noida-db writes its data file only now and then
+        noida.start()
+
+    await acked_records_kept_or_refused(noida, kill_and_restart)
+
+
+async def test_a_power_loss_of_a_single_broker_is_refused_not_served(tmp_path: Path) -> None:
+    """[R-DUR-15] The broker's machine loses power (its disk keeps only what was fsynced) while the Roost node,
+    on another machine, stays up: the node either still finds every record it acked, or refuses to serve the
+    log that lost them; it never hands their seqs out again. (A single broker's power loss is a loss: Roost
+    warns about such a topic at startup, test_durability_warnings.py.)"""
+    fs = PowerFS(tmp_path / "disk", tmp_path / "mnt")
+    fs.mount()
+    noida = Noida(fs.mountpoint / "noida")
+    try:
+        noida.start()
+        settle(fs.mountpoint)  # the broker's first start has settled on disk
+
+        def lose_power() -> None:
+            noida.kill()
+            fs.lose_power()
+            fs.mount()
+            noida.start()
+
+        kept = await acked_records_kept_or_refused(noida, lose_power)
+        print(f"noida-db after a power loss: {'kept every acked record' if kept else 'lost acked records'}")
+    finally:
+        noida.kill()
+        fs.unmount()
+
+
+async def acked_records_kept_or_refused(noida: Noida, lose: Callable[[], None]) -> bool:
+    """Ack 300 records, ``lose`` the broker's unsynced data, then: every acked record is still served and the
+    next seq is the next one (returns True), or the store refuses to serve (returns False)."""
     topic = "k" + uuid.uuid4().hex[:12]
     store = await KafkaStore.from_url(f"kafka://{noida.bootstrap}/{topic}?partitions=1").open()
     try:
         assert await store.create_room("r", "alice")
         await asyncio.gather(*(store.append(Draft("r", "alice", f"c{i}", f"m{i}")) for i in range(300)))
         applied = (await store.position("r")).head + 1  # records: the create and 300 messages
-        noida.kill()  # kill -9 right after the acks: noida-db writes its data file only now and then
-        noida.start()
+        lose()
         ends = await _log_end(noida.bootstrap, topic)
         if ends.get(0, 0) >= applied:
-            # noida-db kept every acked record this time: then the store must go on serving all of them.
+            # The broker kept every acked record this time: then the store must go on serving all of them.
             position = await store.position("r")
             assert position.head == applied - 1
             next_one = await store.append(Draft("r", "alice", "late", "after a lossless broker restart"))
             assert next_one.message.seq == applied and not next_one.duplicate
-            return
+            return True
         # The consumer finds its position past the end of the log (or the fence sees the end go back).
 
         async def refused() -> Unavailable | None:
@@ -339,5 +374,6 @@ async def test_a_broker_that_loses_acked_records_is_refused_not_served(noida: No
         assert "lost" in str(exc) or "backwards" in str(exc) or "gone" in str(exc), exc
         with pytest.raises(Unavailable):  # no seq is handed out again
             await store.append(Draft("r", "alice", "late", "must not reuse a lost seq"))
+        return False
     finally:
         await store.aclose()

@@ -174,6 +174,25 @@ class KafkaLog:
             with contextlib.suppress(Exception):
                 await admin.close()
 
+    async def replication(self) -> tuple[int, int]:
+        """The topic's replication factor (its smallest partition's) and ``min.insync.replicas`` (1, Kafka's
+        default, where the broker names none)."""
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(self.timeout_s * 1000))
+        try:
+            async with translate():
+                await admin.start()
+                (described,) = await admin.describe_topics([self.topic])
+                factor = min(len(p["replicas"]) for p in described["partitions"])
+                (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, self.topic)])
+                entries = {str(e[0]): e[1] for resource in response.resources for e in resource[4]}
+                min_insync = int(entries.get("min.insync.replicas") or 1)
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        return factor, min_insync
+
     async def aclose(self) -> None:
         if self._closed:
             return

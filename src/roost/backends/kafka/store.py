@@ -20,7 +20,19 @@ from .log import KafkaLog
 from .records import Attr, Create, Member, Msg, Read, Trim, decode
 from .state import RoomState
 
-__all__ = ["KafkaStore"]
+__all__ = ["KafkaStore", "replication_warnings"]
+
+
+def replication_warnings(topic: str, factor: int, min_insync: int) -> list[str]:
+    """What is unsafe in a topic's replication for the no-loss promise: at least 3 replicas, 2 of them in sync
+    before an ack, so that losing any one broker (its power, its disk) loses no acked record."""
+    if factor >= 3 and min_insync >= 2:
+        return []
+    return [
+        f"kafka: topic {topic!r} has {factor} replica(s) and min.insync.replicas={min_insync}: Kafka acks from "
+        "memory (no fsync), so a power loss of a broker that held the only in-sync copy loses acked messages; "
+        "use a topic with 3 replicas and min.insync.replicas=2 (store URL ?replicas=3, docs/kafka.md)"
+    ]
 
 
 class KafkaStore(KafkaLog):
@@ -28,8 +40,13 @@ class KafkaStore(KafkaLog):
     and lifecycle are ``KafkaLog``'s; this class answers the ports from its replica."""
 
     async def durability_warnings(self) -> list[str]:
-        """Nothing this store can see about its own durability settings is unsafe (docs/backends.md)."""
-        return []
+        """Kafka acks a write once the in-sync replicas have it in memory, never after an fsync: the no-loss
+        promise rests on replication (R-DUR-14, docs/kafka.md)."""
+        try:
+            factor, min_insync = await self.replication()
+        except Unavailable as exc:
+            return [f"kafka: cannot read the topic's replication ({exc.reason}): check replicas/min.insync.replicas"]
+        return replication_warnings(self.topic, factor, min_insync)
 
     # ---- Store ------------------------------------------------------------------------------
 
