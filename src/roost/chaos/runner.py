@@ -172,8 +172,7 @@ def _new_nats() -> str | None:
 
 async def _start(state: _Run, secret: str) -> None:
     config = state.config
-    store = bus = None
-    count = config.nodes
+    count = 1 if config.backend == "embedded" else config.nodes  # one process owns an SQLite data directory
     data = state.base
     on_disk = {"powerloss", "diskfull"} & set(config.faults) and config.backend in DISK_BACKENDS
     if on_disk and config.backend == "nats" and _new_nats() is None:
@@ -190,9 +189,28 @@ async def _start(state: _Run, secret: str) -> None:
         state.disk = PowerFS(where / "disk", where / "mnt", log=state.base / "powerfs.log", metadata=metadata)
         state.disk.mount()
         data = state.disk.mountpoint
-    if config.backend == "embedded":
-        count = 1  # one process owns an SQLite data directory
-    elif config.backend == "redis":
+    store, bus = await _engines(state, data)
+    for i in range(count):
+        name = f"node{i}"
+        node_store, node_bus = store, bus
+        if {"partition", "cut"} & set(config.faults) and store is not None and state.rig is None:
+            # A cluster's clients follow the addresses its nodes announce, and so do Kafka's: no proxy between.
+            proxied_store = None if config.backend == "kafka" else store
+            node_store, node_bus, state.proxies[name] = await _behind_proxies(proxied_store, bus)
+            node_store = node_store or store
+        state.nodes.append(RoostNode(state.base, i, node_store, node_bus, secret, data_base=data))
+    for node in state.nodes:
+        await node.start()
+    if state.disk is not None:
+        settle(state.disk.mountpoint)  # the stack's first start is on disk before the first power loss
+    state.say(f"{config.backend}: {count} node(s) up")
+
+
+async def _engines(state: _Run, data: Path) -> tuple[str | None, str | None]:
+    """Start the backend's engine processes (their files in ``data``); return the nodes' store and bus URLs."""
+    config = state.config
+    store = bus = None
+    if config.backend == "redis":
         redis = RedisServer(data)
         state.engines.append(redis)
         store = bus = redis.url + "?prefix=chaos"
@@ -236,20 +254,7 @@ async def _start(state: _Run, secret: str) -> None:
     for engine in state.engines:
         engine.log = state.base / f"{engine.name}.log"  # not on the disk that loses power
         await engine.start()
-    for i in range(count):
-        name = f"node{i}"
-        node_store, node_bus = store, bus
-        if {"partition", "cut"} & set(config.faults) and store is not None and state.rig is None:
-            # A cluster's clients follow the addresses its nodes announce, and so do Kafka's: no proxy between.
-            proxied_store = None if config.backend == "kafka" else store
-            node_store, node_bus, state.proxies[name] = await _behind_proxies(proxied_store, bus)
-            node_store = node_store or store
-        state.nodes.append(RoostNode(state.base, i, node_store, node_bus, secret, data_base=data))
-    for node in state.nodes:
-        await node.start()
-    if state.disk is not None:
-        settle(state.disk.mountpoint)  # the stack's first start is on disk before the first power loss
-    state.say(f"{config.backend}: {count} node(s) up")
+    return store, bus
 
 
 async def _behind_proxies(store: str | None, bus: str | None) -> tuple[str | None, str | None, list[TcpProxy]]:
