@@ -200,6 +200,38 @@ async def test_two_stores_racing_the_same_cmid_agree_on_one_seq(tansu_topic: str
         await asyncio.gather(one.aclose(), two.aclose())
 
 
+async def test_concurrent_producers_never_make_two_nodes_disagree_on_a_seq(tansu_topic: str) -> None:
+    """[R-DUR-16] Three nodes append to one room at once (12 writers, 4,800 messages): every ack names the seq that every node,
+    and a node that replays the topic afterwards, holds for that message. Tansu makes an offset readable
+    before the ones below it under concurrent producers (a fetch from n answers n+2); a node that skipped
+    past that hole would have handed out seqs the log does not back. The node reads the hole again instead."""
+    url = f"kafka://{address('tansu')}/{tansu_topic}?partitions=1"
+    nodes = await asyncio.gather(*(KafkaStore.from_url(url).open() for _ in range(3)))
+    try:
+        assert await nodes[0].create_room("r", "alice")
+        acked: dict[str, int] = {}
+
+        async def writer(node: KafkaStore, name: str) -> None:  # one produce request at a time: many small ones
+            for i in range(400):
+                result = await node.append(Draft("r", name, f"{name}-{i}", f"body {i}"))
+                acked[result.message.cmid] = result.message.seq
+
+        await asyncio.gather(*(writer(node, f"w{n}{k}") for n, node in enumerate(nodes) for k in range(4)))
+        later = await KafkaStore.from_url(url).open()
+        try:
+            for store in (*nodes, later):
+                held: dict[str, int] = {}
+                after = 0
+                while page := (await store.read("r", after, 500)).messages:
+                    held.update((m.cmid, m.seq) for m in page)
+                    after = page[-1].seq
+                assert held == acked
+        finally:
+            await later.aclose()
+    finally:
+        await asyncio.gather(*(n.aclose() for n in nodes))
+
+
 # ---- c. replay: a later store reaches the same state --------------------------------------------------
 
 

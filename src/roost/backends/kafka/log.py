@@ -76,6 +76,8 @@ class KafkaLog:
         self._pending: dict[bytes, asyncio.Future[tuple[int, object]]] = {}
         self._tail: list[tuple[int, bytes] | None] = []
         """Per partition: the offset and value digest of the last applied record (see ``_verify``)."""
+        self._hole_since: list[float | None] = []
+        """Per partition: since when the next offset has not been readable while later ones were (``_consume``)."""
         self._floor: list[int] = []
         """Per partition: 1 + the first offset of the last applied fetch. Any broker's end offset is at least
         this (Tansu reports the last batch's base offset + 1 as the end, not the last offset + 1)."""
@@ -119,6 +121,7 @@ class KafkaLog:
                 self._waiters = [[] for _ in range(self._n)]
                 self._tail = [None] * self._n
                 self._floor = [0] * self._n
+                self._hole_since = [None] * self._n
                 self._side = self.new_consumer()  # ListOffsets on its own connection: never behind a fetch
                 await self._side.start()
                 starts = await self._side.beginning_offsets(self._tps)
@@ -248,17 +251,48 @@ class KafkaLog:
                 continue
             for tp, records in batch.items():
                 p = tp.partition
+                contiguous = self._contiguous(p, records)
+                if len(contiguous) < len(records):
+                    consumer.seek(tp, self._applied[p] + len(contiguous))  # read the hole again
+                    if self._hole_since[p] is None:
+                        self._hole_since[p] = asyncio.get_running_loop().time()
+                    elif asyncio.get_running_loop().time() - self._hole_since[p] > self.timeout_s:
+                        self._fail(
+                            f"kafka: partition {p} of {self.topic!r} has a hole at offset "
+                            f"{self._applied[p] + len(contiguous)} that never filled: records are missing"
+                        )
+                        return
+                else:
+                    self._hole_since[p] = None
                 try:
-                    for record in records:
+                    for record in contiguous:
                         self._apply(p, record)
                 except Exception as exc:  # never diverge silently from the other nodes
                     log.exception("kafka store: applying a record failed")
                     self._fail(f"kafka store: applying partition {p} failed: {exc!r}")
                     return
-                if records:
-                    self._applied[p] = max(self._applied[p], records[-1].offset + 1)
-                    self._floor[p] = max(self._floor[p], records[0].offset + 1)
+                if contiguous:
+                    self._applied[p] = contiguous[-1].offset + 1
+                    self._floor[p] = max(self._floor[p], contiguous[0].offset + 1)
                     self._release(p)
+
+    def _contiguous(self, p: int, records: list[Any]) -> list[Any]:
+        """The records that continue the partition exactly where this node stands, up to the first hole.
+
+        Roost's topic has no compaction and no transactions, so its offsets are dense and a consumer must see
+        every one, in order. A broker that makes an offset readable before the ones below it (Tansu does, under
+        concurrent producers: a fetch from offset n answers n+2) would otherwise be skipped past for good,
+        and this node's seqs would part from the log's. Records already applied (a re-read) are dropped."""
+        expected = self._applied[p]
+        out = []
+        for record in records:
+            if record.offset < expected:
+                continue
+            if record.offset > expected:
+                break
+            out.append(record)
+            expected += 1
+        return out
 
     async def _verify(self) -> None:
         """Every ``verify_s``: is the last record this node applied still in the log, unchanged?
