@@ -27,6 +27,7 @@ from roost.apikeys import SCOPES
 from roost.config import Settings
 from roost.node import Node, serve
 
+from ..conftest import with_limits
 from ..schema_check import errors, resolve, values
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -209,8 +210,9 @@ _WRONG = {"string": 12, "integer": "twelve", "number": "twelve", "boolean": "no"
 
 async def test_invalid_input_is_answered_with_a_documented_error(api: Api) -> None:
     """[R-HTTP-93] For every operation: no credential (401), malformed JSON, each field of the wrong type, each
-    required field missing, a query number that is not one (400), an unknown room (404): each answer is a
-    documented status of the operation with the error shape and the code matching the status."""
+    required field missing, a query number that is not one, an invalid room name in the path (400), an unknown
+    room (404): each answer is a documented status of the operation with the error shape and the code matching
+    the status."""
     await api.ok("POST", "/api/rooms", json_body={"room": "general"})
     await api.ok("POST", "/api/rooms/{room}/messages", {"room": "general"}, json_body={"cmid": "m", "body": "x"})
     valid = {"room": "general", "seq": 1, "user": "alice", "emoji": "x", "id": "k"}
@@ -245,6 +247,8 @@ async def test_invalid_input_is_answered_with_a_documented_error(api: Api) -> No
             body = {"user": "bob", "cmid": "c", "body": "x", "emoji": "x", "seq": 1, "role": "admin"}
             status, _ = await api.call(method, path, {n: unknown[n] for n in names}, json_body=body)
             assert status == 404, (method, path, status)
+            status, _ = await api.call(method, path, {**params, "room": "not a room name!"}, json_body=body)
+            assert status == 400, (method, path, status)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -283,3 +287,27 @@ async def test_random_requests_drawn_from_the_schemas_get_documented_answers(api
         body = data.draw(st.one_of(values(api.doc, schema), json_values))
     status, value = await api.call(method, path, params, json_body=body, query=query)
     assert status < 500, (method, path, params, query, body, value)
+
+
+async def test_rate_limits_are_documented_where_they_apply(embedded_settings: Settings) -> None:
+    """[R-HTTP-93] With one send and one membership change a second, every operation called three times in a row
+    (valid names, a room that exists) gets documented answers only, and 429 comes where the document says."""
+    tight = with_limits(embedded_settings, sends_per_s=1.0, send_burst=1, membership_per_s=1.0, membership_burst=1)
+    async with serve(replace(tight, admins=(ADMIN,))) as node, aiohttp.ClientSession() as http:
+        doc = json.loads(DOC.read_bytes())
+        api = Api(node, http, doc, {"admin": node.tokens.issue(ADMIN)})
+        key = await api.ok("POST", "/api/admin/apikeys", json_body={"principal": "alice", "scopes": list(SCOPES)})
+        api.credentials |= {scope: key["key"] for scope in SCOPES}
+        await node.service.create_room("alice", "general")
+        await node.service.send("alice", "general", "m", "x")
+        params = {"room": "general", "seq": 2, "user": "bob", "emoji": "x", "id": "k"}
+        body = {"room": "r", "user": "bob", "cmid": "c", "body": "x", "emoji": "x", "seq": 1, "role": "admin"}
+        limited = set()
+        for method, path in operations(doc):
+            names = set(re.findall(r"\{(\w+)\}", path))
+            for i in range(3):
+                fresh = {**body, "room": f"r{i}", "cmid": f"c{i}"}
+                status, _ = await api.call(method, path, {n: params[n] for n in names}, json_body=fresh)
+                if status == 429:
+                    limited.add((method, path))
+        assert ("post", "/api/rooms/{room}/join") in limited and ("post", "/api/rooms/{room}/messages") in limited

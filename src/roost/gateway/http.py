@@ -189,9 +189,12 @@ class HttpApi:
         return Status("ok")
 
     @route(
-        "POST", "/api/login", "development login: a token for any valid user name", auth=PUBLIC,
+        "POST",
+        "/api/login",
+        "development login: a token for any valid user name",
+        auth=PUBLIC,
         errors=(Code.FORBIDDEN,),
-    )  # fmt: skip
+    )
     async def login(self, request: web.Request, body: Body[Login]) -> LoginAnswer:
         """Only on a server in development mode (no key configured); 403 otherwise."""
         if not self.dev_login:
@@ -208,9 +211,13 @@ class HttpApi:
         return Rooms(mine, await self.service.public_rooms(), counts)
 
     @route(
-        "POST", "/api/rooms", "create a room", auth=ROOMS_WRITE, statuses=(201,),
-        errors=(Code.CONFLICT, Code.TOO_MANY_ROOMS),
-    )  # fmt: skip
+        "POST",
+        "/api/rooms",
+        "create a room",
+        auth=ROOMS_WRITE,
+        statuses=(201,),
+        errors=(Code.CONFLICT, Code.TOO_MANY_ROOMS, Code.RATE_LIMITED),
+    )
     async def create_room(self, request: web.Request, body: Body[NewRoom]) -> RoomCreated:
         user = await self.user_of(request)
         new = await body.read()
@@ -218,7 +225,11 @@ class HttpApi:
         return RoomCreated(new.room, new.kind)
 
     @route(
-        "POST", "/api/rooms/{room}/join", "join a room (idempotent)", auth=ROOMS_WRITE, errors=(Code.TOO_MANY_ROOMS,)
+        "POST",
+        "/api/rooms/{room}/join",
+        "join a room (idempotent)",
+        auth=ROOMS_WRITE,
+        errors=(Code.TOO_MANY_ROOMS, Code.RATE_LIMITED),
     )
     async def join(self, request: web.Request) -> RoomRef:
         user = await self.user_of(request)
@@ -226,7 +237,9 @@ class HttpApi:
         await self.service.join(user, room)
         return RoomRef(room)
 
-    @route("POST", "/api/rooms/{room}/leave", "leave a room (idempotent)", auth=ROOMS_WRITE)
+    @route(
+        "POST", "/api/rooms/{room}/leave", "leave a room (idempotent)", auth=ROOMS_WRITE, errors=(Code.RATE_LIMITED,)
+    )
     async def leave(self, request: web.Request) -> RoomRef:
         user = await self.user_of(request)
         room = request.match_info["room"]
@@ -234,18 +247,24 @@ class HttpApi:
         return RoomRef(room)
 
     @route(
-        "GET", "/api/rooms/{room}/messages", "a page of a room's history", auth=ROOMS_READ,
+        "GET",
+        "/api/rooms/{room}/messages",
+        "a page of a room's history",
+        auth=ROOMS_READ,
         errors=(Code.RESYNC_REQUIRED,),
-    )  # fmt: skip
+    )
     async def history(self, request: web.Request, query: Query[HistoryQuery]) -> HistoryAnswer:
         """``after``/``before`` are seqs; ``since_ts`` (``last_sync_timestamp``) a time in ms: approximate."""
         user = await self.user_of(request)
         return await self._history(user, request.match_info["room"], query.read())
 
     @route(
-        "GET", "/api/messages", "a page of a room's history (the seed's call)", auth=ROOMS_READ,
+        "GET",
+        "/api/messages",
+        "a page of a room's history (the seed's call)",
+        auth=ROOMS_READ,
         errors=(Code.UNKNOWN_ROOM, Code.RESYNC_REQUIRED),
-    )  # fmt: skip
+    )
     async def history_by_room_id(self, request: web.Request, query: Query[MessageQuery]) -> HistoryAnswer:
         """The seed's own call, ``GET /api/messages?room_id=...&last_sync_timestamp=...``: the same page."""
         user = await self.user_of(request)
@@ -267,9 +286,13 @@ class HttpApi:
         return _history_answer(room, result)
 
     @route(
-        "POST", "/api/rooms/{room}/messages", "send a message (idempotent by cmid)", auth=PUBLISH,
-        statuses=(201, 200), errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
-    )  # fmt: skip
+        "POST",
+        "/api/rooms/{room}/messages",
+        "send a message (idempotent by cmid)",
+        auth=PUBLISH,
+        statuses=(201, 200),
+        errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
+    )
     async def send(self, request: web.Request, body: Body[NewMessage]) -> Answer[Appended]:
         """As the credential's user, or with ``"as": "system"`` as the reserved sender ``system`` (an API key
         with ``publish:system`` only, R-SEC-84); the scope is checked before anything is stored."""
@@ -289,9 +312,13 @@ class HttpApi:
         return _appended(appended)
 
     @route(
-        "POST", "/api/rooms/{room}/messages/{seq}/edit", "replace the text of my message", auth=PUBLISH,
-        statuses=(201, 200), errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
-    )  # fmt: skip
+        "POST",
+        "/api/rooms/{room}/messages/{seq}/edit",
+        "replace the text of my message",
+        auth=PUBLISH,
+        statuses=(201, 200),
+        errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
+    )
     async def edit(self, request: web.Request, body: Body[EditRequest]) -> Answer[Appended]:
         user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
@@ -299,9 +326,12 @@ class HttpApi:
         return _appended(await self.service.edit(user, room, target, change.body, change.cmid))
 
     @route(
-        "DELETE", "/api/rooms/{room}/messages/{seq}", "delete a message (mine, or any as a moderator)",
-        auth=PUBLISH, errors=(Code.CONFLICT, Code.RATE_LIMITED),
-    )  # fmt: skip
+        "DELETE",
+        "/api/rooms/{room}/messages/{seq}",
+        "delete a message (mine, or any as a moderator)",
+        auth=PUBLISH,
+        errors=(Code.CONFLICT, Code.RATE_LIMITED),
+    )
     async def delete(self, request: web.Request, query: Query[DeleteQuery]) -> Answer[Appended]:
         """``DELETE`` answers 200 whether it stored the delete now or answers a retry (``duplicate``)."""
         user = await self.user_of(request)
@@ -310,9 +340,13 @@ class HttpApi:
         return _appended(await self.service.delete(user, room, target, cmid), created=200)
 
     @route(
-        "POST", "/api/rooms/{room}/messages/{seq}/reactions", "react to a message", auth=PUBLISH,
-        statuses=(201, 200), errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
-    )  # fmt: skip
+        "POST",
+        "/api/rooms/{room}/messages/{seq}/reactions",
+        "react to a message",
+        auth=PUBLISH,
+        statuses=(201, 200),
+        errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
+    )
     async def react(self, request: web.Request, body: Body[Reaction]) -> Answer[Appended]:
         user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
@@ -320,9 +354,12 @@ class HttpApi:
         return _appended(await self.service.react(user, room, target, emoji))
 
     @route(
-        "DELETE", "/api/rooms/{room}/messages/{seq}/reactions/{emoji}", "take back my reaction", auth=PUBLISH,
+        "DELETE",
+        "/api/rooms/{room}/messages/{seq}/reactions/{emoji}",
+        "take back my reaction",
+        auth=PUBLISH,
         errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
-    )  # fmt: skip
+    )
     async def unreact(self, request: web.Request) -> Answer[Appended]:
         user = await self.user_of(request)
         room, target, emoji = request.match_info["room"], _seq_param(request), request.match_info["emoji"]
@@ -369,18 +406,33 @@ class HttpApi:
         info = await self.service.room_info(room)
         return Members(room, info.kind, _members(info))
 
-    @route("POST", "/api/rooms/{room}/invite", "owner or admin: allow a user to join", auth=ROOMS_WRITE)
+    @route(
+        "POST",
+        "/api/rooms/{room}/invite",
+        "owner or admin: allow a user to join",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
     async def invite(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
         return await self._moderate(request, body, self.service.invite)
 
-    @route("POST", "/api/rooms/{room}/kick", "owner or admin: remove a member", auth=ROOMS_WRITE)
+    @route(
+        "POST",
+        "/api/rooms/{room}/kick",
+        "owner or admin: remove a member",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
     async def kick(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
         return await self._moderate(request, body, self.service.kick)
 
     @route(
-        "POST", "/api/rooms/{room}/members", "API keys: make a user a member now", auth=ROOMS_WRITE,
-        errors=(Code.TOO_MANY_ROOMS,),
-    )  # fmt: skip
+        "POST",
+        "/api/rooms/{room}/members",
+        "API keys: make a user a member now",
+        auth=ROOMS_WRITE,
+        errors=(Code.TOO_MANY_ROOMS, Code.RATE_LIMITED),
+    )
     async def add_member(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
         """An API key's principal (owner or admin of the room) makes a user a member: an invitation and the
         user's join (R-SEC-88). A user's token gets 4403: users invite, and the invitee joins."""
@@ -393,11 +445,19 @@ class HttpApi:
         await self.service.add_member(identity.user, room, user)
         return RoomUser(room, user)
 
-    @route("POST", "/api/rooms/{room}/ban", "owner or admin: remove a user and refuse them", auth=ROOMS_WRITE)
+    @route(
+        "POST",
+        "/api/rooms/{room}/ban",
+        "owner or admin: remove a user and refuse them",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
     async def ban(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
         return await self._moderate(request, body, self.service.ban)
 
-    @route("POST", "/api/rooms/{room}/unban", "owner or admin: lift a ban", auth=ROOMS_WRITE)
+    @route(
+        "POST", "/api/rooms/{room}/unban", "owner or admin: lift a ban", auth=ROOMS_WRITE, errors=(Code.RATE_LIMITED,)
+    )
     async def unban(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
         return await self._moderate(request, body, self.service.unban)
 
@@ -410,7 +470,13 @@ class HttpApi:
         await action(user, room, target)
         return RoomUser(room, target)
 
-    @route("POST", "/api/rooms/{room}/role", "owner: make a member admin, or member again", auth=ROOMS_WRITE)
+    @route(
+        "POST",
+        "/api/rooms/{room}/role",
+        "owner: make a member admin, or member again",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
     async def role(self, request: web.Request, body: Body[RoleChange]) -> RoleAnswer:
         user, room = await self.user_of(request), request.match_info["room"]
         change = await body.read()
@@ -418,9 +484,12 @@ class HttpApi:
         return RoleAnswer(room, change.user, change.role)
 
     @route(
-        "POST", "/api/dm", "open (create on first use) the direct conversation with a user", auth=ROOMS_WRITE,
-        errors=(Code.UNKNOWN_ROOM, Code.TOO_MANY_ROOMS),
-    )  # fmt: skip
+        "POST",
+        "/api/dm",
+        "open (create on first use) the direct conversation with a user",
+        auth=ROOMS_WRITE,
+        errors=(Code.UNKNOWN_ROOM, Code.TOO_MANY_ROOMS, Code.RATE_LIMITED),
+    )
     async def dm(self, request: web.Request, body: Body[UserRef]) -> RoomRef:
         user = await self.user_of(request)
         other = (await body.read()).user
@@ -444,23 +513,32 @@ class HttpApi:
         info = await self.service.room_info(request.match_info["room"])
         return RoomDetail(info.room, info.kind, info.owner, _members(info), info.bans, info.invites)
 
-    @route("POST", "/api/admin/rooms/{room}/bans", "ban a user from a room, whatever their role", auth=ADMIN)
+    @route(
+        "POST",
+        "/api/admin/rooms/{room}/bans",
+        "ban a user from a room, whatever their role",
+        auth=ADMIN,
+        errors=(Code.RATE_LIMITED,),
+    )
     async def admin_ban(self, request: web.Request, body: Body[UserRef]) -> Banned:
         admin, room = await self.admin_of(request), request.match_info["room"]
         user = (await body.read()).user
         await self.service.ban(admin, room, user, as_admin=True)
         return Banned(room, user, True)
 
-    @route("DELETE", "/api/admin/rooms/{room}/bans/{user}", "lift a ban", auth=ADMIN)
+    @route("DELETE", "/api/admin/rooms/{room}/bans/{user}", "lift a ban", auth=ADMIN, errors=(Code.RATE_LIMITED,))
     async def admin_unban(self, request: web.Request) -> Banned:
         admin, room, user = await self.admin_of(request), request.match_info["room"], request.match_info["user"]
         await self.service.unban(admin, room, user, as_admin=True)
         return Banned(room, user, False)
 
     @route(
-        "DELETE", "/api/admin/rooms/{room}/messages/{seq}", "remove a message as an administrator", auth=ADMIN,
-        errors=(Code.CONFLICT,),
-    )  # fmt: skip
+        "DELETE",
+        "/api/admin/rooms/{room}/messages/{seq}",
+        "remove a message as an administrator",
+        auth=ADMIN,
+        errors=(Code.CONFLICT, Code.RATE_LIMITED),
+    )
     async def admin_delete(self, request: web.Request) -> Answer[Appended]:
         """Remove a message as a server administrator: a sequenced ``delete`` by the admin (a tombstone)."""
         admin = await self.admin_of(request)

@@ -87,7 +87,7 @@ def _status_text(status: int) -> str:
 def _error_codes(r: Route) -> list[Code]:
     """What a route may answer besides success: by who may call it and what it reads, plus its own."""
     codes = set(r.errors)
-    takes_input = r.body is not None or r.query is not None or "{seq}" in r.path or "{user}" in r.path
+    takes_input = r.body is not None or r.query is not None or "{" in r.path  # a path's name too: 400 if invalid
     if takes_input:
         codes.add(Code.BAD_FRAME)
     if r.auth != PUBLIC:
