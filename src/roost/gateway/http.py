@@ -1,12 +1,13 @@
 """HTTP API: health, development login, rooms, membership, history, multi-room sync, send, edit, delete and
-react; admin.
+react; admin. Each handler is declared with ``@route`` (routes.py): that table is both the routing and the
+OpenAPI document (openapi.py).
 
 Errors are JSON ``{"error": {"code": 44xx, "reason": "..."}}`` with the HTTP status given by the
-code's last three digits. Every route but ``/healthz``, ``/`` and ``/api/login`` (and the probes in
-gateway/health.py) needs ``Authorization: Bearer <token>``, a user's JWT or an API key (apikeys.py), which
-each route checks against the one scope it needs (``user_of``). Routes under ``/api/admin/`` need a server
-administrator: a token with ``"roles": ["admin"]``, or a user named by ``--admin``; anyone else, and every
-API key, gets 4403.
+code's last three digits. Every route but ``/healthz``, ``/``, ``/api/openapi.json`` and ``/api/login`` (and
+the probes in gateway/health.py) needs ``Authorization: Bearer <token>``, a user's JWT or an API key
+(apikeys.py), which each route checks against the one scope it declares (``user_of``). Routes under
+``/api/admin/`` need a server administrator: a token with ``"roles": ["admin"]``, or a user named by
+``--admin``; anyone else, and every API key, gets 4403.
 """
 
 from __future__ import annotations
