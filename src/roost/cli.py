@@ -90,7 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run every target this many times, alternating their order; the report adds CPU per frame over rounds",
     )
 
-    sub.add_parser("spec", help="print the protocol's machine-readable definition (docs/protocol.json)")
+    spec = sub.add_parser("spec", help="print the protocol's machine-readable definition (docs/protocol.json)")
+    which = spec.add_mutually_exclusive_group()
+    which.add_argument("--openapi", action="store_true", help="the HTTP API's OpenAPI 3.1 document (docs/openapi.json)")
+    which.add_argument(
+        "--asyncapi", action="store_true", help="the WebSocket's AsyncAPI 3 document (docs/asyncapi.json)"
+    )
 
     token = sub.add_parser("token", help="print a token for USER (signed with the data directory's secret)")
     token.add_argument("user")
@@ -356,6 +361,19 @@ def _fail(status: int, message: str) -> NoReturn:
     sys.exit(status)
 
 
+def _spec_text(args: argparse.Namespace) -> str:
+    """docs/protocol.json, docs/openapi.json or docs/asyncapi.json, generated from the server's own types."""
+    if args.openapi:
+        from .gateway import openapi  # the HTTP handlers: imported only for this
+
+        return openapi.render(openapi.build())
+    if args.asyncapi:
+        from .protocol import asyncapi
+
+        return asyncapi.render(asyncapi.build())
+    return render_spec(build_spec())
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "config":
@@ -400,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "bench":
         sys.exit(_bench(args))
     elif args.command == "spec":
-        sys.stdout.write(render_spec(build_spec()))
+        sys.stdout.write(_spec_text(args))
     elif args.command == "token":
         secret = args.secret or load_or_create_secret(Path(args.data_dir))
         claims = {"roles": ["admin"]} if args.admin else {}

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,12 @@ from .config import Settings
 from .fdlimit import Descriptors, raise_fd_limit
 from .gateway.connections import ConnectionGuard, GuardedSite
 from .gateway.headers import add_security_headers
-from .gateway.health import health_routes, metrics_endpoint
+from .gateway.health import Health, MetricsPage
 from .gateway.hosts import HostCheck
 from .gateway.http import HttpApi
+from .gateway.openapi import ApiDocs
+from .gateway.page import Page
+from .gateway.routes import bind
 from .gateway.websocket import WebSocketEndpoint
 from .hub import Hub
 from .metrics import NodeMetrics, counted_by_label
@@ -57,33 +59,6 @@ class Node:
     @property
     def ws_url(self) -> str:
         return f"ws://{self.settings.host}:{self.port}/ws"
-
-
-async def _index(request: web.Request) -> web.StreamResponse:
-    text = resources.files("roost.web").joinpath("index.html").read_text()
-    return web.Response(text=text, content_type="text/html")
-
-
-_WEB_FILES = {
-    "roost.js": "text/javascript",
-    "protocol.js": "text/javascript",
-    "sync.js": "text/javascript",
-    "relations.js": "text/javascript",
-    "backoff.js": "text/javascript",
-    "markdown.js": "text/javascript",
-    "app.js": "text/javascript",
-    "roost.css": "text/css",
-    "sw.js": "text/javascript",
-}
-"""The page's files besides index.html; other sites may import /roost.js and the modules it imports (hence the
-CORS header)."""
-
-
-async def _web_file(request: web.Request) -> web.StreamResponse:
-    name = request.path.removeprefix("/")
-    text = resources.files("roost.web").joinpath(name).read_text()
-    headers = {"Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
-    return web.Response(text=text, content_type=_WEB_FILES[name], headers=headers)
 
 
 def make_authority(settings: Settings) -> TokenAuthority:
@@ -232,12 +207,11 @@ async def _serve(settings: Settings, guard: ConnectionGuard, descriptors: Descri
         middlewares=[guard.middleware, hosts.middleware, api.errors], client_max_size=limits.max_frame_bytes * 4
     )
     app.on_response_prepare.append(add_security_headers)
-    app.add_routes(api.routes())
-    app.add_routes(health_routes(readiness))
-    app.add_routes([web.get("/metrics", metrics_endpoint(metrics))])
+    # Every route but /ws comes from a @route declaration: the OpenAPI document lists the same (openapi.py).
+    for documented in (api, ApiDocs(), Health(readiness), MetricsPage(metrics), Page()):
+        app.add_routes(bind(documented))
     _export_node_state(metrics, settings, websocket, readiness, guard)
-    app.add_routes([web.get("/ws", websocket.handle), web.get("/", _index)])
-    app.add_routes([web.get(f"/{name}", _web_file) for name in _WEB_FILES])
+    app.add_routes([web.get("/ws", websocket.handle)])
     # aiohttp's own keep-alive timer (an hour by default) only as a backstop behind the guard's bounds.
     keepalive_s = limits.idle_timeout_s + limits.header_timeout_s
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=keepalive_s)

@@ -147,10 +147,10 @@ def test_the_web_files_never_build_markup_from_strings() -> None:
 
 
 def test_every_module_of_the_client_is_served() -> None:
-    """roost.js imports its modules by relative URL: each must be a route (node.py), or the page breaks."""
-    from roost.node import _WEB_FILES
+    """roost.js imports its modules by relative URL: each must be a route (gateway/page.py), or the page breaks."""
+    from roost.gateway.page import WEB_FILES
 
-    assert set(_WEB_FILES) == {p.name for p in WEB.iterdir() if p.suffix in (".js", ".css")}
+    assert set(WEB_FILES) == {p.name for p in WEB.iterdir() if p.suffix in (".js", ".css")}
 
 
 async def test_the_js_decoder_agrees_with_the_python_one(server: ServerProcess, browser: Any) -> None:

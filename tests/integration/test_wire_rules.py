@@ -202,7 +202,14 @@ async def test_each_failed_authentication_sends_its_error_and_closes_with_the_sa
 
 
 _ROUTE = re.compile(r"`(GET|POST|DELETE) (/[^`\s]*)`")
-_OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/"), ("POST", "/api/login")}
+_OPEN_ROUTES = {
+    ("GET", "/healthz"),
+    ("GET", "/livez"),
+    ("GET", "/readyz"),
+    ("GET", "/"),
+    ("GET", "/api/openapi.json"),
+    ("POST", "/api/login"),
+}
 _NOT_IN_SECTION_15 = {("GET", "/ws"), ("GET", "/metrics")}
 """The WebSocket (the rest of the document) and the Prometheus endpoint (docs/operations.md)."""
 

@@ -1,12 +1,13 @@
 """HTTP API: health, development login, rooms, membership, history, multi-room sync, send, edit, delete and
-react; admin.
+react; admin. Each handler is declared with ``@route`` (routes.py): that table is both the routing and the
+OpenAPI document (openapi.py).
 
 Errors are JSON ``{"error": {"code": 44xx, "reason": "..."}}`` with the HTTP status given by the
-code's last three digits. Every route but ``/healthz``, ``/`` and ``/api/login`` (and the probes in
-gateway/health.py) needs ``Authorization: Bearer <token>``, a user's JWT or an API key (apikeys.py), which
-each route checks against the one scope it needs (``user_of``). Routes under ``/api/admin/`` need a server
-administrator: a token with ``"roles": ["admin"]``, or a user named by ``--admin``; anyone else, and every
-API key, gets 4403.
+code's last three digits. Every route but ``/healthz``, ``/``, ``/api/openapi.json`` and ``/api/login`` (and
+the probes in gateway/health.py) needs ``Authorization: Bearer <token>``, a user's JWT or an API key
+(apikeys.py), which each route checks against the one scope it declares (``user_of``). Routes under
+``/api/admin/`` need a server administrator: a token with ``"roles": ["admin"]``, or a user named by
+``--admin``; anyone else, and every API key, gets 4403.
 """
 
 from __future__ import annotations
@@ -22,66 +23,60 @@ from ..apikeys import PUBLISH, PUBLISH_SYSTEM, ROOMS_READ, ROOMS_WRITE, ApiKeys,
 from ..auth import Identity, TokenAuthority
 from ..gateway.session import SERVER_ERRORS
 from ..metrics import code_label
-from ..ports import Appended
+from ..ports import Appended as StoredMessage
 from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, NotFound, ProtocolError, RoostError, retry_after
-from ..protocol.types import MAX_SEQ, SYSTEM_SENDER, Message, valid_user
+from ..protocol.types import SYSTEM_SENDER, valid_user
 from ..revocation import Revocations
 from ..service import ChatService, HistoryResult, RoomInfo
+from .bodies import (
+    AdminRoom,
+    AdminRooms,
+    Appended,
+    Banned,
+    DeleteQuery,
+    EditRequest,
+    ErrorAnswer,
+    ErrorBody,
+    HistoryAnswer,
+    HistoryQuery,
+    KeyCreated,
+    KeyInfo,
+    KeyList,
+    KeyRevoked,
+    Login,
+    LoginAnswer,
+    Member,
+    Members,
+    MessageQuery,
+    NewKey,
+    NewMessage,
+    NewRoom,
+    Reaction,
+    ReadAnswer,
+    ReadMark,
+    Receipts,
+    RevokedTokens,
+    RoleAnswer,
+    RoleChange,
+    RoomCreated,
+    RoomDetail,
+    RoomRef,
+    Rooms,
+    RoomUser,
+    Status,
+    SyncAnswer,
+    SyncRequest,
+    Unread,
+    UserRef,
+)
 from .credentials import identify
+from .routes import ADMIN, PUBLIC, Answer, Body, Query, bind, declaration, route
 
 __all__ = ["HttpApi"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _Login(msgspec.Struct):
-    name: str
-
-
-class _NewRoom(msgspec.Struct):
-    room: str
-    kind: str = "public"
-
-
-class _UserRef(msgspec.Struct):
-    user: str
-
-
-class _RoleChange(msgspec.Struct):
-    user: str
-    role: str
-
-
-class _NewMessage(msgspec.Struct):
-    cmid: str
-    body: str
-    as_: str | None = msgspec.field(default=None, name="as")
-
-
-class _NewKey(msgspec.Struct):
-    principal: str
-    scopes: list[str]
-    name: str = ""
-
-
-class _EditRequest(msgspec.Struct):
-    cmid: str
-    body: str
-
-
-class _Reaction(msgspec.Struct):
-    emoji: str
-
-
-class _ReadMark(msgspec.Struct):
-    seq: int
-
-
-class _SyncRequest(msgspec.Struct):
-    rooms: dict[str, int]
-    limit: int = 100
 
 
 _json: Final = msgspec.json.Encoder()
@@ -93,48 +88,16 @@ def _respond(payload: Any, status: int = 200) -> web.Response:
 
 def error_response(exc: RoostError) -> web.Response:
     status = int(exc.code) - 4000
-    error: dict[str, Any] = {"code": int(exc.code), "reason": exc.reason}
     wait = retry_after(exc)
-    if wait is None:
-        return _respond({"error": error}, status=status)
-    error["retry_after_s"] = wait
-    response = _respond({"error": error}, status=status)
-    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    response = _respond(ErrorAnswer(ErrorBody(int(exc.code), exc.reason, wait)), status=status)
+    if wait is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
     return response
 
 
-def _history_json(room: str, result: HistoryResult) -> dict[str, Any]:
+def _history_answer(room: str, result: HistoryResult) -> HistoryAnswer:
     p = result.page.position
-    return {
-        "room": room,
-        "messages": result.page.messages,
-        "has_more": result.has_more,
-        "epoch": p.epoch,
-        "head": p.head,
-        "first": p.first,
-    }
-
-
-def _int_param(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ProtocolError(f"{name} must be an integer", Code.BAD_FRAME) from None
-    if abs(value) > MAX_SEQ:
-        raise ProtocolError(f"{name} is out of range", Code.BAD_FRAME)
-    return value
-
-
-def _since_param(request: web.Request) -> int | None:
-    """``since_ts``, or its name in the seed's API, ``last_sync_timestamp`` (ms since the Unix epoch)."""
-    since_ts = _int_param(request, "since_ts")
-    seed = _int_param(request, "last_sync_timestamp")
-    if since_ts is not None and seed is not None:
-        raise ProtocolError("give since_ts or last_sync_timestamp, not both", Code.BAD_FRAME)
-    return since_ts if seed is None else seed
+    return HistoryAnswer(room, result.page.messages, result.has_more, p.epoch, p.head, p.first)
 
 
 def _seq_param(request: web.Request) -> int:
@@ -145,43 +108,26 @@ def _seq_param(request: web.Request) -> int:
         raise ProtocolError("the message seq must be an integer", Code.BAD_FRAME) from None
 
 
-def _appended(appended: Appended, created: int = 201) -> web.Response:
+def _appended(appended: StoredMessage, created: int = 201) -> Answer[Appended]:
     """``{"message", "duplicate"}``, as for a send: ``created`` when stored now, 200 for a retry."""
-    payload = {"message": appended.message, "duplicate": appended.duplicate}
-    return _respond(payload, status=200 if appended.duplicate else created)
+    return Answer(Appended(appended.message, appended.duplicate), 200 if appended.duplicate else created)
 
 
-async def _body(request: web.Request, kind: type[Any]) -> Any:
-    raw = await request.read()
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ProtocolError(f"invalid request body: {exc}", Code.BAD_FRAME) from None
+def _members(info: RoomInfo) -> list[Member]:
+    return [Member(u, r) for u, r in sorted(info.members.items())]
 
 
-def _room_json(info: RoomInfo) -> dict[str, Any]:
-    return {
-        "room": info.room,
-        "kind": info.kind,
-        "owner": info.owner,
-        "members": [{"user": u, "role": r} for u, r in sorted(info.members.items())],
-        "bans": info.bans,
-        "invites": info.invites,
-    }
-
-
-def _key_json(record: KeyRecord) -> dict[str, Any]:
+def _key_info(key_id: str, record: KeyRecord) -> KeyInfo:
     """A key as listed: never its secret, nor the hash of it."""
-    return {
-        "principal": record.principal,
-        "scopes": record.scopes,
-        "name": record.name,
-        "created": record.created,
-        "created_by": record.by,
-    }
+    return KeyInfo(key_id, record.principal, record.scopes, record.name, record.created, record.by)
+
+
+_NAME_RULE: Final = "1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)"
 
 
 class HttpApi:
+    """The JSON API's handlers; ``@route`` declares each one (routes.py), and ``bind`` serves them."""
+
     def __init__(
         self,
         service: ChatService,
@@ -199,41 +145,7 @@ class HttpApi:
         self.admins = frozenset(admins)
 
     def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/healthz", self.healthz),
-            web.post("/api/login", self.login),
-            web.get("/api/rooms", self.list_rooms),
-            web.post("/api/rooms", self.create_room),
-            web.post("/api/rooms/{room}/join", self.join),
-            web.post("/api/rooms/{room}/leave", self.leave),
-            web.get("/api/rooms/{room}/messages", self.history),
-            web.get("/api/messages", self.history_by_room_id),
-            web.post("/api/rooms/{room}/messages", self.send),
-            web.post("/api/rooms/{room}/messages/{seq}/edit", self.edit),
-            web.delete("/api/rooms/{room}/messages/{seq}", self.delete),
-            web.post("/api/rooms/{room}/messages/{seq}/reactions", self.react),
-            web.delete("/api/rooms/{room}/messages/{seq}/reactions/{emoji}", self.unreact),
-            web.post("/api/sync", self.sync),
-            web.post("/api/rooms/{room}/read", self.mark_read),
-            web.get("/api/rooms/{room}/receipts", self.receipts),
-            web.get("/api/rooms/{room}/members", self.members),
-            web.post("/api/rooms/{room}/invite", self.invite),
-            web.post("/api/rooms/{room}/kick", self.kick),
-            web.post("/api/rooms/{room}/members", self.add_member),
-            web.post("/api/rooms/{room}/ban", self.ban),
-            web.post("/api/rooms/{room}/unban", self.unban),
-            web.post("/api/rooms/{room}/role", self.role),
-            web.post("/api/dm", self.dm),
-            web.get("/api/admin/rooms", self.admin_rooms),
-            web.get("/api/admin/rooms/{room}", self.admin_room),
-            web.post("/api/admin/rooms/{room}/bans", self.admin_ban),
-            web.delete("/api/admin/rooms/{room}/bans/{user}", self.admin_unban),
-            web.delete("/api/admin/rooms/{room}/messages/{seq}", self.admin_delete),
-            web.post("/api/admin/users/{user}/revoke-tokens", self.admin_revoke),
-            web.post("/api/admin/apikeys", self.admin_create_key),
-            web.get("/api/admin/apikeys", self.admin_keys),
-            web.delete("/api/admin/apikeys/{id}", self.admin_revoke_key),
-        ]
+        return bind(self)
 
     @web.middleware
     async def errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -245,11 +157,12 @@ class HttpApi:
                 SERVER_ERRORS.warning(str(int(exc.code)), "answered %d over HTTP: %s", int(exc.code), exc.reason)
             return error_response(exc)
 
-    async def user_of(self, request: web.Request, scope: str) -> str:
-        """The credential's user, if it may do ``scope`` [R-HTTP-80]: a user's token may do all a user may, an
-        API key what its scopes say; 4403 otherwise, checked before the route reads or writes anything."""
+    async def user_of(self, request: web.Request) -> str:
+        """The credential's user, if it may do the scope its route declares [R-HTTP-80]: a user's token may
+        do all a user may, an API key what its scopes say; 4403 otherwise, checked before the route reads or
+        writes anything."""
         identity = await self.identity_of(request)
-        require(identity, scope)
+        require(identity, declaration(request).auth)
         return identity.user
 
     async def identity_of(self, request: web.Request) -> Identity:
@@ -272,259 +185,408 @@ class HttpApi:
             raise AuthError("the admin API needs an administrator", Code.FORBIDDEN)
         return identity.user
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return _respond({"status": "ok"})
+    @route("GET", "/healthz", "the process answers (the older name of /livez)", auth=PUBLIC)
+    async def healthz(self, request: web.Request) -> Status:
+        return Status("ok")
 
-    async def login(self, request: web.Request) -> web.Response:
+    @route(
+        "POST",
+        "/api/login",
+        "development login: a token for any valid user name",
+        auth=PUBLIC,
+        errors=(Code.FORBIDDEN,),
+    )
+    async def login(self, request: web.Request, body: Body[Login]) -> LoginAnswer:
+        """Only on a server in development mode (no key configured); 403 otherwise."""
         if not self.dev_login:
             raise AuthError("development login is disabled on this server", Code.FORBIDDEN)
-        body: _Login = await _body(request, _Login)
-        return _respond({"user": body.name, "token": self.tokens.issue(body.name), "insecure": True})
+        name = (await body.read()).name
+        return LoginAnswer(name, self.tokens.issue(name), True)
 
-    async def list_rooms(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, ROOMS_READ)
+    @route("GET", "/api/rooms", "the user's rooms, the public rooms and the unread counts", auth=ROOMS_READ)
+    async def list_rooms(self, request: web.Request) -> Rooms:
+        user = await self.user_of(request)
         mine = await self.service.rooms_of(user)
         unread = await self.service.unread(user)
-        return _respond({"rooms": mine, "public": await self.service.public_rooms(), "unread": unread})
+        counts = {room: Unread(c["head"], c["read"], c["unread"]) for room, c in unread.items()}
+        return Rooms(mine, await self.service.public_rooms(), counts)
 
-    async def create_room(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, ROOMS_WRITE)
-        body: _NewRoom = await _body(request, _NewRoom)
-        await self.service.create_room(user, body.room, body.kind)
-        return _respond({"room": body.room, "kind": body.kind}, status=201)
+    @route(
+        "POST",
+        "/api/rooms",
+        "create a room",
+        auth=ROOMS_WRITE,
+        statuses=(201,),
+        errors=(Code.CONFLICT, Code.TOO_MANY_ROOMS, Code.RATE_LIMITED),
+    )
+    async def create_room(self, request: web.Request, body: Body[NewRoom]) -> RoomCreated:
+        user = await self.user_of(request)
+        new = await body.read()
+        await self.service.create_room(user, new.room, new.kind)
+        return RoomCreated(new.room, new.kind)
 
-    async def dm(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, ROOMS_WRITE)
-        body: _UserRef = await _body(request, _UserRef)
-        return _respond({"room": await self.service.dm(user, body.user)})
-
-    async def members(self, request: web.Request) -> web.Response:
-        """A room's members and their roles, for its members."""
-        user = await self.user_of(request, ROOMS_READ)
-        room = request.match_info["room"]
-        await self.service.check_member(user, room)
-        info = await self.service.room_info(room)
-        return _respond({"room": room, "kind": info.kind, "members": _room_json(info)["members"]})
-
-    async def invite(self, request: web.Request) -> web.Response:
-        return await self._moderate(request, self.service.invite)
-
-    async def add_member(self, request: web.Request) -> web.Response:
-        """An API key's principal (owner or admin of the room) makes a user a member: an invitation and the
-        user's join (R-SEC-88). A user's token gets 4403: users invite, and the invitee joins."""
-        identity = await self.identity_of(request)
-        if identity.scopes is None:
-            raise AuthError("only an API key adds members: invite the user instead", Code.FORBIDDEN)
-        require(identity, ROOMS_WRITE)
-        room = request.match_info["room"]
-        body: _UserRef = await _body(request, _UserRef)
-        await self.service.add_member(identity.user, room, body.user)
-        return _respond({"room": room, "user": body.user})
-
-    async def kick(self, request: web.Request) -> web.Response:
-        return await self._moderate(request, self.service.kick)
-
-    async def ban(self, request: web.Request) -> web.Response:
-        return await self._moderate(request, self.service.ban)
-
-    async def unban(self, request: web.Request) -> web.Response:
-        return await self._moderate(request, self.service.unban)
-
-    async def _moderate(self, request: web.Request, action: Callable[[str, str, str], Awaitable[None]]) -> web.Response:
-        """``POST /api/rooms/{room}/<action>`` with ``{"user": ...}``: the service checks the roles."""
-        user, room = await self.user_of(request, ROOMS_WRITE), request.match_info["room"]
-        body: _UserRef = await _body(request, _UserRef)
-        await action(user, room, body.user)
-        return _respond({"room": room, "user": body.user})
-
-    async def role(self, request: web.Request) -> web.Response:
-        user, room = await self.user_of(request, ROOMS_WRITE), request.match_info["room"]
-        body: _RoleChange = await _body(request, _RoleChange)
-        await self.service.set_role(user, room, body.user, body.role)
-        return _respond({"room": room, "user": body.user, "role": body.role})
-
-    # ---- admin ------------------------------------------------------------------------------
-
-    async def admin_rooms(self, request: web.Request) -> web.Response:
-        """Every room with its kind, owner and member count."""
-        await self.admin_of(request)
-        out = []
-        for room in await self.service.all_rooms():
-            info = await self.service.room_info(room)
-            out.append({"room": room, "kind": info.kind, "owner": info.owner, "members": len(info.members)})
-        return _respond({"rooms": out})
-
-    async def admin_room(self, request: web.Request) -> web.Response:
-        await self.admin_of(request)
-        return _respond(_room_json(await self.service.room_info(request.match_info["room"])))
-
-    async def admin_ban(self, request: web.Request) -> web.Response:
-        admin, room = await self.admin_of(request), request.match_info["room"]
-        body: _UserRef = await _body(request, _UserRef)
-        await self.service.ban(admin, room, body.user, as_admin=True)
-        return _respond({"room": room, "user": body.user, "banned": True})
-
-    async def admin_unban(self, request: web.Request) -> web.Response:
-        admin, room, user = await self.admin_of(request), request.match_info["room"], request.match_info["user"]
-        await self.service.unban(admin, room, user, as_admin=True)
-        return _respond({"room": room, "user": user, "banned": False})
-
-    async def admin_delete(self, request: web.Request) -> web.Response:
-        """Remove a message as a server administrator: a sequenced ``delete`` by the admin (a tombstone)."""
-        admin = await self.admin_of(request)
-        room, target = request.match_info["room"], _seq_param(request)
-        return _appended(await self.service.delete(admin, room, target, moderator=True), created=200)
-
-    async def admin_revoke(self, request: web.Request) -> web.Response:
-        """Void every token of the user issued up to now (this second included), on every node."""
-        await self.admin_of(request)
-        user = request.match_info["user"]
-        if not valid_user(user):
-            raise ProtocolError(
-                "user names are 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)", Code.BAD_FRAME
-            )
-        if self.revocations is None:
-            raise AuthError("this server does not keep revocations", Code.FORBIDDEN)
-        return _respond({"user": user, "revoked_before": await self.revocations.revoke(user)})
-
-    def _keys(self) -> ApiKeys:
-        if self.keys is None:
-            raise AuthError("this server does not keep API keys", Code.FORBIDDEN)
-        return self.keys
-
-    async def admin_create_key(self, request: web.Request) -> web.Response:
-        """A new API key: the only answer that holds its secret (``key``); only its sha256 is stored."""
-        admin = await self.admin_of(request)
-        body: _NewKey = await _body(request, _NewKey)
-        if not valid_user(body.principal):
-            raise ProtocolError(
-                "the principal is a user name: 1-64 characters of A-Z a-z 0-9 _ . @ - (and not the reserved system)",
-                Code.BAD_FRAME,
-            )
-        issued = await self._keys().create(body.principal, body.scopes, body.name, admin)
-        return _respond({"id": issued.id, "key": issued.key, **_key_json(issued.record)}, status=201)
-
-    async def admin_keys(self, request: web.Request) -> web.Response:
-        """Every key, without its secret or hash."""
-        await self.admin_of(request)
-        keys = await self._keys().all()
-        return _respond({"keys": [{"id": key_id, **_key_json(keys[key_id])} for key_id in sorted(keys)]})
-
-    async def admin_revoke_key(self, request: web.Request) -> web.Response:
-        await self.admin_of(request)
-        key_id = request.match_info["id"]
-        if not await self._keys().revoke(key_id):
-            raise NotFound(f"no API key {key_id!r}", Code.UNKNOWN_ROOM)
-        return _respond({"id": key_id, "revoked": True})
-
-    async def join(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, ROOMS_WRITE)
+    @route(
+        "POST",
+        "/api/rooms/{room}/join",
+        "join a room (idempotent)",
+        auth=ROOMS_WRITE,
+        errors=(Code.TOO_MANY_ROOMS, Code.RATE_LIMITED),
+    )
+    async def join(self, request: web.Request) -> RoomRef:
+        user = await self.user_of(request)
         room = request.match_info["room"]
         await self.service.join(user, room)
-        return _respond({"room": room})
+        return RoomRef(room)
 
-    async def leave(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, ROOMS_WRITE)
+    @route(
+        "POST", "/api/rooms/{room}/leave", "leave a room (idempotent)", auth=ROOMS_WRITE, errors=(Code.RATE_LIMITED,)
+    )
+    async def leave(self, request: web.Request) -> RoomRef:
+        user = await self.user_of(request)
         room = request.match_info["room"]
         await self.service.leave(user, room)
-        return _respond({"room": room})
+        return RoomRef(room)
 
-    async def history(self, request: web.Request) -> web.Response:
+    @route(
+        "GET",
+        "/api/rooms/{room}/messages",
+        "a page of a room's history",
+        auth=ROOMS_READ,
+        errors=(Code.RESYNC_REQUIRED,),
+    )
+    async def history(self, request: web.Request, query: Query[HistoryQuery]) -> HistoryAnswer:
         """``after``/``before`` are seqs; ``since_ts`` (``last_sync_timestamp``) a time in ms: approximate."""
-        return await self._history(request, request.match_info["room"])
+        user = await self.user_of(request)
+        return await self._history(user, request.match_info["room"], query.read())
 
-    async def history_by_room_id(self, request: web.Request) -> web.Response:
+    @route(
+        "GET",
+        "/api/messages",
+        "a page of a room's history (the seed's call)",
+        auth=ROOMS_READ,
+        errors=(Code.UNKNOWN_ROOM, Code.RESYNC_REQUIRED),
+    )
+    async def history_by_room_id(self, request: web.Request, query: Query[MessageQuery]) -> HistoryAnswer:
         """The seed's own call, ``GET /api/messages?room_id=...&last_sync_timestamp=...``: the same page."""
-        room = request.query.get("room_id")
-        if not room:
-            raise ProtocolError("room_id is required", Code.BAD_FRAME)
-        return await self._history(request, room)
+        user = await self.user_of(request)
+        q = query.read()
+        return await self._history(user, q.room_id, q)
 
-    async def _history(self, request: web.Request, room: str) -> web.Response:
-        user = await self.user_of(request, ROOMS_READ)
-        after = _int_param(request, "after")
-        before = _int_param(request, "before")
-        since_ts = _since_param(request)
-        limit = _int_param(request, "limit")
-        limit = 50 if limit is None else limit
+    async def _history(self, user: str, room: str, q: HistoryQuery) -> HistoryAnswer:
+        if q.since_ts is not None and q.last_sync_timestamp is not None:
+            raise ProtocolError("give since_ts or last_sync_timestamp, not both", Code.BAD_FRAME)
+        since_ts = q.since_ts if q.last_sync_timestamp is None else q.last_sync_timestamp
+        after, before = q.after, q.before
+        limit = 50 if q.limit is None else q.limit
         if since_ts is not None:
             if after is not None or before is not None:
                 raise ProtocolError("since_ts (last_sync_timestamp) goes alone", Code.BAD_FRAME)
             # One lookup of the highest seq stamped before the time, then an ordinary page after it.
             after = await self.service.seq_before_time(user, room, since_ts)
         result = await self.service.history(user, room, after=after, before=before, limit=limit)
-        return _respond(_history_json(room, result))
+        return _history_answer(room, result)
 
-    async def send(self, request: web.Request) -> web.Response:
+    @route(
+        "POST",
+        "/api/rooms/{room}/messages",
+        "send a message (idempotent by cmid)",
+        auth=PUBLISH,
+        statuses=(201, 200),
+        errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
+    )
+    async def send(self, request: web.Request, body: Body[NewMessage]) -> Answer[Appended]:
         """As the credential's user, or with ``"as": "system"`` as the reserved sender ``system`` (an API key
         with ``publish:system`` only, R-SEC-84); the scope is checked before anything is stored."""
         identity = await self.identity_of(request)
         room = request.match_info["room"]
-        body: _NewMessage = await _body(request, _NewMessage)
-        if body.as_ is None or body.as_ == identity.user:
+        new = await body.read()
+        if new.as_ is None or new.as_ == identity.user:
             require(identity, PUBLISH)
-            appended = await self.service.send(identity.user, room, body.cmid, body.body)
-        elif body.as_ == SYSTEM_SENDER:
+            appended = await self.service.send(identity.user, room, new.cmid, new.body)
+        elif new.as_ == SYSTEM_SENDER:
             if identity.scopes is None:
                 raise AuthError("only an API key with the scope 'publish:system' posts as system", Code.FORBIDDEN)
             require(identity, PUBLISH_SYSTEM)
-            appended = await self.service.send_system(identity.user, room, body.cmid, body.body)
+            appended = await self.service.send_system(identity.user, room, new.cmid, new.body)
         else:
             raise AuthError("a message is sent as its sender (or as system, by an API key)", Code.FORBIDDEN)
-        message: Message = appended.message
-        payload = {"message": message, "duplicate": appended.duplicate}
-        return _respond(payload, status=200 if appended.duplicate else 201)
+        return _appended(appended)
 
-    async def edit(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, PUBLISH)
+    @route(
+        "POST",
+        "/api/rooms/{room}/messages/{seq}/edit",
+        "replace the text of my message",
+        auth=PUBLISH,
+        statuses=(201, 200),
+        errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
+    )
+    async def edit(self, request: web.Request, body: Body[EditRequest]) -> Answer[Appended]:
+        user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
-        body: _EditRequest = await _body(request, _EditRequest)
-        return _appended(await self.service.edit(user, room, target, body.body, body.cmid))
+        change = await body.read()
+        return _appended(await self.service.edit(user, room, target, change.body, change.cmid))
 
-    async def delete(self, request: web.Request) -> web.Response:
+    @route(
+        "DELETE",
+        "/api/rooms/{room}/messages/{seq}",
+        "delete a message (mine, or any as a moderator)",
+        auth=PUBLISH,
+        errors=(Code.CONFLICT, Code.RATE_LIMITED),
+    )
+    async def delete(self, request: web.Request, query: Query[DeleteQuery]) -> Answer[Appended]:
         """``DELETE`` answers 200 whether it stored the delete now or answers a retry (``duplicate``)."""
-        user = await self.user_of(request, PUBLISH)
+        user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
-        cmid = request.query.get("cmid") or None
+        cmid = query.read().cmid
         return _appended(await self.service.delete(user, room, target, cmid), created=200)
 
-    async def react(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, PUBLISH)
+    @route(
+        "POST",
+        "/api/rooms/{room}/messages/{seq}/reactions",
+        "react to a message",
+        auth=PUBLISH,
+        statuses=(201, 200),
+        errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
+    )
+    async def react(self, request: web.Request, body: Body[Reaction]) -> Answer[Appended]:
+        user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
-        body: _Reaction = await _body(request, _Reaction)
-        return _appended(await self.service.react(user, room, target, body.emoji))
+        emoji = (await body.read()).emoji
+        return _appended(await self.service.react(user, room, target, emoji))
 
-    async def unreact(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, PUBLISH)
+    @route(
+        "DELETE",
+        "/api/rooms/{room}/messages/{seq}/reactions/{emoji}",
+        "take back my reaction",
+        auth=PUBLISH,
+        errors=(Code.CONFLICT, Code.TOO_LARGE, Code.RATE_LIMITED),
+    )
+    async def unreact(self, request: web.Request) -> Answer[Appended]:
+        user = await self.user_of(request)
         room, target, emoji = request.match_info["room"], _seq_param(request), request.match_info["emoji"]
         return _appended(await self.service.react(user, room, target, emoji, remove=True), created=200)
 
-    async def mark_read(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, ROOMS_READ)
-        room = request.match_info["room"]
-        body: _ReadMark = await _body(request, _ReadMark)
-        return _respond({"room": room, "read": await self.service.mark_read(user, room, body.seq)})
-
-    async def receipts(self, request: web.Request) -> web.Response:
-        user = await self.user_of(request, ROOMS_READ)
-        room = request.match_info["room"]
-        return _respond({"room": room, "readers": await self.service.receipts(user, room)})
-
-    async def sync(self, request: web.Request) -> web.Response:
+    @route(
+        "POST", "/api/sync", "the backlogs of many rooms after their cursors", auth=ROOMS_READ, errors=(Code.TOO_LARGE,)
+    )
+    async def sync(self, request: web.Request, body: Body[SyncRequest]) -> SyncAnswer:
         """``{"rooms": {room: cursor}}`` in; each room's backlog after its cursor out, with ``has_more``, within
         ``max_sync_bytes`` over all rooms; ``next`` names the rooms to ask for again, with their cursors."""
-        user = await self.user_of(request, ROOMS_READ)
-        body: _SyncRequest = await _body(request, _SyncRequest)
-        if len(body.rooms) > 100:
+        user = await self.user_of(request)
+        wanted = await body.read()
+        if len(wanted.rooms) > 100:
             raise ProtocolError("at most 100 rooms per sync", Code.TOO_LARGE)
-        result = await self.service.sync(user, body.rooms, body.limit)
-        out: dict[str, Any] = {}
+        result = await self.service.sync(user, wanted.rooms, wanted.limit)
+        out: dict[str, msgspec.Raw] = {}
         for room, entry in result.rooms.items():
             if isinstance(entry, RoostError):
-                out[room] = {"error": {"code": int(entry.code), "reason": entry.reason}}
+                out[room] = msgspec.Raw(_json.encode(ErrorAnswer(ErrorBody(int(entry.code), entry.reason))))
             else:
-                out[room] = _history_json(room, entry)
-        return _respond({"rooms": out, "next": result.next})
+                out[room] = msgspec.Raw(_json.encode(_history_answer(room, entry)))
+        return SyncAnswer(out, result.next)
+
+    @route("POST", "/api/rooms/{room}/read", "move my read position forward", auth=ROOMS_READ)
+    async def mark_read(self, request: web.Request, body: Body[ReadMark]) -> ReadAnswer:
+        user = await self.user_of(request)
+        room = request.match_info["room"]
+        seq = (await body.read()).seq
+        return ReadAnswer(room, await self.service.mark_read(user, room, seq))
+
+    @route("GET", "/api/rooms/{room}/receipts", "how far each member has read", auth=ROOMS_READ)
+    async def receipts(self, request: web.Request) -> Receipts:
+        user = await self.user_of(request)
+        room = request.match_info["room"]
+        return Receipts(room, await self.service.receipts(user, room))
+
+    @route("GET", "/api/rooms/{room}/members", "a room's members and their roles (for members)", auth=ROOMS_READ)
+    async def members(self, request: web.Request) -> Members:
+        """A room's members and their roles, for its members."""
+        user = await self.user_of(request)
+        room = request.match_info["room"]
+        await self.service.check_member(user, room)
+        info = await self.service.room_info(room)
+        return Members(room, info.kind, _members(info))
+
+    @route(
+        "POST",
+        "/api/rooms/{room}/invite",
+        "owner or admin: allow a user to join",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def invite(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
+        return await self._moderate(request, body, self.service.invite)
+
+    @route(
+        "POST",
+        "/api/rooms/{room}/kick",
+        "owner or admin: remove a member",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def kick(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
+        return await self._moderate(request, body, self.service.kick)
+
+    @route(
+        "POST",
+        "/api/rooms/{room}/members",
+        "API keys: make a user a member now",
+        auth=ROOMS_WRITE,
+        errors=(Code.TOO_MANY_ROOMS, Code.RATE_LIMITED),
+    )
+    async def add_member(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
+        """An API key's principal (owner or admin of the room) makes a user a member: an invitation and the
+        user's join (R-SEC-88). A user's token gets 4403: users invite, and the invitee joins."""
+        identity = await self.identity_of(request)
+        if identity.scopes is None:
+            raise AuthError("only an API key adds members: invite the user instead", Code.FORBIDDEN)
+        require(identity, declaration(request).auth)
+        room = request.match_info["room"]
+        user = (await body.read()).user
+        await self.service.add_member(identity.user, room, user)
+        return RoomUser(room, user)
+
+    @route(
+        "POST",
+        "/api/rooms/{room}/ban",
+        "owner or admin: remove a user and refuse them",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def ban(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
+        return await self._moderate(request, body, self.service.ban)
+
+    @route(
+        "POST", "/api/rooms/{room}/unban", "owner or admin: lift a ban", auth=ROOMS_WRITE, errors=(Code.RATE_LIMITED,)
+    )
+    async def unban(self, request: web.Request, body: Body[UserRef]) -> RoomUser:
+        return await self._moderate(request, body, self.service.unban)
+
+    async def _moderate(
+        self, request: web.Request, body: Body[UserRef], action: Callable[[str, str, str], Awaitable[None]]
+    ) -> RoomUser:
+        """``POST /api/rooms/{room}/<action>`` with ``{"user": ...}``: the service checks the roles."""
+        user, room = await self.user_of(request), request.match_info["room"]
+        target = (await body.read()).user
+        await action(user, room, target)
+        return RoomUser(room, target)
+
+    @route(
+        "POST",
+        "/api/rooms/{room}/role",
+        "owner: make a member admin, or member again",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def role(self, request: web.Request, body: Body[RoleChange]) -> RoleAnswer:
+        user, room = await self.user_of(request), request.match_info["room"]
+        change = await body.read()
+        await self.service.set_role(user, room, change.user, change.role)
+        return RoleAnswer(room, change.user, change.role)
+
+    @route(
+        "POST",
+        "/api/dm",
+        "open (create on first use) the direct conversation with a user",
+        auth=ROOMS_WRITE,
+        errors=(Code.UNKNOWN_ROOM, Code.TOO_MANY_ROOMS, Code.RATE_LIMITED),
+    )
+    async def dm(self, request: web.Request, body: Body[UserRef]) -> RoomRef:
+        user = await self.user_of(request)
+        other = (await body.read()).user
+        return RoomRef(await self.service.dm(user, other))
+
+    # ---- admin ------------------------------------------------------------------------------
+
+    @route("GET", "/api/admin/rooms", "every room with its kind, owner and member count", auth=ADMIN)
+    async def admin_rooms(self, request: web.Request) -> AdminRooms:
+        """Every room with its kind, owner and member count."""
+        await self.admin_of(request)
+        out = []
+        for room in await self.service.all_rooms():
+            info = await self.service.room_info(room)
+            out.append(AdminRoom(room, info.kind, info.owner, len(info.members)))
+        return AdminRooms(out)
+
+    @route("GET", "/api/admin/rooms/{room}", "a room's members, roles, bans and invitations", auth=ADMIN)
+    async def admin_room(self, request: web.Request) -> RoomDetail:
+        await self.admin_of(request)
+        info = await self.service.room_info(request.match_info["room"])
+        return RoomDetail(info.room, info.kind, info.owner, _members(info), info.bans, info.invites)
+
+    @route(
+        "POST",
+        "/api/admin/rooms/{room}/bans",
+        "ban a user from a room, whatever their role",
+        auth=ADMIN,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def admin_ban(self, request: web.Request, body: Body[UserRef]) -> Banned:
+        admin, room = await self.admin_of(request), request.match_info["room"]
+        user = (await body.read()).user
+        await self.service.ban(admin, room, user, as_admin=True)
+        return Banned(room, user, True)
+
+    @route("DELETE", "/api/admin/rooms/{room}/bans/{user}", "lift a ban", auth=ADMIN, errors=(Code.RATE_LIMITED,))
+    async def admin_unban(self, request: web.Request) -> Banned:
+        admin, room, user = await self.admin_of(request), request.match_info["room"], request.match_info["user"]
+        await self.service.unban(admin, room, user, as_admin=True)
+        return Banned(room, user, False)
+
+    @route(
+        "DELETE",
+        "/api/admin/rooms/{room}/messages/{seq}",
+        "remove a message as an administrator",
+        auth=ADMIN,
+        errors=(Code.CONFLICT, Code.RATE_LIMITED),
+    )
+    async def admin_delete(self, request: web.Request) -> Answer[Appended]:
+        """Remove a message as a server administrator: a sequenced ``delete`` by the admin (a tombstone)."""
+        admin = await self.admin_of(request)
+        room, target = request.match_info["room"], _seq_param(request)
+        return _appended(await self.service.delete(admin, room, target, moderator=True), created=200)
+
+    @route("POST", "/api/admin/users/{user}/revoke-tokens", "void every token of a user issued up to now", auth=ADMIN)
+    async def admin_revoke(self, request: web.Request) -> RevokedTokens:
+        """Void every token of the user issued up to now (this second included), on every node."""
+        await self.admin_of(request)
+        user = request.match_info["user"]
+        if not valid_user(user):
+            raise ProtocolError(f"user names are {_NAME_RULE}", Code.BAD_FRAME)
+        if self.revocations is None:
+            raise AuthError("this server does not keep revocations", Code.FORBIDDEN)
+        return RevokedTokens(user, await self.revocations.revoke(user))
+
+    def _keys(self) -> ApiKeys:
+        if self.keys is None:
+            raise AuthError("this server does not keep API keys", Code.FORBIDDEN)
+        return self.keys
+
+    @route("POST", "/api/admin/apikeys", "create an API key (its secret is shown once)", auth=ADMIN, statuses=(201,))
+    async def admin_create_key(self, request: web.Request, body: Body[NewKey]) -> KeyCreated:
+        """A new API key: the only answer that holds its secret (``key``); only its sha256 is stored."""
+        admin = await self.admin_of(request)
+        new = await body.read()
+        if not valid_user(new.principal):
+            raise ProtocolError(f"the principal is a user name: {_NAME_RULE}", Code.BAD_FRAME)
+        issued = await self._keys().create(new.principal, new.scopes, new.name, admin)
+        info = _key_info(issued.id, issued.record)
+        return KeyCreated(info.id, issued.key, info.principal, info.scopes, info.name, info.created, info.created_by)
+
+    @route("GET", "/api/admin/apikeys", "every API key, without its secret", auth=ADMIN)
+    async def admin_keys(self, request: web.Request) -> KeyList:
+        """Every key, without its secret or hash."""
+        await self.admin_of(request)
+        keys = await self._keys().all()
+        return KeyList([_key_info(key_id, keys[key_id]) for key_id in sorted(keys)])
+
+    @route("DELETE", "/api/admin/apikeys/{id}", "revoke an API key on every node", auth=ADMIN)
+    async def admin_revoke_key(self, request: web.Request) -> KeyRevoked:
+        await self.admin_of(request)
+        key_id = request.match_info["id"]
+        if not await self._keys().revoke(key_id):
+            raise NotFound(f"no API key {key_id!r}", Code.UNKNOWN_ROOM)
+        return KeyRevoked(key_id, True)
 
 
 def frame_error(exc: RoostError) -> bytes:
