@@ -202,9 +202,9 @@ async def test_two_stores_racing_the_same_cmid_agree_on_one_seq(tansu_topic: str
 
 async def test_concurrent_producers_never_make_two_nodes_disagree_on_a_seq(tansu_topic: str) -> None:
     """[R-DUR-16] Three nodes append to one room at once (12 writers, 4,800 messages): every ack names the seq
-    that every node, and a node that replays the topic afterwards, holds for that message. Tansu makes an offset readable
-    before the ones below it under concurrent producers (a fetch from n answers n+2); a node that skipped
-    past that hole would have handed out seqs the log does not back. The node reads the hole again instead."""
+    that every node, and a node that replays the topic afterwards, holds for that message. Tansu makes an
+    offset readable before the ones below it under concurrent producers (a fetch from n answers n+2); a node
+    that skipped past that hole would have handed out seqs the log does not back. It reads the hole again."""
     url = f"kafka://{address('tansu')}/{tansu_topic}?partitions=1"
     nodes = await asyncio.gather(*(KafkaStore.from_url(url).open() for _ in range(3)))
     try:
