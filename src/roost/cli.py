@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--fault-every", type=float, default=3.0, help="mean seconds between faults")
     chaos.add_argument("--seed", type=int, default=1)
     chaos.add_argument("--history", help="write the recorded history (JSON) here")
+    chaos.add_argument("--dir", help="keep the run's logs and data in this directory (default: a temporary one)")
     chaos.add_argument("--quiet", action="store_true")
 
     bench = sub.add_parser("bench", help="measure Roost beside the bare ceiling and the Socket.IO peers")
@@ -304,6 +305,7 @@ def _chaos(args: argparse.Namespace) -> int:
         faults=faults,
         fault_every_s=args.fault_every,
         seed=args.seed,
+        base=Path(args.dir) if args.dir else None,
         progress=None if args.quiet else lambda line: print(line, flush=True),
     )
     history = asyncio.run(_until_signalled(run(config)))

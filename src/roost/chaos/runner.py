@@ -309,11 +309,7 @@ async def _drive(state: _Run) -> None:
     await asyncio.gather(*senders)
     state.say(f"sending stopped: {len(state.sends)} sends; settling")
     if await _wait_caught_up(state, config.recovery_timeout_s * 2) is None:
-        for name, client in state.clients.items():
-            state.say(
-                f"not settled: {name} connected={client.connected.is_set()} unacked={client.unacked} "
-                f"reconnects={client.reconnects} cursors={ {r: c.seq for r, c in client.cursors.items()} }"
-            )
+        await _explain(state, "not settled")
     for task in consumers:
         task.cancel()
     await asyncio.gather(*consumers, return_exceptions=True)
@@ -382,6 +378,29 @@ async def _fault_loop(state: _Run, stop: asyncio.Event) -> None:
         recovered = await _wait_caught_up(state, config.recovery_timeout_s)
         fault.recovered_s = None if recovered is None else recovered - fault.t_start
         state.say(f"{kind} on {fault.target}: recovered in {fault.recovered_s}")
+        if recovered is None:
+            await _explain(state, f"not recovered from {kind}")
+
+
+async def _explain(state: _Run, what: str) -> None:
+    """Why the clients are not where the store is: each one behind, and what each node's ``/readyz`` says."""
+    heads = await _heads(state)
+    for name, client in state.clients.items():
+        cursors = {r: c.seq for r, c in client.cursors.items()}
+        if client.connected.is_set() and all(cursors.get(r, -1) >= heads[r] for r in state.members[name]):
+            continue
+        state.say(
+            f"{what}: {name} connected={client.connected.is_set()} unacked={client.unacked} "
+            f"reconnects={client.reconnects} cursors={cursors} heads={ {r: heads[r] for r in state.members[name]} }"
+        )
+    async with aiohttp.ClientSession() as http:
+        for node in state.nodes:
+            try:
+                async with http.get(f"{node.url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    body = await resp.text()
+                state.say(f"{what}: {node.name} /readyz {resp.status} {body[:300]}")
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                state.say(f"{what}: {node.name} /readyz unreachable ({exc!r}; running={node.running})")
 
 
 def _possible(state: _Run, kind: str) -> bool:
