@@ -384,14 +384,17 @@ async def _fault_loop(state: _Run, stop: asyncio.Event) -> None:
 
 async def _explain(state: _Run, what: str) -> None:
     """Why the clients are not where the store is: each one behind, and what each node's ``/readyz`` says."""
-    heads = await _heads(state)
+    heads = await _heads(state, 5.0) or {}
+    if not heads:
+        state.say(f"{what}: no node answers the rooms' heads")
     for name, client in state.clients.items():
         cursors = {r: c.seq for r, c in client.cursors.items()}
-        if client.connected.is_set() and all(cursors.get(r, -1) >= heads[r] for r in state.members[name]):
+        mine = {r: heads.get(r, -1) for r in state.members[name]}
+        if heads and client.connected.is_set() and all(cursors.get(r, -1) >= mine[r] for r in mine):
             continue
         state.say(
             f"{what}: {name} connected={client.connected.is_set()} unacked={client.unacked} "
-            f"reconnects={client.reconnects} cursors={cursors} heads={ {r: heads[r] for r in state.members[name]} }"
+            f"reconnects={client.reconnects} cursors={cursors} heads={mine}"
         )
     async with aiohttp.ClientSession() as http:
         for node in state.nodes:
@@ -519,10 +522,13 @@ async def _restart_stopped(state: _Run) -> list[str]:
     return [p.name for p in stopped]
 
 
-async def _heads(state: _Run) -> dict[str, int]:
+async def _heads(state: _Run, within_s: float | None = None) -> dict[str, int] | None:
+    """Every room's head, from the first node that answers for all of them; None if none does within
+    ``within_s`` (default: the recovery timeout), so a stack that stopped serving ends the wait, not the run."""
     token = state.tokens.issue("owner")
     rooms = sorted({room for rooms in state.members.values() for room in rooms})
-    while True:
+    deadline = time.monotonic() + (within_s if within_s is not None else state.config.recovery_timeout_s)
+    while time.monotonic() < deadline:
         for node in state.nodes:
             if not node.running:
                 continue
@@ -540,13 +546,16 @@ async def _heads(state: _Run) -> dict[str, int]:
             except (aiohttp.ClientError, TimeoutError, OSError):
                 continue
         await asyncio.sleep(0.1)
+    return None
 
 
 async def _wait_caught_up(state: _Run, within_s: float) -> float | None:
     """The moment every client is connected again and has received every room's head as it stood
     when the wait began; None if that does not happen within ``within_s``."""
     deadline = time.monotonic() + within_s
-    heads = await _heads(state)
+    heads = await _heads(state, within_s)
+    if heads is None:
+        return None
     while time.monotonic() < deadline:
         if all(client.connected.is_set() for client in state.clients.values()) and all(
             (cursor := client.cursors.get(room)) is not None and cursor.seq >= heads[room]
