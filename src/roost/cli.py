@@ -336,7 +336,8 @@ def _bench(args: argparse.Namespace) -> int:
         if args.rates:
             plan.fixed_rates([int(rate) for rate in args.rates.split(",")])
         only = set(args.only.split(",")) if args.only else None
-        result = asyncio.run(run_bench(plan, Path(args.out), Path(args.peers), only, rounds=args.rounds))
+        bench = run_bench(plan, Path(args.out), Path(args.peers), only, rounds=args.rounds)
+        result = asyncio.run(_until_signalled(bench))  # a signal stops the servers it started
     if args.report:
         Path(args.report).write_text(markdown(result))
     if args.plot:
