@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -61,6 +62,44 @@ async def test_an_append_is_acked_once_the_replica_has_it(tmp_path: Path) -> Non
         assert await replica_client.sismember(store.keys("r").members, "bob")
     finally:
         await store.aclose()
+        await replica_client.aclose()
+        replica.stop()
+        primary.stop()
+
+
+async def test_concurrent_appends_share_their_fences(tmp_path: Path) -> None:
+    """[R-DUR-17] Concurrent writers to one room share a fence round (group commit): 300 appends at once are
+    each on the replica when acked, and far fewer ``WAIT`` commands than appends reached the primary."""
+    primary = RedisServer(tmp_path)
+    await primary.start()
+    replica = RedisServer(tmp_path)
+    replica.argv += ["--replicaof", "127.0.0.1", str(primary.port)]
+    await replica.start()
+    primary_client = aioredis.Redis(port=primary.port)
+    replica_client = aioredis.Redis(port=replica.port, max_connections=400)  # a look right after each ack
+    store = await open_store(f"{primary.url}?prefix=w&wait=1", str(tmp_path))
+    try:
+        assert isinstance(store, RedisStore)
+
+        async def linked() -> bool:
+            info = await replica_client.info("replication")
+            return info.get("master_link_status") == "up"
+
+        await wait_until("the replica linked to its primary", linked, 20)
+        assert await store.create_room("r", "alice")
+        await primary_client.config_resetstat()
+
+        async def append_and_check(i: int) -> None:
+            appended = await store.append(Draft("r", "alice", f"c{i}", f"hello {i}"))
+            on_replica = await replica_client.xlen(store.keys("r").log)  # the replica applies in seq order
+            assert on_replica >= appended.message.seq, f"seq {appended.message.seq} acked before the replica had it"
+
+        await asyncio.gather(*(append_and_check(i) for i in range(300)))
+        waits = int((await primary_client.info("commandstats")).get("cmdstat_wait", {}).get("calls", 0))
+        assert 0 < waits < 150, f"{waits} WAIT commands for 300 concurrent appends"
+    finally:
+        await store.aclose()
+        await primary_client.aclose()
         await replica_client.aclose()
         replica.stop()
         primary.stop()

@@ -8,6 +8,10 @@ has a later write has every earlier one. So after a write, ``confirm`` makes one
 (``INCR`` of a fence key in the same slot, hence on the same primary) followed by ``WAIT`` on the same
 connection (a pipeline); when ``WAIT`` counts N replicas, the earlier write is on them too.
 
+That fence proves every write made before its ``INCR``, not only the one that asked: concurrent writers to
+one fence key share a round (group commit, ``FenceRounds``), so the fences cost a round trip per batch of
+writes instead of a ``WAIT``, and a connection blocked in it, per write.
+
 Fewer than N replicas in ``timeout_ms`` is ``Unavailable`` (4503): the write may be stored, so the client
 retries with the same client message id and gets the original message (idempotent sends) once replicas
 have it. ``WAIT`` does not make Redis a consensus system: with more replicas than N, a failover may still
@@ -17,6 +21,7 @@ promote one that lacks the write (docs/backends.md).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -24,7 +29,7 @@ from redis.asyncio.cluster import RedisCluster
 from ...protocol.errors import Unavailable
 from .connection import guarded
 
-__all__ = ["Replication"]
+__all__ = ["FenceRounds", "Replication"]
 
 
 def fence_key(key: str) -> str:
@@ -35,12 +40,54 @@ def fence_key(key: str) -> str:
     return f"{{{tag}}}:fence"
 
 
+class FenceRounds:
+    """Group commit for one fence key: a writer joins the first round that starts after its write, so one
+    ``INCR`` + ``WAIT`` confirms every writer that joined before it began; those who come while it runs wait
+    for the next. A failed round fails each of its writers (they retry; sends are idempotent)."""
+
+    def __init__(self, on_idle: Callable[[], None]) -> None:
+        self._waiting: list[asyncio.Future[None]] = []
+        self._driver: asyncio.Task[None] | None = None
+        self._on_idle = on_idle
+
+    async def confirm(self, fence_once: Callable[[], Awaitable[None]]) -> None:
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        mine.add_done_callback(lambda f: f.cancelled() or f.exception())  # a writer that gave up is not an error
+        self._waiting.append(mine)
+        if self._driver is None:
+            self._driver = asyncio.create_task(self._drive(fence_once))
+        await asyncio.shield(mine)
+
+    async def _drive(self, fence_once: Callable[[], Awaitable[None]]) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []  # every write of this batch is done: the round covers it
+                try:
+                    await fence_once()
+                except Exception as exc:
+                    for writer in batch:
+                        if not writer.done():
+                            writer.set_exception(exc)
+                else:
+                    for writer in batch:
+                        if not writer.done():
+                            writer.set_result(None)
+        finally:
+            self._driver = None
+            for writer in self._waiting:  # only if cancelled mid-round (the store is closing)
+                if not writer.done():
+                    writer.set_exception(Unavailable("redis: closing"))
+            self._waiting = []
+            self._on_idle()
+
+
 class Replication:
     def __init__(self, client: aioredis.Redis | RedisCluster, replicas: int, timeout_ms: int = 2000) -> None:
         self.client = client
         self.replicas = replicas
         self.timeout_ms = timeout_ms
         self._primaries: dict[tuple[str, int], aioredis.Redis] = {}
+        self._rounds: dict[tuple[str, str], FenceRounds] = {}
 
     async def confirm(self, *keys: str) -> None:
         """Return once ``replicas`` replicas have every write made so far to the slots of ``keys``."""
@@ -77,6 +124,17 @@ class Replication:
         return client
 
     async def _fence(self, client: aioredis.Redis, fence: str) -> None:
+        key = (str(id(client)), fence)
+        rounds = self._rounds.get(key)
+        if rounds is None:
+
+            def forget() -> None:
+                self._rounds.pop(key, None)
+
+            rounds = self._rounds[key] = FenceRounds(forget)
+        await rounds.confirm(lambda: self._fence_once(client, fence))
+
+    async def _fence_once(self, client: aioredis.Redis, fence: str) -> None:
         async with guarded(), client.pipeline(transaction=False) as pipe:
             pipe.incr(fence)
             pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
