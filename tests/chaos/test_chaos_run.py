@@ -48,5 +48,6 @@ async def test_a_short_chaos_run_keeps_the_contract(
     report = check(history)
     assert report.ok, report.table() + "\n" + "\n".join(f"{v.kind}: {v.detail} {v.evidence}" for v in report.violations)
     assert report.acked > 500 and report.delivered > 2 * report.acked
-    assert sum(report.faults.values()) >= 4, report.faults
+    # A cluster node's fault lasts until the cluster is whole again (10-20 s): fewer of them fit in 22 s.
+    assert sum(report.faults.values()) >= (2 if backend.endswith("cluster") else 4), report.faults
     assert set(OWN[backend]) & set(report.faults), f"none of {OWN[backend]} ran: {report.faults}"
