@@ -64,17 +64,20 @@ class FenceRounds:
                 batch, self._waiting = self._waiting, []  # every write of this batch is done: the round covers it
                 try:
                     await fence_once()
-                except Exception as exc:
+                except BaseException as exc:  # a cancelled round (the store closing) must not leave its writers waiting
+                    failure = exc if isinstance(exc, Exception) else Unavailable("redis: closing")
                     for writer in batch:
                         if not writer.done():
-                            writer.set_exception(exc)
+                            writer.set_exception(failure)
+                    if failure is not exc:
+                        raise
                 else:
                     for writer in batch:
                         if not writer.done():
                             writer.set_result(None)
         finally:
             self._driver = None
-            for writer in self._waiting:  # only if cancelled mid-round (the store is closing)
+            for writer in self._waiting:  # those who came during a cancelled round
                 if not writer.done():
                     writer.set_exception(Unavailable("redis: closing"))
             self._waiting = []
