@@ -56,6 +56,7 @@ __all__ = [
     "RedisServer",
     "Rig",
     "address",
+    "base_dir",
     "for_session",
     "mark",
     "poll_until",
@@ -71,6 +72,7 @@ SHARED_DIR = os.environ.get("ROOST_CLUSTER_DIR", "")
 # ---- a session's clusters ----------------------------------------------------------------------
 
 _ADDRESSES: dict[str, str] = {}
+_BASES: dict[str, Path] = {}
 
 
 def address(name: str) -> str:
@@ -78,6 +80,14 @@ def address(name: str) -> str:
     fixture brought it up (``for_session``)."""
     try:
         return _ADDRESSES[name]
+    except KeyError:
+        raise ClusterError(f"{name} is not up: its session fixture starts it (tests/conftest.py)") from None
+
+
+def base_dir(name: str) -> Path:
+    """The directory of this session's rig ``name`` (its servers' data: tests that read what an engine wrote)."""
+    try:
+        return _BASES[name]
     except KeyError:
         raise ClusterError(f"{name} is not up: its session fixture starts it (tests/conftest.py)") from None
 
@@ -106,10 +116,12 @@ def for_session(kind: type[R]) -> Iterator[R]:
         _sweep(DEFAULT_DIR)
         rig = kind(DEFAULT_DIR / f"session-{os.getpid()}")
         rig.up()
+    _BASES[kind.NAME] = rig.base
     try:
         with registered(kind.NAME, rig.url):
             yield rig
     finally:
+        _BASES.pop(kind.NAME, None)
         if not SHARED_DIR:
             rig.down()
             shutil.rmtree(rig.base, ignore_errors=True)

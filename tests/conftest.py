@@ -1,6 +1,8 @@
 """Shared fixtures. ``settings``/``node`` are parametrized over every backend: the conformance suite.
 
-``ROOST_BACKENDS=embedded,redis`` narrows the run. ``embedded_settings`` is for tests of the
+``ROOST_BACKENDS=embedded,redis`` narrows the run. ``ROOST_TEST_WS_TRANSPORT=picows`` runs every node of the
+``settings``/``embedded_settings`` fixtures with the picows WebSocket server (its own port: ``node.ws_url``).
+``embedded_settings`` is for tests of the
 embedded store itself (its file lock, its internals).
 
 ``redis_cluster``/``nats_cluster``/``kafka_broker`` (session scope) start the session's own clusters and
@@ -11,6 +13,7 @@ out, and stop them when the session ends: sessions running at once on one machin
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +26,18 @@ from roost.node import Node, serve
 from .backends import SELECTED, Backend, cleanup, make, rigs
 from .clusters import NatsCluster, RedisCluster, for_session, registered
 from .kafka_infra import EXTERNAL, Tansu
+
+WS_TRANSPORT = os.environ.get("ROOST_TEST_WS_TRANSPORT", "aiohttp")
+"""The WebSocket server of the fixtures' nodes (aiohttp, the default, or picows)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``timing`` run first. They compare latencies under a load with a baseline measured beside
+    it, and are best judged while little else is around: later, the session's clusters and broker are up and
+    the process carries earlier tests' leftovers (its heap, their threads). A CI run that had the flood test at
+    minute 40 saw baseline p99s of 5-36 ms; a fresh process on this machine sees 1-3 ms. The flood test prints
+    the process's threads and the machine's load beside its table, to tell the causes apart next time."""
+    items.sort(key=lambda item: item.get_closest_marker("timing") is None)
 
 
 @pytest.fixture
@@ -74,12 +89,19 @@ async def backend(backend_name: str) -> AsyncIterator[Backend]:
 
 @pytest.fixture
 def settings(tmp_path: Path, limits: Limits, backend: Backend) -> Settings:
-    return Settings(port=0, data_dir=str(tmp_path / "data"), limits=limits, store=backend.store, bus=backend.bus)
+    return Settings(
+        port=0,
+        data_dir=str(tmp_path / "data"),
+        limits=limits,
+        store=backend.store,
+        bus=backend.bus,
+        ws_transport=WS_TRANSPORT,
+    )
 
 
 @pytest.fixture
 def embedded_settings(tmp_path: Path, limits: Limits) -> Settings:
-    return Settings(port=0, data_dir=str(tmp_path / "data"), limits=limits)
+    return Settings(port=0, data_dir=str(tmp_path / "data"), limits=limits, ws_transport=WS_TRANSPORT)
 
 
 @pytest.fixture

@@ -91,6 +91,25 @@ def test_backends_do_not_import_each_other(path: Path) -> None:
     assert not bad, f"{path.relative_to(BACKENDS)} imports another engine: {bad}"
 
 
+SEARCH_ENGINES = ("sqlite_index", "postgres_index")
+
+
+@pytest.mark.parametrize("path", files("search"), ids=lambda p: p.name)
+def test_search_index_engines_do_not_import_each_other(path: Path) -> None:
+    """The two ``SearchIndex`` engines share only the port and the query language; nothing but the composition
+    (search/__init__.py) names an engine, and the service sees the port alone (service/search.py)."""
+    engines = {f"roost.search.{e}" for e in SEARCH_ENGINES if e != path.stem}
+    if path.name != "__init__.py":
+        assert not {m for m in imports(path) if m in engines}, f"{path.name} imports another engine"
+
+
+def test_the_service_sees_only_the_search_port() -> None:
+    allowed = {"roost.search.port", "roost.search.query"}
+    for path in files("service"):
+        bad = {m for m in imports(path) if m.startswith("roost.search") and m not in allowed}
+        assert not bad, f"{path.name} imports {bad}"
+
+
 def test_the_engine_list_sees_packages() -> None:
     """The check above is not vacuous for split engines: their packages count as engines."""
     assert {"redis", "sqlite"} <= ENGINES and not ENGINES & {p.removesuffix(".py") for p in SHARED}

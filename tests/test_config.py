@@ -56,6 +56,25 @@ def test_every_mistake_is_named(tmp_path: Path) -> None:
     ]
 
 
+def test_workers_come_from_every_source_and_are_at_least_one(tmp_path: Path) -> None:
+    """``workers`` and ``metrics_port_base`` (roost serve --workers N) are settings like the others: file, ROOST_*
+    variable, flag; fewer than one worker (or a negative port base) is a mistake named in one line."""
+    file = tmp_path / "roost.toml"
+    file.write_text("workers = 4\nmetrics_port_base = 9100\n")
+    values, _, source = resolve(str(file), {"ROOST_WORKERS": "3"}, {"workers": None, "metrics_port_base": None})
+    assert values["workers"] == 3 and source["workers"] == "ROOST_WORKERS"
+    assert values["metrics_port_base"] == 9100 and source["metrics_port_base"] == str(file)
+    values, _, source = resolve(str(file), {"ROOST_WORKERS": "3"}, {"workers": "2"})
+    assert values["workers"] == 2 and source["workers"] == "--workers"
+    assert resolve(None, {}, {})[0]["workers"] == 1
+    with pytest.raises(ConfigError) as caught:
+        resolve(None, {"ROOST_WORKERS": "0", "ROOST_METRICS_PORT_BASE": "-1"}, {})
+    assert caught.value.mistakes == [
+        "ROOST_WORKERS: workers = '0' is less than 1",
+        "ROOST_METRICS_PORT_BASE: metrics_port_base = '-1' is less than 0",
+    ]
+
+
 def test_config_check_and_show(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text('secret = "hunter2"\n[limits]\nmax_body_bytes = 100\n')

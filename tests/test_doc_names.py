@@ -28,6 +28,9 @@ EXTENSIONS = "py|md|js|mjs|json|yml|yaml|toml|txt|sh|svg|png|css|html|in|cfg|ini
 NOT_IN_THE_REPOSITORY = {
     "roost.sqlite3": "the file the embedded store creates in the data directory at run time",
     "./roost-data": "the default data directory, created at run time",
+    # WebSocket subprotocols (docs/protocol.md, R-WIRE-9): names on the wire that look like a file and a module.
+    "roost.v1.json": "a WebSocket subprotocol, not a file",
+    "roost.v1.msgpack": "a WebSocket subprotocol, not a module",
     # The team's research notes: the docs that cite them say they are outside this repository.
     "shared/research/wsbench/RESULTS.md": "the team's research notes, outside the repository",
     "shared/research/infra.md": "the team's research notes, outside the repository",

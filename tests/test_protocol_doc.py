@@ -412,8 +412,14 @@ def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
         "receipts and presence changes per user and room": f"one per {limits.coalesce_s:g} s",
         "connections per user per node": str(limits.max_connections_per_user),
         "rooms per user": str(limits.max_rooms_per_user),
+        "mentions told per message": str(limits.max_mentions),
+        "room mentions": f"{limits.max_room_mention_members} members",
         "history page": f"{limits.max_history_page} messages / {_kib(limits.max_page_bytes)}",
         "`POST /api/sync` answer": f"100 rooms / {limits.max_sync_bytes // 2**20} MiB",
+        "searches per user per node": f"{limits.searches_per_s:g}/s, burst {4 * limits.searches_per_s:g}",
+        "uploaded file": f"{limits.max_attachment_bytes // 2**20} MiB",
+        "image pixels": f"{limits.max_image_pixels:,}",
+        "uploads per user per node": f"{limits.uploads_per_s:g}/s, burst {5 * limits.uploads_per_s:g}",
         "authentication timeout": f"{limits.auth_timeout_s:g} s",
         "outgoing queue per connection": f"{limits.outbox_frames:,} frames / {limits.outbox_bytes // 2**20} MiB of "
         "live traffic",
@@ -422,6 +428,12 @@ def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
     wanted |= {
         "a peer that stops answering pings": f"{limits.heartbeat_s:g} s",
         "a revocation whose bus notice was lost": f"{limits.revocation_check_s:g} s",
+        "durable consumers on the server": str(limits.max_consumers),
+        "failed deliveries in a row per consumer": str(limits.consumer_max_failures),
+        "one delivery to a consumer": f"{limits.consumer_timeout_s:g} s; retried after {limits.consumer_backoff_s:g} s "
+        f"doubling to {limits.consumer_max_backoff_s:g} s",
+        "Web Push devices per user": str(limits.max_push_devices),
+        "one push to one device": f"{limits.push_timeout_s:g} s; {limits.push_max_attempts} attempts",
     }
     security = (DOC.parent / "security.md").read_text(encoding="utf-8")
     section = security.split("## Limits (config.Limits)", 1)[1]
@@ -434,6 +446,10 @@ def test_the_limits_table_of_security_md_has_the_defaults_of_the_code() -> None:
     guard = security.split("## Connections before authentication", 1)[1]
     named |= {name for row in _table(guard) for name in re.findall(r"`(\w+)`", row[1])}
     watching = {"presence_interval_s", "head_check_s", "probe_interval_s", "probe_timeout_s", "unready_grace_s"}
+    watching |= {"retention_max_messages", "retention_max_age_s", "retention_interval_s", "erase_deletes"}
+    watching |= {"consumer_lease_s", "consumer_scan_s", "consumer_cursor_interval_s"}
+    watching |= {"push_include_text", "push_ttl_s", "push_allow_http"}
+    watching |= {"search_rescan_s", "attachment_orphan_s", "attachment_sweep_s"}
     assert all(f"`{name}`" in section for name in watching)
     assert named | watching == {f.name for f in dataclasses.fields(Limits)}
 
@@ -494,6 +510,8 @@ def test_the_limits_table_of_section_13_has_the_values_of_the_code() -> None:
         "`cmid`": "1-64 printable ASCII",
         "`emoji` of a reaction": f"1-{MAX_EMOJI_BYTES} bytes",
         "token lifetime": f"{ttl_days} days by default",
+        "a search (`GET /api/search`, `searches_per_s`)": f"{limits.searches_per_s:g} per second per user, bursts up "
+        f"to {4 * limits.searches_per_s:g}",
     }
     assert MAX_SEQ == 2**53
     assert (_ROOM_RE.pattern, _USER_RE.pattern, _CMID_RE.pattern) == (

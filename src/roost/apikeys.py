@@ -42,6 +42,7 @@ from .protocol.errors import AuthError, ProtocolError, RoostError
 
 __all__ = [
     "CHANNEL",
+    "CONSUMERS",
     "PREFIX",
     "SCOPES",
     "ApiKeyWatch",
@@ -58,9 +59,11 @@ ROOMS_WRITE: Final = "rooms:write"
 PUBLISH: Final = "publish"
 PUBLISH_SYSTEM: Final = "publish:system"
 WS: Final = "ws"
-SCOPES: Final = (ROOMS_READ, ROOMS_WRITE, PUBLISH, PUBLISH_SYSTEM, WS)
+CONSUMERS: Final = "consumers"
+SCOPES: Final = (ROOMS_READ, ROOMS_WRITE, PUBLISH, PUBLISH_SYSTEM, WS, CONSUMERS)
 """What a key may do (docs/security.md, "API keys"): read rooms; create rooms and manage membership; post as
-its principal; post as ``system``; use the WebSocket as its principal."""
+its principal; post as ``system``; use the WebSocket as its principal; register durable event consumers
+(webhooks) of the rooms its principal is a member of (roost.hooks)."""
 
 PREFIX: Final = "rk_"
 KEYS_ROOM: Final = "~roost-apikeys"

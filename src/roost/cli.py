@@ -1,4 +1,4 @@
-"""``roost``: serve, config, spec, token, revoke, apikey, chaos, bench.
+"""``roost``: serve, config, spec, token, revoke, apikey, consumer, chaos, bench.
 
 For ``serve`` and ``config show`` flags override ``ROOST_*`` variables, which override a ``--config`` TOML
 file, which overrides the defaults (config_sources.py holds the one table of settings)."""
@@ -14,9 +14,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from .auth import TokenAuthority, load_or_create_secret
 from .chaos.faults import BACKENDS, FAULTS
@@ -27,7 +27,10 @@ from .protocol.errors import Unavailable, UsageError
 from .protocol.spec import build as build_spec
 from .protocol.spec import render as render_spec
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .workers.sockets import Place
+
+__all__ = ["main", "run_worker"]
 
 T = TypeVar("T")
 
@@ -78,11 +81,21 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--report", help="also write the Markdown tables here")
     bench.add_argument("--plot", help="also write the SVG plot here")
     bench.add_argument("--only", help="comma-separated targets to run in every scenario they fit (default: the plan's)")
-    bench.add_argument("--scenarios", help="comma-separated scenarios: fanout,idle,storm,scale (default: all)")
+    bench.add_argument("--scenarios", help="comma-separated scenarios: fanout,idle,storm,scale,wire (default: all)")
     bench.add_argument("--peers", default="bench/peers", help="folder of the peer servers")
     bench.add_argument("--from-json", help="render --report/--plot from an earlier results file, run nothing")
     bench.add_argument(
         "--rates", help="comma-separated offered msgs/s for fanout and scale, each measured (no stop at a failing one)"
+    )
+    bench.add_argument(
+        "--generator",
+        type=_generators,
+        default="python",
+        help="the load generator: python (picows, roost.bench.loadgen), node (ws, bench/gen_node beside --peers; "
+        "its npm dependencies are installed from the lock on first use) or c (bench/gen_c/gen.c, compiled with the "
+        "machine's cc on first use; the fan-out ladder only: fanout, scale), or several comma-separated "
+        "(python,node,c) to run every target with each; the same plan and figures, and every record and report row "
+        "names its generator",
     )
     bench.add_argument(
         "--rounds",
@@ -116,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     create = apikey_sub.add_parser("create", help="print a new key (shown once) for a service principal")
     create.add_argument("--principal", required=True, help="the user name the key acts as (a bot user)")
     create.add_argument(
-        "--scope", required=True, help="comma-separated: rooms:read, rooms:write, publish, publish:system, ws"
+        "--scope",
+        required=True,
+        help="comma-separated: rooms:read, rooms:write, publish, publish:system, ws, consumers",
     )
     create.add_argument("--name", default="", help="a label for lists")
     _add_admin_flags(create)
@@ -124,7 +139,46 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key = apikey_sub.add_parser("revoke", help="delete key ID: it stops working on every node at once")
     revoke_key.add_argument("id")
     _add_admin_flags(revoke_key)
+    _add_consumer_commands(sub)
     return parser
+
+
+def _from(value: str) -> str:
+    if value != "now" and not value.isdigit():
+        raise argparse.ArgumentTypeError("now, or a seq (0: every event)")
+    return value
+
+
+def _add_consumer_commands(sub: Any) -> None:
+    """``roost consumer ...``: the routes of ``/api/consumers`` on a running node (docs/integration.md)."""
+    consumer = sub.add_parser(
+        "consumer", help="create, list, show, delete, resume or rewind durable event consumers (webhooks)"
+    )
+    commands = consumer.add_subparsers(dest="consumer_command", required=True)
+    create = commands.add_parser("create", help="print the new consumer's signing secret (shown once)")
+    create.add_argument("--url", required=True, help="http:// or https:// endpoint every matching event is POSTed to")
+    create.add_argument("--rooms", default="*", help="glob over room names (default: *)")
+    create.add_argument("--kinds", help="comma-separated: public, private, direct (default: public,private)")
+    create.add_argument(
+        "--events", help="comma-separated: messages, edits, deletes, reactions, membership (default: all)"
+    )
+    create.add_argument("--from", dest="start", type=_from, default="now", help="now (default), or deliver seq > N")
+    create.add_argument("--max-failures", type=int, help="failures in a row before it is paused")
+    _add_admin_flags(create)
+    _add_admin_flags(commands.add_parser("list", help="every consumer you may see: state, failures, lag"))
+    for name, what in (
+        ("show", "one consumer, with its cursors (JSON)"),
+        ("delete", "delete one"),
+        ("resume", "resume one"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("id")
+        _add_admin_flags(command)
+    rewind = commands.add_parser("rewind", help="deliver again the events after --seq (in --room, or every room)")
+    rewind.add_argument("id")
+    rewind.add_argument("--seq", type=int, required=True)
+    rewind.add_argument("--room", help="one room (default: every room)")
+    _add_admin_flags(rewind)
 
 
 def _add_admin_flags(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +223,15 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any], dict[
         data_dir=values["data_dir"],
         store=values["store"],
         bus=values["bus"],
+        search=values["search"],
+        search_in_process=values["search_in_process"],
+        search_nice=values["search_nice"],
+        blobs=values["blobs"],
+        s3_endpoint=values["s3_endpoint"],
+        s3_region=values["s3_region"],
+        s3_access_key=values["s3_access_key"],
+        s3_secret_key=values["s3_secret_key"],
+        attachment_types=tuple(values["attachment_type"]),
         secret=values["secret"],
         public_key_file=values["jwt_public_key"],
         jwks_file=values["jwks"],
@@ -178,6 +241,13 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Any], dict[
         allowed_origins=tuple(values["allow_origin"]),
         admins=tuple(values["admin"]),
         allowed_hosts=tuple(values["allowed_host"]),
+        push_subject=values["push_subject"],
+        ws_transport=values["ws_transport"],
+        ws_port=values["ws_port"],
+        workers=values["workers"],
+        metrics_port_base=values["metrics_port_base"],
+        ws_compression=values["ws_compression"],
+        ws_deflate_window_bits=values["ws_deflate_window_bits"],
         limits=Limits(**limits),
     )
     return settings, values, source
@@ -228,7 +298,9 @@ def _loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, place: Place | None = None) -> None:
+    """Run a node until SIGTERM/SIGINT; ``place``: as a worker of ``roost serve --workers N`` (roost/workers/), which
+    also stops when its parent is gone, and leaves the "listening on" line to the parent."""
     # The SQLite writer thread and the event loop share the GIL. With the default 5 ms switch
     # interval a busy loop holds a commit back for up to 5 ms per handoff; 0.5 ms cut the send->ack
     # p99 at 1,500 msgs/s from 54-76 ms to 24-32 ms (`roost bench`, A/B in docs/benchmarks.md).
@@ -248,22 +320,27 @@ async def _serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    orphaned = None if place is None else asyncio.ensure_future(_when_orphaned(on_signal))
     try:
-        async with serve(settings) as node:
+        async with serve(settings, place) as node:
             started = True
             # What start-up made (modules, engines' clients) lives as long as the process: out of the cycle
             # collector's sight, so a full collection scans only what serving creates. Its pauses landed in
             # the flood test's p99 (20-75 ms with the test process's heap, tests/security/test_flood.py).
             gc.freeze()
             logging.getLogger("roost").info(
-                "roost %s serving on %s (store: %s, bus: %s, data: %s)",
+                "roost %s serving on %s (store: %s, bus: %s, search: %s, data: %s)",
                 _version(),
                 node.url,
                 settings.store or "sqlite",
                 settings.bus or (settings.store if (settings.store or "").startswith(("redis", "nats")) else "local"),
+                "off" if node.search_index is None else "postgresql" if node.search_index.shared else "sqlite",
                 settings.data_dir,
             )
-            print(f"roost: listening on {node.url}", flush=True)
+            if place is None:
+                print(f"roost: listening on {node.url}", flush=True)
+            else:
+                logging.getLogger("roost").info("roost: worker %d of %d serving", place.index, place.count)
             await stop.wait()
             logging.getLogger("roost").info("roost: stopping (signal): draining, closing connections with 4509")
         logging.getLogger("roost").info("roost: stopped")
@@ -271,6 +348,32 @@ async def _serve(settings: Settings) -> None:
         if started:
             raise
         logging.getLogger("roost").warning("roost: stopped by a signal while starting")
+    finally:
+        if orphaned is not None:
+            orphaned.cancel()
+
+
+async def _when_orphaned(stop: Callable[[], None]) -> None:
+    """A worker: its parent's end (the end of stdin, workers/child.py) stops it as a signal would."""
+    from .workers.child import parent_gone
+
+    await parent_gone()
+    logging.getLogger("roost").warning("roost: the workers' parent is gone: stopping")
+    stop()
+
+
+def run_worker(settings: Settings, place: Place) -> int:
+    """A worker's node (roost/workers/child.py): ``roost serve`` on the sockets it was handed; its exit status (2: its
+    settings are refused, which a restart cannot mend)."""
+    try:
+        _run(_serve(settings, place))
+    except UsageError as exc:
+        print(f"roost: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    except (Unavailable, OSError) as exc:
+        print(f"roost: error: worker {place.index}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def _until_signalled(coro: Coroutine[Any, Any, T]) -> T:
@@ -320,6 +423,17 @@ def _chaos(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _generators(value: str) -> str:
+    """``--generator``: one load generator or several, comma-separated, each known (src/roost/bench/generators.py)."""
+    from .bench.generators import GENERATORS
+
+    names = value.split(",")
+    unknown = [n for n in names if n not in GENERATORS]
+    if unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{value!r}: one or more of {', '.join(GENERATORS)}, each once")
+    return value
+
+
 def _bench(args: argparse.Namespace) -> int:
     import json
 
@@ -336,7 +450,7 @@ def _bench(args: argparse.Namespace) -> int:
         if args.rates:
             plan.fixed_rates([int(rate) for rate in args.rates.split(",")])
         only = set(args.only.split(",")) if args.only else None
-        bench = run_bench(plan, Path(args.out), Path(args.peers), only, rounds=args.rounds)
+        bench = run_bench(plan, Path(args.out), Path(args.peers), only, rounds=args.rounds, generator=args.generator)
         result = asyncio.run(_until_signalled(bench))  # a signal stops the servers it started
     if args.report:
         Path(args.report).write_text(markdown(result))
@@ -362,6 +476,20 @@ def _fail(status: int, message: str) -> NoReturn:
     """One line, no traceback: a mistake in how the server was started is not a crash."""
     print(f"roost: error: {message}", file=sys.stderr)
     sys.exit(status)
+
+
+def _supervise(settings: Settings, values: dict[str, Any]) -> int:
+    """``--workers N``: this process binds and supervises, N worker processes serve (roost/workers/)."""
+    from .workers import refusal
+    from .workers.supervisor import supervise
+
+    problem = refusal(settings)
+    if problem is not None:
+        _fail(2, problem)
+    try:
+        return asyncio.run(supervise(settings, values["log_level"], values["log_format"]))
+    except OSError as exc:  # a port is taken, the address is not ours, the data dir is not writable
+        _fail(1, f"cannot start on {settings.host}:{settings.port} with data in {settings.data_dir}: {exc}")
 
 
 def _spec_text(args: argparse.Namespace) -> str:
@@ -410,6 +538,8 @@ def main(argv: list[str] | None = None) -> None:
                 "INSECURE: the development login is open on %s (--insecure-dev-login): anyone can sign in as anyone",
                 settings.host,
             )
+        if settings.workers > 1:
+            sys.exit(_supervise(settings, values))
         try:
             _run(_serve(settings))
         except (UsageError, Unavailable) as exc:
@@ -430,6 +560,8 @@ def main(argv: list[str] | None = None) -> None:
         _revoke(args)
     elif args.command == "apikey":
         _apikey(args)
+    elif args.command == "consumer":
+        _consumer(args)
     else:  # pragma: no cover - argparse rejects it first
         sys.exit(2)
 
@@ -486,3 +618,52 @@ def _apikey(args: argparse.Namespace) -> None:
     else:
         answer = _admin_call(args, "DELETE", f"/api/admin/apikeys/{urllib.parse.quote(args.id, safe='')}")
         print(f"roost: API key {answer['id']} revoked")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _consumer(args: argparse.Namespace) -> None:
+    """``roost consumer create|list|show|delete|resume|rewind``: the routes of ``/api/consumers``, with an
+    administrator's token signed here (or ``--token``: an admin token, or an API key with ``consumers``).
+    ``create`` prints the signing secret alone on stdout (``SECRET=$(roost consumer create ...)``)."""
+    import urllib.parse
+
+    if args.consumer_command == "create":
+        body: dict[str, Any] = {"url": args.url, "rooms": args.rooms}
+        for name, value in (("kinds", _csv(args.kinds)), ("events", _csv(args.events))):
+            if value is not None:
+                body[name] = value
+        if args.start != "now":
+            body["from"] = int(args.start)
+        if args.max_failures is not None:
+            body["max_failures"] = args.max_failures
+        answer = _admin_call(args, "POST", "/api/consumers", body)
+        print(answer["secret"])
+        start = "now" if answer["from"] is None else f"after seq {answer['from']}"
+        print(
+            f"roost: consumer {answer['id']} delivers {','.join(answer['events'])} of rooms {answer['rooms']} "
+            f"({','.join(answer['kinds'])}) from {start} to {answer['url']}; its secret is shown only this once",
+            file=sys.stderr,
+        )
+        return
+    if args.consumer_command == "list":
+        for c in _admin_call(args, "GET", "/api/consumers")["consumers"]:
+            print(
+                f"{c['id']}  {c['state']}  failures={c['failures']}  lag={c['lag']}  {c['url']}  {c['rooms']}  "
+                f"{c['holder'] or '-'}  {c['last_error']}".rstrip()
+            )
+        return
+    path = f"/api/consumers/{urllib.parse.quote(args.id, safe='')}"
+    if args.consumer_command == "show":
+        print(json.dumps(_admin_call(args, "GET", path), indent=2))
+    elif args.consumer_command == "delete":
+        print(f"roost: consumer {_admin_call(args, 'DELETE', path)['id']} deleted")
+    elif args.consumer_command == "resume":
+        answer = _admin_call(args, "POST", path + "/resume")
+        print(f"roost: consumer {answer['id']} resumed ({answer['state']})")
+    else:
+        rewind: dict[str, Any] = {"seq": args.seq} | ({"room": args.room} if args.room else {})
+        answer = _admin_call(args, "POST", path + "/rewind", rewind)
+        print(f"roost: consumer {answer['id']} delivers again after seq {args.seq} in {args.room or 'every room'}")

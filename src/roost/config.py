@@ -60,8 +60,8 @@ class Limits:
     frame_strikes: int = 10
     """Frames refused over the frame budget within 10 s that close the connection with 4429."""
     membership_per_s: float = 5.0
-    """Membership changes per second per user (create, join, leave, dm, invite, kick, ban, unban, role), as
-    a token bucket; over it: 4429, nothing stored."""
+    """Membership changes per second per user (create, join, leave, dm, invite, kick, ban, unban, role,
+    uninvite, decline), as a token bucket; over it: 4429, nothing stored."""
     membership_burst: int = 30
     """The membership bucket's size: how many membership changes may come at once before 4429."""
     coalesce_s: float = 0.5
@@ -73,6 +73,12 @@ class Limits:
     """Rooms (public, private) one user may be a member of, and, separately, direct conversations one user may
     have opened; creating or joining a room, or opening a direct conversation, beyond it: 4422. Direct
     conversations others opened with the user count against neither."""
+    max_mentions: int = 20
+    """Distinct users one message may mention (``@name``) who are told in their event stream; the message is
+    stored whole, the names past this many are not told (0: nobody is; at most 50 are stored with a message)."""
+    max_room_mention_members: int = 50
+    """The largest room (in members) where @room and @here may be used (by its owner and admins, or anyone in a
+    direct conversation), each member being told in their event stream; in a larger room they are refused (4403)."""
     revocation_check_s: float = 10.0
     """How often each node re-reads the revoked users and closes their void connections (4401), in case the
     bus lost a revocation's notice; the notice itself closes them at once."""
@@ -99,12 +105,99 @@ class Limits:
     connection_reserve: int = 64
     """Connections admitted over those caps when none can be shed; they are served /healthz, /livez,
     /readyz, /metrics and /ws only (429 otherwise), and more are refused with 429 at once."""
+    retention_max_messages: int = 0
+    """Server-wide retention: the newest N messages each room keeps (0: no limit). A room's owner or admin may
+    set the room's own (PUT /api/rooms/{room}/retention); the store URL's keep=N caps every room regardless."""
+    retention_max_age_s: int = 0
+    """Server-wide retention: messages older than this many seconds are dropped (0: no limit); per room as
+    above. Applied by the retention task, so a message may outlive it by up to retention_interval_s."""
+    retention_interval_s: float = 60.0
+    """How often the retention task makes a pass over the rooms, on the one node that holds its lease."""
+    erase_deletes: bool = False
+    """true: every delete is an erasure (the text is removed from the store, docs/backends.md), as with the
+    delete's own erase flag."""
+    max_consumers: int = 100
+    """Durable event consumers (webhooks) on the server, over all owners; creating one more is refused with
+    4422."""
+    consumer_max_failures: int = 50
+    """Consecutive failed deliveries after which a consumer is paused until resumed (the default of a new
+    consumer, which may set its own)."""
+    consumer_backoff_s: float = 0.5
+    """The wait before retrying a failed delivery; it doubles with each consecutive failure (drawn from its
+    upper half: jitter), up to consumer_max_backoff_s."""
+    consumer_max_backoff_s: float = 30.0
+    """The longest wait between two attempts of one delivery."""
+    consumer_timeout_s: float = 10.0
+    """A delivery not answered in this time is a failed attempt (retried)."""
+    consumer_lease_s: float = 10.0
+    """A consumer's lease: the node delivering it renews it every third of this; when that node dies, another
+    node takes the consumer over after at most this long (plus one scan)."""
+    consumer_cursor_interval_s: float = 0.1
+    """How often the node delivering a consumer stores its cursors while it delivers (also before each wait,
+    each retry, and when the node stops): 0 stores after every event. A kill of that node may deliver again
+    what it delivered in this interval (at least once); each stored cursor is a write to the store's engine.
+    """
+    consumer_scan_s: float = 5.0
+    """How often each node reads the consumer list (new, deleted, leases to take) and the rooms of each
+    consumer it delivers (new rooms, the lag, and events whose bus nudge was lost)."""
+    max_push_devices: int = 10
+    """Web Push subscriptions (devices) one user may register; one more is refused with 4422 (registering the
+    same endpoint again replaces it and counts once)."""
+    push_include_text: bool = False
+    """true: a push carries the message's text (at most 1000 characters), encrypted for the device but through
+    the browser vendor's push service; false: only the room, seq, kind and sender (docs/security.md)."""
+    push_allow_http: bool = False
+    """true: subscriptions may name http:// endpoints on a loopback address (tests, development); false: only
+    https:// endpoints, as every browser's push service has."""
+    push_ttl_s: int = 86400
+    """The TTL a push service keeps an undelivered push (RFC 8030); events older than this are not pushed."""
+    push_timeout_s: float = 10.0
+    """A push service that has not answered in this time: the attempt failed (retried)."""
+    push_max_attempts: int = 5
+    """Attempts of one push to one device (429, 5xx, timeouts, connection errors; with the consumers' backoff)
+    before it is dropped."""
+    searches_per_s: float = 5.0
+    """Searches (GET /api/search) per second per user, bursts of four times that; over it: 4429."""
+    search_rescan_s: float = 5.0
+    """How often the search indexer reads the store's room list for new rooms: a new room's first messages are
+    found after at most this long, later ones at once."""
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    """An uploaded file over this many bytes is refused with 4413 as soon as its body passes it (or at once when
+    its Content-Length says so); nothing is stored."""
+    max_image_pixels: int = 50_000_000
+    """An image whose header declares more pixels (width x height) is refused with 4413 before it is decoded
+    (decompression bombs)."""
+    uploads_per_s: float = 2.0
+    """Uploads per second per user (bursts of five times that); over it: 4429."""
+    attachment_orphan_s: float = 86400.0
+    """An upload no message names is removed this long after it was made (also a send that claimed it but whose
+    message was never stored)."""
+    attachment_sweep_s: float = 300.0
+    """How often the attachment sweeper makes a pass (on the one node that holds its lease): it removes orphaned
+    uploads and the files of messages deleted or dropped by retention that a deletion did not remove at once."""
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
+    ws_transport: str = "aiohttp"
+    """The WebSocket server: ``aiohttp`` (``/ws`` on ``port``, beside the HTTP API) or ``picows`` (``/ws`` on
+    ``ws_port``, a listener of its own; the HTTP API and the page stay on ``port``)."""
+    ws_port: int | None = None
+    """With ``picows``: the WebSocket port; None: ``port`` + 1 (0 when ``port`` is 0: any free port)."""
+    workers: int = 1
+    """Processes of one ``roost serve`` sharing its listening port(s), each a full node (roost/workers/); 1: this
+    process is the node."""
+    metrics_port_base: int | None = None
+    """Worker i (0 with one process) also serves ``/livez``, ``/readyz`` and ``/metrics`` on this port + i; 0: a
+    free port each; None: not."""
+    ws_compression: str = "off"
+    """``deflate``: permessage-deflate (RFC 7692) for the WebSocket clients that offer it; ``off``: never. aiohttp
+    only (picows cannot do it: refused at start-up)."""
+    ws_deflate_window_bits: int = 15
+    """With ``deflate``: the server's compression window, 9-15 bits (``server_max_window_bits``), at most what the
+    client allows; smaller saves memory per connection and compresses a little less (gateway/deflate.py)."""
     data_dir: str = "./roost-data"
     store: str | None = None
     bus: str | None = None
@@ -126,4 +219,23 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     """Host names requests may carry in ``Host`` besides IP addresses and localhost (DNS rebinding); empty: only
     those in development mode, any with keys; ``*``: any (gateway/hosts.py)."""
+    push_subject: str = "mailto:roost@localhost"
+    """The VAPID ``sub`` claim (RFC 8292): how a push service reaches the operator (mailto: or https:)."""
+    blobs: str | None = None
+    """Where attachments are kept: ``local`` (``DATA_DIR/attachments``, this node's disk), ``s3://BUCKET[/PREFIX]``
+    (an S3-compatible bucket shared by the nodes) or ``off``; None: ``local`` (attachments/__init__.py)."""
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    attachment_types: tuple[str, ...] = ()
+    """The sniffed types uploads may have; empty: every type (service/attachments.py, ``DEFAULT_TYPES``)."""
+    search: str | None = None
+    """The search index: ``off``, ``sqlite`` (a file in the data directory, one per node) or a ``postgresql://`` URL;
+    None: the PostgreSQL store's own database with a PostgreSQL store, else ``sqlite`` (search/__init__.py)."""
+    search_in_process: bool = False
+    """Run the search indexer in the node's own process (tests, debugging); by default it runs in a child process at
+    a lower CPU priority, so it never competes with the event loop (search/process.py)."""
+    search_nice: int = 10
+    """The niceness the search indexer's child process adds to its own (``os.nice``): 0 keeps the node's priority."""
     limits: Limits = field(default_factory=Limits)

@@ -53,9 +53,79 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("host", str, "127.0.0.1", "address to listen on"),
     Option("port", int, 8080, "port to listen on"),
+    Option(
+        "ws_transport",
+        str,
+        "aiohttp",
+        "the WebSocket server: aiohttp (/ws on the HTTP port) or picows (/ws on ws_port, the HTTP API and page"
+        " staying on port)",
+    ),
+    Option("ws_port", int, None, "with ws_transport picows: the WebSocket port (default: port + 1; 0: any free port)"),
+    Option(
+        "workers",
+        int,
+        1,
+        "processes sharing the listening port(s), each a full node with its own node id (one per core; a store"
+        " several nodes can share only: not the embedded SQLite store; docs/deploy.md)",
+    ),
+    Option(
+        "metrics_port_base",
+        int,
+        None,
+        "also serve /livez, /readyz and /metrics of worker i (0, 1, ...) on this port + i, to scrape each"
+        " worker (0: any free port each, printed at start)",
+    ),
+    Option(
+        "ws_compression",
+        str,
+        "off",
+        "off or deflate: permessage-deflate (RFC 7692) for WebSocket clients that offer it (100-250 KB more"
+        " memory per connection that uses it; ws_transport aiohttp only)",
+    ),
+    Option(
+        "ws_deflate_window_bits",
+        int,
+        15,
+        "with ws_compression deflate: the server's compression window, 9 to 15 bits (at most what the client"
+        " allows); 12 saves about 100 KB per busy compressed connection for a few percent more bytes",
+    ),
     Option("data_dir", str, "./roost-data", "the embedded store's folder and the generated token secret"),
     Option("store", str, None, "store URL (default: SQLite in data_dir)"),
     Option("bus", str, None, "bus URL (default: in-process; a Redis or NATS store implies its own engine)"),
+    Option(
+        "search",
+        str,
+        None,
+        "search index: off, sqlite (search.sqlite3 in data_dir, one per node) or a postgresql:// URL"
+        " (default: the PostgreSQL store's database with a PostgreSQL store, else sqlite)",
+    ),
+    Option(
+        "search_in_process",
+        bool,
+        False,
+        "run the search indexer in the node's process (default: a child process at a lower CPU priority;"
+        " always in the node's process with a Kafka store)",
+    ),
+    Option("search_nice", int, 10, "niceness added to the search indexer's child process (0: the node's priority)"),
+    Option(
+        "blobs",
+        str,
+        None,
+        "attachments: local (data_dir/attachments, this node's disk), s3://BUCKET[/PREFIX] (shared by the nodes)"
+        " or off (default: local)",
+    ),
+    Option("s3_endpoint", str, None, "the S3 API's URL for --blobs s3:// (default: AWS)"),
+    Option("s3_region", str, None, "the S3 region (default: us-east-1)"),
+    Option("s3_access_key", str, None, "the S3 access key (default: botocore's sources, e.g. AWS_ACCESS_KEY_ID)"),
+    Option("s3_secret_key", str, None, "the S3 secret key (default: botocore's sources)", secret=True),
+    Option(
+        "attachment_type",
+        list,
+        [],
+        "a type uploads may have, sniffed from the bytes (image/png, image/jpeg, image/gif, image/webp,"
+        " application/pdf, text/plain, application/octet-stream); default: all",
+        env_name="ROOST_ATTACHMENT_TYPES",
+    ),
     Option("secret", str, None, "HS256 token secret (default: generated into data_dir)", secret=True),
     Option("jwt_public_key", str, None, "PEM file: accept RS256/ES256 tokens"),
     Option("jwks", str, None, "JWKS file: accept tokens signed by its keys (by kid)"),
@@ -81,10 +151,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", str, "INFO", "DEBUG, INFO, WARNING, ERROR"),
     Option("log_format", str, "text", "text or json: one line per event"),
     Option("insecure_dev_login", bool, False, "allow the development login on a non-loopback host"),
+    Option("push_subject", str, "mailto:roost@localhost", "the VAPID sub claim of Web Push: mailto: or https: contact"),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
-_CHOICES = {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "log_format": ("text", "json")}
+_CHOICES = {
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    "log_format": ("text", "json"),
+    "ws_transport": ("aiohttp", "picows"),
+    "ws_compression": ("off", "deflate"),
+}
 """Settings with a closed set of values (log_level is compared in upper case, log_format in lower)."""
+_MINIMUM = {"workers": 1, "metrics_port_base": 0}
+"""Integer settings with a lower bound."""
 
 
 def limit_fields() -> list[dataclasses.Field[Any]]:
@@ -126,7 +204,7 @@ def _convert(where: str, name: str, kind: type, raw: Any, from_text: bool) -> tu
 
 
 def _limit_kind(field: dataclasses.Field[Any]) -> type:
-    return {"int": int, "float": float}[str(field.type)]
+    return {"int": int, "float": float, "bool": bool}[str(field.type)]
 
 
 def resolve(
@@ -157,6 +235,8 @@ def resolve(
                 value = value.upper() if name == "log_level" else value.lower()
                 if value not in _CHOICES[name]:
                     problem = f"{where}: {name} = {raw!r} is not one of {', '.join(_CHOICES[name])}"
+            if problem is None and name in _MINIMUM and value < _MINIMUM[name]:
+                problem = f"{where}: {name} = {raw!r} is less than {_MINIMUM[name]}"
             target, key = values, name
         if problem is not None:
             mistakes.append(problem)
@@ -192,9 +272,29 @@ def resolve(
             mistakes.append(f"--limit {item!r}: expected NAME=VALUE")
             continue
         put("--limit", f"limits.{name.strip()}", raw.strip(), from_text=True)
+    if not mistakes:
+        mistakes += combination_mistakes(values, source)
     if mistakes:
         raise ConfigError(mistakes)
     return values, limits, source
+
+
+def combination_mistakes(values: Mapping[str, Any], source: Mapping[str, str]) -> list[str]:
+    """Settings each valid alone that cannot go together: refused at start-up, never quietly ignored."""
+    mistakes = []
+    if values["ws_compression"] != "off" and values["ws_transport"] == "picows":
+        where = source.get("ws_compression", "default")
+        mistakes.append(f"{where}: {COMPRESSION_NEEDS_AIOHTTP}")
+    bits = values["ws_deflate_window_bits"]
+    if not 9 <= bits <= 15:
+        where = source.get("ws_deflate_window_bits", "default")
+        mistakes.append(f"{where}: ws_deflate_window_bits = {bits} is not between 9 and 15")
+    return mistakes
+
+
+COMPRESSION_NEEDS_AIOHTTP = (
+    "ws_compression = deflate needs ws_transport = aiohttp: picows cannot do permessage-deflate (RFC 7692)"
+)
 
 
 def environment() -> dict[str, str]:
@@ -227,5 +327,6 @@ def reference() -> str:
     docs = _limit_docs()
     for f in limit_fields():
         env = f"ROOST_LIMIT_{f.name.upper()}"
-        lines.append(f"| `{f.name}` | `--limit {f.name}=N` | `{env}` | `{_shown(f.default)}` | {docs[f.name]} |")
+        value = "true" if _limit_kind(f) is bool else "N"
+        lines.append(f"| `{f.name}` | `--limit {f.name}={value}` | `{env}` | `{_shown(f.default)}` | {docs[f.name]} |")
     return "\n".join(lines)

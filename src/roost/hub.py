@@ -1,7 +1,10 @@
 """Hub: node-local fan-out. One bus subscription per room per node feeds every local listener.
 
 The hub decodes each bus payload once (just its type, room and seq) and hands the *same bytes* to
-every listener, which forwards them unchanged: encode once, never await per socket.
+every listener, which forwards them unchanged: encode once, never await per socket. A listener that speaks
+another encoding (a MessagePack connection) names its ``recode`` when it attaches: each payload is re-encoded
+once per encoding and fan-out, and shared by every listener of that encoding (a room with JSON and MessagePack
+connections encodes a message at most twice); a room without such listeners does no more than before.
 
 It also keeps the node honest about the bus, which is only an accelerator:
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Final, Protocol
 
 import msgspec
@@ -24,7 +28,7 @@ from .presence import Presence
 from .protocol.errors import RoostError
 from .protocol.types import REMOVING_KINDS, Position
 
-__all__ = ["Hub", "Listener", "Wire"]
+__all__ = ["Hub", "Listener", "Recode", "Wire"]
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +66,17 @@ class Listener(Protocol):
     def on_head(self, room: str, position: Position) -> None: ...
 
 
+Recode = Callable[[bytes], bytes]
+"""A bus payload (a JSON-encoded frame) in a listener's own encoding."""
+
+
 class _Room:
-    __slots__ = ("listeners", "lock", "subscription")
+    __slots__ = ("listeners", "lock", "recoders", "subscription")
 
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
+        self.recoders: dict[Listener, Recode] = {}
+        """The listeners (also in ``listeners``) that take payloads in another encoding, with its recode."""
         self.subscription: Subscription | None = None
         self.lock = asyncio.Lock()
         """Serializes the bus subscribe/unsubscribe of this room, so they never interleave."""
@@ -102,6 +112,9 @@ class Hub:
     def _notify(self, room: str, data: bytes) -> None:
         entry = self._rooms.get(room)
         if entry is not None:
+            if entry.recoders:
+                _recoded_ephemeral(entry, room, data)
+                return
             for listener in tuple(entry.listeners):
                 listener.on_ephemeral(room, data)
 
@@ -116,12 +129,15 @@ class Hub:
             if entry.subscription is not None:
                 await entry.subscription.aclose()
 
-    async def attach(self, room: str, listener: Listener) -> None:
-        """Return once the room's bus subscription is confirmed; from then on ``listener`` gets it all."""
+    async def attach(self, room: str, listener: Listener, recode: Recode | None = None) -> None:
+        """Return once the room's bus subscription is confirmed; from then on ``listener`` gets it all, in its
+        own encoding when it names a ``recode`` (its messages and ephemeral frames re-encoded by it)."""
         entry = self._rooms.get(room)
         if entry is None:
             entry = self._rooms[room] = _Room()
         entry.listeners.add(listener)
+        if recode is not None:
+            entry.recoders[listener] = recode
         async with entry.lock:
             if entry.subscription is not None:
                 return
@@ -129,6 +145,7 @@ class Hub:
                 entry.subscription = await self.bus.subscribe(room, lambda data: self._on_payload(room, data))
             except BaseException:
                 entry.listeners.discard(listener)
+                entry.recoders.pop(listener, None)
                 if not entry.listeners and self._rooms.get(room) is entry:
                     del self._rooms[room]
                 raise
@@ -139,6 +156,7 @@ class Hub:
         if entry is None:
             return
         entry.listeners.discard(listener)
+        entry.recoders.pop(listener, None)
         if not entry.listeners:
             task = asyncio.create_task(self._release(room, entry))
             self._tasks.add(task)
@@ -171,10 +189,15 @@ class Hub:
             return
         if head.type == "msg":
             wire = Wire(head.seq, data, head.sender if head.kind in REMOVING_KINDS else "")
+            if entry.recoders:
+                _recoded_message(entry, room, wire)
+                return
             for listener in tuple(entry.listeners):
                 listener.on_message(room, wire)
         elif head.type == "presence":
             self.presence.observe(room, data)
+        elif entry.recoders:
+            _recoded_ephemeral(entry, room, data)
         else:
             for listener in tuple(entry.listeners):
                 listener.on_ephemeral(room, data)
@@ -200,3 +223,32 @@ class Hub:
                     continue
                 for listener in tuple(entry.listeners):
                     listener.on_head(room, position)
+
+
+def _recoded_message(entry: _Room, room: str, wire: Wire) -> None:
+    """The fan-out of a room with listeners of other encodings: one re-encoding per encoding, shared."""
+    recoders = entry.recoders
+    wires: dict[Recode, Wire] = {}
+    for listener in tuple(entry.listeners):
+        recode = recoders.get(listener)
+        if recode is None:
+            listener.on_message(room, wire)
+            continue
+        recoded = wires.get(recode)
+        if recoded is None:
+            recoded = wires[recode] = Wire(wire.seq, recode(wire.data), wire.left)
+        listener.on_message(room, recoded)
+
+
+def _recoded_ephemeral(entry: _Room, room: str, data: bytes) -> None:
+    recoders = entry.recoders
+    payloads: dict[Recode, bytes] = {}
+    for listener in tuple(entry.listeners):
+        recode = recoders.get(listener)
+        if recode is None:
+            listener.on_ephemeral(room, data)
+            continue
+        recoded = payloads.get(recode)
+        if recoded is None:
+            recoded = payloads[recode] = recode(data)
+        listener.on_ephemeral(room, recoded)

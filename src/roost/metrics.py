@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from .protocol.codes import Code
 
-__all__ = ["NodeMetrics", "Tally", "code_label", "counted_by_label"]
+__all__ = ["NodeMetrics", "Tally", "code_label", "counted_by_label", "node_info"]
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # a `_created` series per counter doubles what is scraped and tells nobody anything
 
@@ -90,9 +90,15 @@ class Tally:
 
 
 class NodeMetrics:
-    def __init__(self, engine: str = "embedded") -> None:
+    def __init__(self, engine: str = "embedded", labels: Mapping[str, str] | None = None) -> None:
         self.engine = engine
         self.registry = CollectorRegistry()
+        """Where the node's metrics are registered."""
+        self.exported = self.registry
+        """What ``/metrics`` serves: the registry, or with ``labels`` every one of its series with them added."""
+        if labels:
+            self.exported = CollectorRegistry(auto_describe=False)
+            self.exported.register(_Labelled(self.registry, dict(labels)))
         self.tally = Tally()
         # Per send: plain ints again (a prometheus-client histogram takes a lock per observation, which
         # `roost bench` with py-spy showed as 3 % of the event loop's busy time at the fan-out ceiling).
@@ -118,6 +124,22 @@ class NodeMetrics:
             ["code", "transport"],
             registry=self.registry,
         )
+        self.erased = Counter(
+            "roost_messages_erased",
+            "Stored messages replaced by their tombstones by an erasure (a deleted text and its edits).",
+            registry=self.registry,
+        )
+        self.retention_trimmed = Counter(
+            "roost_retention_trimmed",
+            "Messages the retention task dropped on this node, by the rule that dropped them (count, age).",
+            ["rule"],
+            registry=self.registry,
+        )
+        self.retention_passes = Counter(
+            "roost_retention_passes",
+            "Passes of the retention task this node made while holding its lease (one node at a time).",
+            registry=self.registry,
+        )
         self._gauges: list[Callable[[], Iterator[Metric]]] = []
         self.registry.register(_TallyCollector(self))
 
@@ -134,6 +156,31 @@ class NodeMetrics:
             yield GaugeMetricFamily("roost_sqlite_wal_bytes", "Size of the embedded store's write-ahead log.", size)
 
         self.gauge(source)
+
+
+class _Labelled(Collector):
+    """Every series of ``inner`` with ``labels`` added, at scrape time: the workers of one ``roost serve --workers N``
+    answer ``/metrics`` on one port, each with ``worker="<i>"`` on its series, so a scraper tells them apart."""
+
+    def __init__(self, inner: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.inner = inner
+        self.labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.inner.collect():  # built anew by every collect: changing its samples touches nothing else
+            metric.samples = [sample._replace(labels={**self.labels, **sample.labels}) for sample in metric.samples]
+            yield metric
+
+
+def node_info(node: str) -> Callable[[], Iterator[Metric]]:
+    """``roost_node_info{node="<id>"} 1``: the node id of the log lines and ``/readyz``, for ``NodeMetrics.gauge``."""
+
+    def source() -> Iterator[Metric]:
+        family = GaugeMetricFamily("roost_node_info", "Always 1; node: this process's node id.", labels=["node"])
+        family.add_metric([node], 1)
+        yield family
+
+    return source
 
 
 K = TypeVar("K", bound=tuple[str, ...])

@@ -1,9 +1,9 @@
 """The ports the service is written against. Every backend implements them; nothing else may vary.
 
 Contracts. Each is checked at the port, on every engine, by the contract suites in tests/backends/
-(``test_store.py``, ``test_bus.py``; the engines are listed there, one file each), and through whole
-servers by the conformance suite, tests/integration/, which runs over every backend (a store engine paired
-with a bus engine) of tests/backends/__init__.py, parametrized in tests/conftest.py.
+(``test_store.py``, ``test_leases.py``, ``test_bus.py``; the engines are listed there, one file each), and
+through whole servers by the conformance suite, tests/integration/, which runs over every backend (a store
+engine paired with a bus engine) of tests/backends/__init__.py, parametrized in tests/conftest.py.
 
 Store
   * ``append`` assigns the room's next dense seq (1, 2, 3, ...) atomically with the durable write, and
@@ -17,7 +17,12 @@ Store
     ``before`` 0 or 1 is an empty page with the position, never an error.
   * The epoch changes if and only if the room's history was lost or recreated: not by appends, trims or
     restarts.
-  * ``trim`` keeps the idempotency keys of what it drops, so a late retry is still answered, not stored.
+  * ``trim`` (keep the newest N) and ``trim_before`` (drop the seqs below one) keep the idempotency keys of
+    what they drop, so a late retry is still answered, not stored; ``first`` only ever rises.
+  * ``erase`` replaces stored messages in place: the same seq, cmid, sender and ts, another kind and body
+    (a tombstone), and the old body is physically removed from the engine's storage as far as the engine
+    allows (docs/backends.md, "Erasure"; R-ERASE-*). Reads return the replacement; the sequence keeps no
+    hole; a late retry of an erased message is still answered as a duplicate.
   * After ``aclose`` every call raises ``Unavailable``; closing twice is harmless.
 
 Directory
@@ -30,6 +35,17 @@ Directory
     check the room (the service checks membership first), so the readiness probe writes one for a room
     no user can name, on every engine alike.
 
+Leases
+  * ``lease(name, holder, ttl_ms)`` takes the lease ``name`` for ``holder``, or keeps it (renews it for
+    ``ttl_ms`` from now) when ``holder`` holds it already, and returns the fencing token; it returns
+    ``None`` while another holder's lease has not expired. At most one holder holds a name at any moment
+    as the clock that ends leases counts (the engine's; the nodes' on NATS and Kafka: docs/reliability.md,
+    "Leases"); a lease not renewed expires after ``ttl_ms``. Tokens are positive and grow every time a
+    name changes hands, so a token orders the holders of a name.
+  * ``release(name, holder)`` ends ``holder``'s lease at once (no-op when it does not hold it).
+  * The engine is the arbiter (a Redis key with PX, a JetStream KV revision, a PostgreSQL row, a Kafka
+    record in partition order, a SQLite row): no node's own state decides.
+
 Bus
   * ``publish`` is at-most-once; no subscribers is not an error.
   * ``subscribe`` returns only once the broker has confirmed the subscription, so a publish made
@@ -41,14 +57,14 @@ Bus
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import msgspec
 
 from .protocol.types import Draft, Message, Page, Position
 
-__all__ = ["Appended", "Bus", "Directory", "Storage", "Store", "Subscription"]
+__all__ = ["Appended", "Bus", "Directory", "Leases", "Redaction", "Storage", "Store", "Subscription"]
 
 
 class Appended(msgspec.Struct, frozen=True):
@@ -56,6 +72,15 @@ class Appended(msgspec.Struct, frozen=True):
     duplicate: bool
     published: bool = False
     """True when the store already published the message atomically with the write (Redis Lua)."""
+
+
+class Redaction(msgspec.Struct, frozen=True):
+    """What an erased message becomes: ``kind`` and ``body`` replace the stored ones at ``seq``; the store keeps
+    the rest (cmid, sender, ts). The service decides them (``protocol.relations.redact``); engines store them."""
+
+    seq: int
+    kind: str
+    body: str
 
 
 class Store(Protocol):
@@ -78,6 +103,16 @@ class Store(Protocol):
 
     async def trim(self, room: str, keep_last: int) -> int:
         """Retention: keep the newest ``keep_last`` messages (idempotency keys are kept); return how many went."""
+        ...
+
+    async def trim_before(self, room: str, seq: int) -> int:
+        """Retention by age: drop every message with a seq below ``seq`` (at most up to the head); return how
+        many went. Exact under concurrent appends, which ``trim`` with a count computed earlier is not."""
+        ...
+
+    async def erase(self, room: str, redactions: Sequence[Redaction]) -> int:
+        """Erasure: replace each message named by a redaction, physically removing its old body (see the module
+        docstring); seqs not kept (trimmed, or beyond the head) are skipped. Return how many were replaced."""
         ...
 
     async def aclose(self) -> None: ...
@@ -134,8 +169,19 @@ class Directory(Protocol):
         ...
 
 
-class Storage(Store, Directory, Protocol):
-    """What a store engine opens: one object serves both ports (the directory lives beside the messages)."""
+class Leases(Protocol):
+    """Who does a job that must run on one node at a time (a durable consumer's deliveries, hooks.py)."""
+
+    async def lease(self, name: str, holder: str, ttl_ms: int) -> int | None:
+        """Take or renew ``name`` for ``holder``: the fencing token, or ``None`` while another holds it."""
+        ...
+
+    async def release(self, name: str, holder: str) -> None: ...
+
+
+class Storage(Store, Directory, Leases, Protocol):
+    """What a store engine opens: one object serves the three ports (the directory and the leases live
+    beside the messages, in the same engine)."""
 
 
 class Subscription(Protocol):

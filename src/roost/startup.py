@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from .gateway.connections import ConnectionGuard, GuardedSite
+from .gateway.connections import LISTEN_BACKLOG, ConnectionGuard, GuardedSite
 from .protocol.codes import Code
 from .protocol.errors import Unavailable
 
@@ -29,11 +30,13 @@ _json: Final = msgspec.json.Encoder()
 
 
 class StartingSite:
-    def __init__(self, host: str, port: int, guard: ConnectionGuard) -> None:
+    def __init__(self, host: str, port: int, guard: ConnectionGuard, sock: socket.socket | None = None) -> None:
         self.host = host
         self.port = port
         self.guard = guard
         """The node's connection limits hold while it starts too (the engines may be away for long)."""
+        self.sock = sock
+        """A listening socket the node was handed (a worker: roost/workers/), else None: bind ``host:port``."""
         self.cause = "starting"
         self._runner: web.AppRunner | None = None
 
@@ -46,7 +49,10 @@ class StartingSite:
         app.router.add_route("*", "/{tail:.*}", self._unavailable)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = GuardedSite(self._runner, self.guard, self.host, self.port)
+        # On a handed socket, the socket's own backlog: listen() again with 128 would shrink the queue every worker
+        # shares, while this one starts (after a crash, when clients reconnect at once).
+        backlog = LISTEN_BACKLOG if self.sock is not None else 128
+        site = GuardedSite(self._runner, self.guard, self.host, self.port, backlog=backlog, sock=self.sock)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self.port

@@ -15,7 +15,7 @@ from pathlib import Path
 from roost.backends import open_bus, open_store
 from roost.ports import Bus, Storage
 
-__all__ = ["DigestPin", "Engine", "nothing_to_clean"]
+__all__ = ["DigestPin", "Engine", "RawBytes", "nothing_to_clean"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class DigestPin:
     """(store, namespace, data directory) -> what it stored for message ``c1`` of ``alice`` in room ``r``."""
     encode: Callable[[bytes], object]
     """The full SHA-256 digest -> that stored form: the engine's encoding, which its existing data has."""
+
+
+RawBytes = Callable[[Storage, str, Path], Awaitable[bytes]]
+"""(store, namespace, data directory) -> every byte the engine holds for the namespace that a test can reach
+(its files, or its memory as the engine hands it out): what tests/backends/test_erasure.py searches."""
 
 
 async def nothing_to_clean(ns: str) -> None:
@@ -49,6 +54,10 @@ class Engine:
     """Several processes (nodes) open one namespace at once; False for the embedded store and bus."""
     digest: DigestPin | None = None
     """Store engines: where and how the idempotency digest is kept."""
+    raw: RawBytes | None = None
+    """Store engines: what they hold, raw (``RawBytes``)."""
+    erases: bool = True
+    """Store engines: an erasure removes the old text from what ``raw`` reads (Kafka's does not: R-ERASE-6)."""
 
     async def open_store(self, ns: str, data_dir: Path) -> Storage:
         assert self.store_url is not None, f"{self.id} is not a store engine"

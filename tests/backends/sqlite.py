@@ -9,6 +9,7 @@ from pathlib import Path
 from roost.ports import Storage
 
 from .engine import DigestPin, Engine
+from .rawbytes import files_under
 
 
 async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:
@@ -17,6 +18,11 @@ async def _stored_digest(store: Storage, ns: str, data_dir: Path) -> object:
         return row.fetchone()[0]
 
 
+async def _raw(store: Storage, ns: str, data_dir: Path) -> bytes:
+    """The database file, its WAL and shared-memory index: all the engine writes."""
+    return files_under(data_dir)
+
+
 ENGINES = (
-    Engine("sqlite", store_url=lambda ns: None, shared=False, digest=DigestPin(_stored_digest, lambda d: d)),
+    Engine("sqlite", store_url=lambda ns: None, shared=False, digest=DigestPin(_stored_digest, lambda d: d), raw=_raw),
 )

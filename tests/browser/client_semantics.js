@@ -119,8 +119,15 @@ async () => {
     msg(13, { sender: "alice", cmid: "k3", body: "again" }), msg(14, { sender: "alice", cmid: "k5", body: "mine" }));
   check("own message completes the send", (await own).seq === 14);
 
+  // A reply: its relations go with the send, and its own message (kind rich) completes it too.
+  const reply = client.send("r", "re", { cmid: "k7", replyTo: 12, thread: 11 });
+  const sentReply = ws.last("send");
+  check("a reply carries reply_to and thread", sentReply.reply_to === 12 && sentReply.thread === 11, sentReply);
+  ws.deliver(msg(15, { sender: "alice", cmid: "k7", kind: "rich", body: '{"body":"re","reply_to":12,"thread":11}' }));
+  check("own rich message completes the send", (await reply).seq === 15);
+
   // A reload: a new client over the same storage has the outbox and the cursors.
-  const pending = client.send("r", "typed offline", { cmid: "k6" });
+  const pending = client.send("r", "typed offline", { cmid: "k6", replyTo: 13 });
   ws.drop(1006);
   client.close();
   let closedError = null;
@@ -129,21 +136,23 @@ async () => {
   check("close leaves the outbox in storage", storage.keys(`${client.namespace}out:`).some((k) => k.endsWith("k6")));
   const reloaded = new R.RoostClient(options);
   check("outbox restored", reloaded.outbox.map((e) => e.cmid).join() === "k6", reloaded.outbox);
+  check("a reply's relations restored", reloaded.outbox[0].reply_to === 13 && reloaded.outbox[0].thread === null, reloaded.outbox);
   check("failed sends restored", reloaded.failed.length === 1 && reloaded.failed[0].code === 4413, reloaded.failed.length);
-  check("cursor restored", reloaded.cursor("r").seq === 14 && reloaded.cursor("r").epoch === "E", reloaded.cursor("r"));
+  check("cursor restored", reloaded.cursor("r").seq === 15 && reloaded.cursor("r").epoch === "E", reloaded.cursor("r"));
   reloaded.start();
   reloaded.subscribe("r");
   await tick(5);
   ws = latest();
   ws.deliver(welcome);
   sub = ws.last("subscribe");
-  check("reloaded client resumes at the cursor and resends", sub.after === 14 && ws.last("send")?.cmid === "k6", ws.sent);
+  check("reloaded client resumes at the cursor and resends", sub.after === 15 && ws.last("send")?.cmid === "k6", ws.sent);
+  check("the resent reply still replies", ws.last("send")?.reply_to === 13, ws.last("send"));
   const got2 = [];
   const ev2 = [];
   reloaded.on("message", (m) => got2.push(m.seq));
   for (const type of ["resync", "left"]) reloaded.on(type, (d) => ev2.push([type, d]));
-  ws.deliver({ type: "subscribed", ref: sub.id, room: "r", epoch: "E", head: 15, after: 14 }, msg(15));
-  check("delivery continues after the reload", got2.join() === "15", got2);
+  ws.deliver({ type: "subscribed", ref: sub.id, room: "r", epoch: "E", head: 16, after: 15 }, msg(16));
+  check("delivery continues after the reload", got2.join() === "16", got2);
 
   // 4410: resync event, cursor moves to first - 1 in the new epoch, resubscribe.
   ws.deliver({ type: "error", code: 4410, reason: "recreated", ref: sub.id, room: "r", epoch: "E2", head: 50, first: 40 });
@@ -151,14 +160,14 @@ async () => {
   check("4410 reported", ev2.some(([t, d]) => t === "resync" && d.epoch === "E2" && d.first === 40), ev2);
   check("4410 resubscribes from first - 1 in the new epoch", resub.after === 39 && resub.epoch === "E2" && resub.id !== sub.id, resub);
   ws.deliver({ type: "subscribed", ref: resub.id, room: "r", epoch: "E2", head: 50, after: 39 }, msg(40));
-  check("new epoch delivered from first", got2.join() === "15,40", got2);
+  check("new epoch delivered from first", got2.join() === "16,40", got2);
 
   // 4403 on a followed room (left on another device): the room is no longer followed, its cursor forgotten.
   ws.deliver({ type: "error", code: 4403, reason: "no longer a member of 'r'", room: "r" });
   check("4403 on a room means left", ev2.some(([t]) => t === "left") && reloaded.rooms.length === 0, ev2);
   check("left room's cursor forgotten", storage.get(`${reloaded.namespace}cursor:r`) === null);
   ws.deliver(msg(41));
-  check("no delivery after leaving", got2.join() === "15,40", got2);
+  check("no delivery after leaving", got2.join() === "16,40", got2);
 
   // Unknown frame types are ignored; a malformed part does not stop the rest of the batch.
   ws.onmessage({ data: '{"type":"future-thing","x":1}\nnot json\n{"type":"pong","ref":"zzz"}' });

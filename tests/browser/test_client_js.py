@@ -14,6 +14,8 @@ SCRIPT = (Path(__file__).parent / "client_semantics.js").read_text(encoding="utf
 
 
 async def test_client_semantics(server: ServerProcess, browser: Any) -> None:
+    """[R-THREAD-6] Among the rest, a reply's ``reply_to`` and ``thread`` go with its send, are kept in the persisted
+    outbox across a reload and resent with it, and its own ``rich`` message coming back completes it."""
     page = await (await browser.new_context()).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

@@ -19,7 +19,7 @@ import aiohttp
 
 from ..integration.procs import ServerProcess
 from ..vectors.test_markdown_vectors import ALLOWED, with_link_attributes
-from .test_web import DESKTOP, XSS, Page, Watch, open_page, send, sign_in, token_of, wait_shown
+from .test_web import DESKTOP, XSS, Page, Watch, created, joined, open_page, send, sign_in, token_of, wait_shown
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "markdown.json").read_text(encoding="utf-8"))
@@ -64,11 +64,14 @@ async def body_trees(page: Page, selector: str) -> list[Any]:
 async def assert_safe_dom(page: Page) -> None:
     """Every element under a message body is of the allowed set; every link is http(s)/mailto and opens apart."""
     found = await page.eval_on_selector_all(
-        "#log .body *",
+        "#log .body *, #threadPanel .body *",
         "els => els.map(e => [e.localName, [...e.attributes].map(a => [a.name, a.value])])",
     )
     for tag, attrs in found:
         names = {name for name, _ in attrs}
+        if tag == "span":  # a mention the server listed, highlighted by the page (text only) [R-CLIENT-75]
+            assert names <= {"class", "data-user"} and dict(attrs)["class"] in ("mention", "mention me"), attrs
+            continue
         assert tag in ALLOWED, tag
         extra = {"rel", "target", "title"} if tag == "a" else set()
         assert names <= set(ALLOWED[tag]) | extra, (tag, attrs)
@@ -76,8 +79,16 @@ async def assert_safe_dom(page: Page) -> None:
             values = dict(attrs)
             assert re.match(r"^(https?://|mailto:)", values["href"]), values
             assert values["rel"] == "noopener noreferrer" and values["target"] == "_blank", values
+    quoted = await page.eval_on_selector_all(
+        "#log .quote *, #threadPanel .quote *", "els => els.map(e => [e.localName, e.className, e.attributes.length])"
+    )
+    assert all(q in (["span", "quote-who", 1], ["span", "quote-text", 1]) for q in quoted), quoted
     hrefs = await page.eval_on_selector_all(
-        "#log [href], #log [src], #log [onerror], #log [onload], #log script, #log img, #log svg, #log iframe",
+        ", ".join(
+            f"{where} {what}"
+            for where in ("#log", "#threadPanel")
+            for what in ("[href]", "[src]", "[onerror]", "[onload]", "script", "img", "svg", "iframe")
+        ),
         "els => els.map(e => e.outerHTML.slice(0, 80))",
     )
     assert all(h.startswith("<a ") for h in hrefs), hrefs
@@ -115,19 +126,14 @@ async def test_the_page_renders_the_vectors_in_the_real_dom(server: ServerProces
 
 
 async def test_markdown_links_and_injections_between_two_users(server: ServerProcess, browser: Any) -> None:
-    """[R-SEC-71] What one user writes (messages, an edit, a reaction) reaches the other as safe DOM only.
+    """[R-SEC-71] What one user writes (messages, an edit, a reaction, a reply's quote, a reply in a thread, a
+    mention) reaches the other as safe DOM only.
     [R-CLIENT-71] The picker's reaction is seen by the other user; seq numbers are not shown."""
     watch = Watch()
     alice = await open_page(browser, watch, DESKTOP)
     bob = await open_page(browser, watch, DESKTOP)
-    await sign_in(alice, server.url, "alice")
-    await alice.fill("#createForm input", "fmt")
-    await alice.click("#createForm button")
-    await alice.wait_for_selector("#messages li.event[data-kind=join]")
-    await sign_in(bob, server.url, "bob")
-    await bob.click("#refreshRooms")
-    await bob.click("[data-join=fmt]")
-    await bob.wait_for_selector("#messages li.event[data-sender=bob]")
+    await created(alice, server.url, "alice", "fmt")
+    await joined(bob, server.url, "bob", "fmt")
 
     # Bob formats a message; alice sees bold, italic, code, a link.
     await send(bob, "**release** is *ready*: `make test`, see https://roost.example/notes.")
@@ -191,6 +197,26 @@ async def test_markdown_links_and_injections_between_two_users(server: ServerPro
     assert await edited_line.locator(".body a").get_attribute("href") == "https://roost.example/ok"
     await assert_safe_dom(bob)
 
+    # Replies, threads and mentions carry the same attempts: quoted, threaded and highlighted, all as text.
+    script = bob.locator("#messages li.msg[data-sender=bob]", has=bob.locator(".body", has_text="<script>alert(5)"))
+    await script.locator("button.reply").click()
+    await send(bob, "@alice quoting " + XSS)
+    quoting = alice.locator("#messages li.msg", has=alice.locator(".body", has_text="quoting"))
+    await quoting.wait_for()
+    assert await quoting.locator(".quote-text").text_content() == "<script>alert(5)</script>" + XSS
+    assert await quoting.locator(".body .mention.me").text_content() == "@alice"
+    await script.locator("button.open-thread").click()
+    await bob.fill("#threadBody", INJECTIONS[0] + " @alice " + XSS)
+    await bob.press("#threadBody", "Enter")
+    await alice.locator("#messages .thread-summary").click()
+    threaded = alice.locator("#threadMessages li.msg", has=alice.locator(".body", has_text="click me"))
+    await threaded.wait_for()
+    assert await threaded.locator(".body").text_content() == INJECTIONS[0] + " @alice " + XSS
+    for page in (alice, bob):
+        await assert_safe_dom(page)
+    await alice.click("#closeThread")
+    await bob.click("#closeThread")
+
     # A reaction whose "emoji" is markup (32 bytes allow it), over HTTP: a chip of text on both pages.
     target = int(await alice.locator("#messages li.msg[data-sender=bob]").first.get_attribute("data-seq") or 0)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {await token_of(bob)}"}) as http:
@@ -240,8 +266,9 @@ async def test_markdown_links_and_injections_between_two_users(server: ServerPro
 
 
 async def test_one_direct_message_counts_one_unread(server: ServerProcess, browser: Any) -> None:
-    """[R-CLIENT-72] Unread counts count text messages, not membership events: a new direct conversation
-    with one message (after both joins) shows 1, also after a reload."""
+    """[R-CLIENT-72] Unread counts count text messages of others, not membership events: a new direct
+    conversation with one message (after both joins) shows 1, also after the user's own message from another
+    device, a reaction, and a reload."""
     watch = Watch()
     alice = await open_page(browser, watch, DESKTOP)
     bob = await open_page(browser, watch, DESKTOP)
@@ -263,6 +290,16 @@ async def test_one_direct_message_counts_one_unread(server: ServerProcess, brows
     badge = "() => document.querySelector(\"[data-room='dm:alice:bob'] .badge\")?.textContent"
     await bob.wait_for_function(f"() => ({badge})() === '1'")
     assert await bob.title() == "(1) Roost"
+    # Bob's own message from another device (his token over HTTP) and a reaction are nothing to read: still 1.
+    headers = {"Authorization": f"Bearer {await token_of(bob)}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        url = f"{server.url}/api/rooms/dm:alice:bob/messages"
+        async with http.post(url, json={"cmid": "phone-1", "body": "sent from my phone"}) as resp:
+            seq = (await resp.json())["message"]["seq"]
+        async with http.post(f"{url}/{seq - 1}/reactions", json={"emoji": "👍"}) as resp:
+            assert resp.status == 201
+    await bob.wait_for_function(f"() => window.roostClient.cursor('dm:alice:bob')?.seq >= {seq + 1}")
+    assert await bob.evaluate(f"({badge})()") == "1"
     await bob.reload()  # the page forgot what it saw: it reads the kinds again
     await bob.wait_for_selector("#conn[data-state=connected]")
     await bob.wait_for_function(f"() => ({badge})() === '1'")

@@ -79,6 +79,22 @@ async def sign_in(page: Page, url: str, name: str) -> None:
     await page.wait_for_selector("#conn[data-state=connected]")
 
 
+async def created(page: Page, url: str, user: str, room: str) -> None:
+    """``user`` signs in and creates ``room``; their page shows their own join."""
+    await sign_in(page, url, user)
+    await page.fill("#createForm input", room)
+    await page.click("#createForm button")
+    await page.wait_for_selector("#messages li.event[data-kind=join]")
+
+
+async def joined(page: Page, url: str, user: str, room: str) -> None:
+    """``user`` signs in and joins ``room`` from the room list; their page shows their own join."""
+    await sign_in(page, url, user)
+    await page.click("#refreshRooms")
+    await page.click(f"[data-join={room}]")
+    await page.wait_for_selector(f"#messages li.event[data-sender={user}]")
+
+
 async def send(page: Page, text: str) -> None:
     await page.fill("#body", text)
     await page.press("#body", "Enter")
@@ -150,7 +166,22 @@ def test_every_module_of_the_client_is_served() -> None:
     """roost.js imports its modules by relative URL: each must be a route (gateway/page.py), or the page breaks."""
     from roost.gateway.page import WEB_FILES
 
-    assert set(WEB_FILES) == {p.name for p in WEB.iterdir() if p.suffix in (".js", ".css")}
+    vendored = {str(p.relative_to(WEB)) for p in (WEB / "vendor").rglob("*.mjs")}
+    assert vendored and set(WEB_FILES) == {p.name for p in WEB.iterdir() if p.suffix in (".js", ".css")} | vendored
+
+
+def test_the_service_worker_keeps_every_module_of_the_page() -> None:
+    """The page loads from sw.js's cache while the server is down: a module missing from its shell breaks the page
+    exactly then (an import that fails), which nothing else shows."""
+    import re
+
+    from roost.gateway.page import WEB_FILES
+
+    shell = re.search(r"const SHELL = \[(.*?)\];", (WEB / "sw.js").read_text(encoding="utf-8"))
+    assert shell is not None
+    cached = set(re.findall(r'"/([^"]*)"', shell.group(1)))
+    page = {name for name in WEB_FILES if not name.startswith("vendor/")}  # the page speaks JSON: no codec
+    assert cached == {""} | (page - {"sw.js"})
 
 
 async def test_the_js_decoder_agrees_with_the_python_one(server: ServerProcess, browser: Any) -> None:
@@ -362,6 +393,8 @@ async def test_history_unread_failures_direct_messages_and_typing(
     await wait_shown(bob, [first])
     replies = ["On it.", "Two small comments in `#big`, see https://roost.example/r/0.2 - otherwise **good to go**."]
     for text in replies:
+        if text.startswith("Two"):  # a reply quoting alice's message (test_threads_web.py)
+            await bob.locator("#messages li.msg[data-sender=alice]").first.locator("button.reply").click()
         await send(bob, text)
     rendered = ["On it.", "Two small comments in #big, see https://roost.example/r/0.2 - otherwise good to go."]
     await wait_shown(alice, rendered)  # the markdown subset: code, a link, bold (test_markdown_web.py)
@@ -386,9 +419,10 @@ async def test_history_unread_failures_direct_messages_and_typing(
 
     # Bob writes in #big while alice reads the conversation: her badge counts it; then he types to her.
     await bob.click("[data-room=big]")
-    await send(bob, "Comment 1: the changelog misses the web client.")
+    await send(bob, "@alice comment 1: the changelog misses the web client.")
     await send(bob, "Comment 2: bump the version in pyproject.toml.")
     await alice.wait_for_function("() => document.querySelector('[data-room=big] .badge')?.textContent === '2'")
+    await alice.wait_for_function("() => document.querySelector('[data-room=big] .mentions')?.textContent === '@1'")
     await bob.click("[data-room='dm:alice:bob']")
     await bob.fill("#body", "And")
     await alice.wait_for_selector("#typing.on")

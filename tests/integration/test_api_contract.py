@@ -10,6 +10,7 @@ fails if the scenario leaves an operation out.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import AsyncIterator
@@ -20,6 +21,8 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -168,6 +171,20 @@ async def test_every_operation_answers_valid_input_as_documented(api: Api) -> No
     assert synced["rooms"]["no-such-room"]["error"]["code"] == 4404  # the ErrorAnswer branch, checked too
     await api.ok("POST", "/api/rooms/{room}/read", {"room": "general"}, json_body={"seq": 2})
     await api.ok("GET", "/api/rooms/{room}/receipts", {"room": "general"})
+    await api.ok("PUT", "/api/rooms/{room}/notify", {"room": "general"}, json_body={"level": "mentions"})
+    await api.ok("GET", "/api/search", query={"q": "deploy", "room": "general", "limit": "5"})
+    upload = "/api/rooms/{room}/attachments"
+    up = await api.ok("POST", upload, {"room": "general"}, raw=b"some notes", query={"name": "notes.txt"})
+    await api.ok(
+        "POST",
+        "/api/rooms/{room}/messages",
+        {"room": "general"},
+        json_body={"cmid": "f1", "body": "", "attachments": [up["id"]]},
+    )
+    file = {"room": "general", "id": up["id"]}
+    assert await api.ok("GET", upload + "/{id}", file) == b"some notes"
+    link = await api.ok("GET", upload + "/{id}/link", file)
+    assert link["thumb"] is None and link["url"].startswith("/api/rooms/general/attachments/")
     await api.ok("GET", "/api/rooms/{room}/members", {"room": "general"})
     await api.ok("POST", "/api/rooms", json_body={"room": "plans", "kind": "private"})
     plans = {"room": "plans"}
@@ -180,8 +197,18 @@ async def test_every_operation_answers_valid_input_as_documented(api: Api) -> No
     await api.ok("POST", "/api/rooms/{room}/unban", plans, json_body={"user": "bob"})
     await api.ok("POST", "/api/rooms/{room}/members", plans, json_body={"user": "dave"})
     await api.ok("POST", "/api/dm", json_body={"user": "bob"})
+    erin = api.node.tokens.issue("erin")
+    await api.ok("POST", "/api/rooms/{room}/invite", plans, json_body={"user": "erin"})
+    assert (await api.ok("GET", "/api/invites", auth=erin))["invites"] == [{"room": "plans", "by": "alice"}]
+    await api.ok("POST", "/api/rooms/{room}/decline", plans, auth=erin)
+    await api.ok("POST", "/api/rooms/{room}/invite", plans, json_body={"user": "erin"})
+    await api.ok("DELETE", "/api/rooms/{room}/invites/{user}", {**plans, "user": "erin"})
+    policy = {"max_messages": 1000, "max_age_s": None}
+    await api.ok("PUT", "/api/rooms/{room}/retention", {"room": "general"}, json_body=policy)
+    await api.ok("GET", "/api/rooms/{room}/retention", {"room": "general"})
+    await api.ok("PUT", "/api/admin/rooms/{room}/retention", plans, json_body={"max_age_s": 86400})
     await api.ok("POST", "/api/rooms/{room}/leave", {"room": "general"}, auth=bob)
-    await api.ok("DELETE", "/api/rooms/{room}/messages/{seq}", at, query={"cmid": "d1"})
+    await api.ok("DELETE", "/api/rooms/{room}/messages/{seq}", at, query={"cmid": "d1", "erase": "true"})
     await api.ok("GET", "/api/admin/rooms")
     await api.ok("GET", "/api/admin/rooms/{room}", plans)
     await api.ok("POST", "/api/admin/rooms/{room}/bans", plans, json_body={"user": "dave"})
@@ -193,6 +220,22 @@ async def test_every_operation_answers_valid_input_as_documented(api: Api) -> No
     created = await api.ok("POST", "/api/admin/apikeys", json_body={"principal": "bot", "scopes": ["publish"]})
     await api.ok("GET", "/api/admin/apikeys")
     await api.ok("DELETE", "/api/admin/apikeys/{id}", {"id": created["id"]})
+    # A consumer whose endpoint is a closed local port: it is created and managed, its deliveries only fail.
+    hook = await api.ok("POST", "/api/consumers", json_body={"url": "http://127.0.0.1:9/hook", "rooms": "general"})
+    await api.ok("GET", "/api/consumers")
+    await api.ok("GET", "/api/consumers/{id}", {"id": hook["id"]})
+    await api.ok("POST", "/api/consumers/{id}/rewind", {"id": hook["id"]}, json_body={"seq": 0, "room": "general"})
+    await api.ok("POST", "/api/consumers/{id}/resume", {"id": hook["id"]})
+    await api.ok("DELETE", "/api/consumers/{id}", {"id": hook["id"]})
+    # A push device of alice's, registered, listed and deleted before anything is pushed to it.
+    await api.ok("GET", "/api/push/vapid", auth=None)
+    device = ec.generate_private_key(ec.SECP256R1()).public_key()
+    p256dh = device.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    keys = {"p256dh": base64.urlsafe_b64encode(p256dh).decode(), "auth": base64.urlsafe_b64encode(b"0" * 16).decode()}
+    browser = {"endpoint": "https://push.invalid/1", "keys": keys}
+    push = await api.ok("POST", "/api/push/subscriptions", json_body=browser)
+    await api.ok("GET", "/api/push/subscriptions")
+    await api.ok("DELETE", "/api/push/subscriptions/{id}", {"id": push["id"]})
     assert api.called == set(operations(api.doc)), "the scenario leaves operations out"
 
 

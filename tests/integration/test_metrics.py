@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from roost.chaos.infra import wait_until
 from roost.client import RequestFailed, connect
-from roost.node import Node
+from roost.config import Settings
+from roost.node import Node, serve
 from roost.protocol.types import Message
 
 
@@ -117,3 +119,21 @@ def test_fast_histogram_buckets_are_prometheus_le_buckets() -> None:
     got = {s.labels.get("le", s.name): s.value for s in family.samples}
     assert got["0.1"] == 2 and got["0.5"] == 4 and got["1.0"] == 5 and got["+Inf"] == 6  # value == bound counts in it
     assert got["roost_x_seconds_count"] == 6 and abs(got["roost_x_seconds_sum"] - 3.65) < 1e-9
+
+
+async def test_metrics_port_base_serves_health_and_metrics_on_a_port_of_their_own(tmp_path: Path) -> None:
+    """``--metrics-port-base`` on a single process: /livez, /readyz and /metrics also on a port of their own (the
+    API is not there), unlabelled, with ``roost_node_info`` naming the node id that /readyz says."""
+    settings = Settings(port=0, data_dir=str(tmp_path), metrics_port_base=0, search="off")
+    async with serve(settings) as node, aiohttp.ClientSession() as http:
+        assert node.metrics_port is not None and node.metrics_port != node.port
+        own = f"http://127.0.0.1:{node.metrics_port}"
+        async with http.get(own + "/readyz") as resp:
+            assert resp.status == 200
+            ready = await resp.json()
+        async with http.get(own + "/metrics") as resp:
+            text = await resp.text()
+        assert f'roost_node_info{{node="{ready["node"]}"}} 1.0' in text
+        assert "worker=" not in text
+        async with http.post(own + "/api/login", json={"name": "alice"}) as resp:
+            assert resp.status == 404

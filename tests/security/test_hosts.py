@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import aiohttp
@@ -27,6 +28,18 @@ async def status_with_host(node: Node, host: str, path: str = "/api/login") -> t
             return response.status, await response.text()
 
 
+async def _ready(node: Node) -> None:
+    """Until /readyz answers 200 (a loaded machine may take a moment after the start)."""
+    deadline = asyncio.get_running_loop().time() + 20
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{node.url}/readyz") as r:
+                if r.status == 200:
+                    return
+            assert asyncio.get_running_loop().time() < deadline, "the node never became ready"
+            await asyncio.sleep(0.05)  # a wait helper's poll
+
+
 async def upgrade_with_host(node: Node, host: str) -> int | None:
     """The HTTP status of a refused WebSocket upgrade, or None when it was upgraded."""
     headers = {"Host": f"{host}:{node.port}", "Origin": f"http://{host}:{node.port}"}
@@ -44,6 +57,7 @@ async def test_development_mode_serves_loopback_and_addresses_only(embedded_sett
     the development login included, and its WebSocket upgrade is refused before it happens; ``localhost``,
     ``*.localhost`` and IP addresses are served."""
     async with serve(embedded_settings) as node:
+        await _ready(node)  # an upgrade is refused with 503 while the node is not ready: not this test's subject
         for path in ("/api/login", "/", "/healthz", "/roost.js"):
             status, body = await status_with_host(node, "evil.example", path)
             assert status == 400 and str(int(Code.BAD_FRAME)) in body and "--allowed-host" in body, (path, body)

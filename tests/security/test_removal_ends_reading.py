@@ -183,10 +183,10 @@ async def test_a_kick_between_the_membership_check_and_the_bus_subscription_ends
         head = (await node.backends.store.position("vault")).head
         attach = node.hub.attach
 
-        async def kick_first(room: str, listener: Any) -> None:
+        async def kick_first(room: str, listener: Any, *rest: Any) -> None:
             if room == "vault":
                 await node.service.kick("alice", "vault", "bob")
-            await attach(room, listener)
+            await attach(room, listener, *rest)
 
         node.hub.attach = kick_first  # type: ignore[method-assign]
         bob = await Raw.open(node, "bob")

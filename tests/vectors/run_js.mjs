@@ -13,6 +13,7 @@ const relations = await import(new URL("relations.js", web));
 const backoff = await import(new URL("backoff.js", web));
 const roost = await import(new URL("roost.js", web));
 const markdown = await import(new URL("markdown.js", web));
+const encoding = await import(new URL("encoding.js", web));
 
 const position = (p) => (p === null ? null : { epoch: p[0], head: p[1], first: p[2] });
 const unposition = (p) => (p === null ? null : [p.epoch, p.head, p.first]);
@@ -77,8 +78,13 @@ function runRelationsCase(c) {
   const timeline = new relations.Timeline().extend(messages);
   const view = timeline.view().map((f) => ({
     seq: f.seq, kind: f.kind, body: f.body, edited: f.edited, deleted: f.deleted, reactions: f.reactions,
+    reply_to: f.reply_to, thread: f.thread, replies: f.replies, last_reply: f.last_reply, last_reply_ts: f.last_reply_ts,
+    mentions: f.mentions, mentions_room: f.mentions_room,
   }));
   const reaction = (c.reaction ?? []).map(([target, user, emoji]) => timeline.relations.reaction(target, user, emoji));
+  const unread = (c.unread ?? []).map(([read, user]) => timeline.unread(read, user));
+  const thread = (c.thread ?? []).map((root) => timeline.thread(root).map((f) => f.seq));
+  const mentioned = (c.mentioned ?? []).map(([read, user]) => timeline.mentioned(read, user));
   // The page folds with Relations.add and .state (app.js): the same answers as the Timeline's.
   const rel = new relations.Relations();
   const added = new Set(); // the page adds each seq once (its view is keyed by seq)
@@ -88,7 +94,7 @@ function runRelationsCase(c) {
     rel.add(m);
   }
   const shown = timeline.view().map((f) => rel.state(timeline.messages.get(f.seq)));
-  return { view, reaction, shown };
+  return { view, reaction, shown, unread, thread, mentioned };
 }
 
 function runBackoff(v) {
@@ -161,6 +167,32 @@ function runMarkdown(v) {
 }
 
 const request = JSON.parse(readFileSync(0, "utf-8"));
+/** The fields of the event an inbox message carries (`inboxEvent`), or null for one it does not know. */
+function runInboxCase(c) {
+  const event = protocol.inboxEvent({ room: "~u:bob", seq: 1, cmid: "k", sender: "system", body: c.body, ts: 0, kind: c.kind });
+  return event.content;
+}
+
+/** MessagePack through encoding.js: server messages (base64) split and checked, client frames (JSON) encoded. */
+async function runMsgpack(v) {
+  const codec = await encoding.loadCodec("msgpack");
+  const verdict = (b64) => {
+    try {
+      return codec.parts(Buffer.from(b64, "base64")).map((part) => {
+        try { return codec.decode(part).type; } catch (e) { return `REFUSED: ${e.message}`; }
+      });
+    } catch (e) {
+      return `REFUSED: ${e.message}`;
+    }
+  };
+  return {
+    subprotocol: codec.subprotocol,
+    server: v.server.map(verdict),
+    decoded: v.server.map((b64) => { try { return codec.parts(Buffer.from(b64, "base64")).map(codec.decode); } catch { return null; } }),
+    client: v.client.map((text) => Buffer.from(codec.encode(JSON.parse(text))).toString("base64")),
+  };
+}
+
 const out = {};
 if (request.sync) out.sync = request.sync.map(runSyncCase);
 if (request.sync_names) out.sync_names = syncNames();
@@ -169,4 +201,6 @@ if (request.frames) out.frames = runFrames(request.frames);
 if (request.relations) out.relations = request.relations.map(runRelationsCase);
 if (request.markdown) out.markdown = runMarkdown(request.markdown);
 if (request.backoff) out.backoff = runBackoff(request.backoff);
+if (request.inbox) out.inbox = request.inbox.map(runInboxCase);
+if (request.msgpack) out.msgpack = await runMsgpack(request.msgpack);
 process.stdout.write(JSON.stringify(out));

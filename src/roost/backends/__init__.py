@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ports import Bus, Directory, Storage, Store
+from ..ports import Bus, Directory, Leases, Storage
 from ..protocol.errors import UsageError
 
 __all__ = ["Backends", "open_backends", "open_bus", "open_store"]
@@ -19,9 +19,12 @@ __all__ = ["Backends", "open_backends", "open_bus", "open_store"]
 
 @dataclass(frozen=True, slots=True)
 class Backends:
-    store: Store
+    store: Storage
+    """The store engine: Store, and the Leases beside it (the same object as ``directory``)."""
     directory: Directory
     bus: Bus
+    leases: Leases
+    """The store engine again: jobs one node at a time does (a durable consumer's deliveries) are leased there."""
 
     async def aclose(self) -> None:
         await self.bus.aclose()
@@ -122,4 +125,4 @@ async def open_backends(store_url: str | None, bus_url: str | None, data_dir: st
         await store.aclose()
         await bus.aclose()
         raise UsageError("a shared store needs a shared bus (redis:// or nats://): nodes could not hear each other")
-    return Backends(store=store, directory=store, bus=bus)
+    return Backends(store=store, directory=store, bus=bus, leases=store)

@@ -13,6 +13,14 @@ Design:
   ``<prefix>_idem``, which answers retries after the window, forever. The one gap: a node that dies
   between the stream ack and the KV write, *and* a retry that comes after the window (default 1 h).
 * Membership and the room list live in KV buckets; the bus is core NATS on ``<prefix>.live.<token>``.
+* **Erasure** deletes the stream message by seq (JetStream's delete overwrites it in the block file, not only
+  its index) after writing its tombstone (cmid, sender, ts and the replacement kind and body) under the
+  room's key of the KV bucket ``<prefix>_erased``; reads fill the hole from there. That bucket is read only
+  for a stream with a hole or a first seq above 1 (``_erased``).
+* **Leases** are keys of the KV bucket ``<prefix>_leases``, taken and renewed by compare-and-set on the key's
+  revision (``kv.create``, ``kv.update(last=...)``), so the stream leader orders racing nodes. nats-server 2.9
+  keeps no per-key TTL, so the value holds the expiry time: the holder's wall clock plus the ttl, judged by
+  the claimant's wall clock. The nodes' clocks decide expiry here, so their skew must stay far below a ttl.
 
 Room names are not valid NATS tokens (``.``), so rooms are addressed by a hash token.
 """
@@ -26,7 +34,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -40,7 +48,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
-from ..ports import Appended
+from ..ports import Appended, Redaction
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
@@ -50,6 +58,17 @@ from .options import url_options
 __all__ = ["JetStreamStore", "NatsBus", "parse_nats_url"]
 
 log = logging.getLogger(__name__)
+
+
+class _Lease(msgspec.Struct, frozen=True, array_like=True):
+    """A lease key's value: who holds it, its token, and when it ends (ms since the epoch, the writer's clock)."""
+
+    holder: str
+    token: int
+    expires_ms: int
+
+
+_lease: Final = msgspec.json.Decoder(_Lease)
 
 
 class _Stored(msgspec.Struct, frozen=True, array_like=True):
@@ -63,6 +82,8 @@ class _Stored(msgspec.Struct, frozen=True, array_like=True):
 
 
 _stored: Final = msgspec.json.Decoder(_Stored)
+_tombstones: Final = msgspec.json.Decoder(dict[int, _Stored])
+"""A room's key in ``<prefix>_erased``: seq -> what an erased message is served as (its tombstone)."""
 _encode: Final = msgspec.json.Encoder().encode
 SYNC_ALWAYS_SINCE: Final = (2, 10)
 """The first nats-server that takes ``jetstream { sync_interval: always }`` (fsync before each ack)."""
@@ -139,6 +160,19 @@ async def _translate() -> AsyncIterator[None]:
         yield
 
 
+_NO_SUCH_SEQ: Final = 10043
+"""JetStream's error code for a delete of a sequence that is not (or no longer) in the stream."""
+
+
+def _gone(cause: BaseException | None) -> bool:
+    """A delete that found nothing to delete: another erasure of the same message came first."""
+    return isinstance(cause, NotFoundError) or getattr(cause, "err_code", None) == _NO_SUCH_SEQ
+
+
+def _message_of(room: str, seq: int, stored: _Stored) -> Message:
+    return Message(room, seq, stored.cmid, stored.sender, stored.body, stored.ts, stored.kind)
+
+
 def token(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:24]
 
@@ -169,6 +203,8 @@ class JetStreamStore:
         self._members_kv: KeyValue | None = None
         self._idem_kv: KeyValue | None = None
         self._attrs_kv: KeyValue | None = None
+        self._leases_kv: KeyValue | None = None
+        self._erased_kv: KeyValue | None = None
         self._known: set[str] = set()
         self._closed = False
 
@@ -180,8 +216,20 @@ class JetStreamStore:
                 f" always }}` needs {'.'.join(map(str, SYNC_ALWAYS_SINCE))} or newer; docs/backends.md)"
             )
         async with _translate():  # concurrently: each bucket is a stream (a Raft group with replicas > 1)
-            self._rooms_kv, self._members_kv, self._idem_kv, self._attrs_kv = await asyncio.gather(
-                self._bucket("rooms"), self._bucket("members"), self._bucket("idem"), self._bucket("attrs")
+            (
+                self._rooms_kv,
+                self._members_kv,
+                self._idem_kv,
+                self._attrs_kv,
+                self._leases_kv,
+                self._erased_kv,
+            ) = await asyncio.gather(
+                self._bucket("rooms"),
+                self._bucket("members"),
+                self._bucket("idem"),
+                self._bucket("attrs"),
+                self._bucket("leases"),
+                self._bucket("erased"),
             )
         return self
 
@@ -249,6 +297,16 @@ class JetStreamStore:
         assert self._idem_kv is not None
         return self._idem_kv
 
+    @property
+    def leases_kv(self) -> KeyValue:
+        assert self._leases_kv is not None
+        return self._leases_kv
+
+    @property
+    def erased_kv(self) -> KeyValue:
+        assert self._erased_kv is not None
+        return self._erased_kv
+
     # ---- Store ------------------------------------------------------------------------------
 
     async def append(self, draft: Draft) -> Appended:
@@ -268,7 +326,7 @@ class JetStreamStore:
                 self._subject(room), payload, stream=self._stream(room), headers={"Nats-Msg-Id": key}
             )
             if ack.duplicate:
-                stored = await self._fetch_one(room, ack.seq)
+                stored = await self._stored_or_erased(room, ack.seq)
                 if body_digest(stored.body, stored.kind, 16).hex() != digest:
                     raise Conflict(f"client message id {draft.cmid!r} was used for another message")
                 await self.idem_kv.put(key, f"{ack.seq}:{stored.ts}:{digest}".encode())
@@ -298,8 +356,10 @@ class JetStreamStore:
         JetStream answers one message per request, so a catch-up of N messages is N requests. When
         many clients of one room come back at once they read the same range: the cache (and the
         in-flight map, so concurrent readers of one seq share one request) makes that one request per
-        message instead of one per message per client. A stored message never changes; the key holds
-        the stream's epoch, so a room deleted and created again never serves the old one."""
+        message instead of one per message per client. A stored message changes only by an erasure, which
+        every read overrides from the ``<prefix>_erased`` record (``_at``), so a cached copy is never served
+        once erased; the key holds the stream's epoch, so a room deleted and created again never serves the
+        old one."""
         key = (room, epoch, seq)
         hit = self._cache.get(key)
         if hit is not None:
@@ -331,24 +391,36 @@ class JetStreamStore:
         stored = _stored.decode(raw.data)
         return Message(room, seq, stored.cmid, stored.sender, stored.body, stored.ts, stored.kind)
 
+    async def _stored_or_erased(self, room: str, seq: int) -> Message:
+        """A retry JetStream's duplicate window caught: the message, or its tombstone once erased."""
+        try:
+            return await self._fetch_one(room, seq)
+        except NotFoundError:
+            tombstone = (await self._erased_record(room))[0].get(seq)
+            if tombstone is None:
+                raise
+            return _message_of(room, seq, tombstone)
+
     async def read(self, room: str, after: int, limit: int) -> Page:
-        position = await self.position(room)
+        position, erased = await self._snapshot(room)
         start = max(after + 1, position.first)
-        stop = min(position.head, after + limit)
-        return Page(await self._get_range(room, position.epoch, start, stop), position)
+        stop = min(position.head, start + limit - 1)  # from the first kept seq when ``after`` is below it
+        return Page(await self._get_range(room, position.epoch, start, stop, erased), position)
 
     async def read_before(self, room: str, before: int, limit: int) -> Page:
-        position = await self.position(room)
+        position, erased = await self._snapshot(room)
         stop = min(before - 1, position.head)
         start = max(position.first, stop - limit + 1)
-        return Page(await self._get_range(room, position.epoch, start, stop), position)
+        return Page(await self._get_range(room, position.epoch, start, stop, erased), position)
 
-    async def _get_range(self, room: str, epoch: str, start: int, stop: int) -> list[Message]:
+    async def _get_range(
+        self, room: str, epoch: str, start: int, stop: int, erased: dict[int, _Stored]
+    ) -> list[Message]:
         if stop < start:
             return []
         async with _translate():
             results = await asyncio.gather(
-                *(self._get(room, epoch, seq) for seq in range(start, stop + 1)), return_exceptions=True
+                *(self._at(room, epoch, seq, erased) for seq in range(start, stop + 1)), return_exceptions=True
             )
         messages: list[Message] = []
         for result in results:
@@ -361,7 +433,19 @@ class JetStreamStore:
             messages.append(result)
         return messages
 
+    async def _at(self, room: str, epoch: str, seq: int, erased: dict[int, _Stored]) -> Message:
+        """Message ``seq``: its tombstone if erased (also over another node's cached copy), else the stream's."""
+        tombstone = erased.get(seq)
+        if tombstone is not None:
+            return _message_of(room, seq, tombstone)
+        return await self._get(room, epoch, seq)
+
     async def position(self, room: str) -> Position:
+        return (await self._snapshot(room))[0]
+
+    async def _snapshot(self, room: str) -> tuple[Position, dict[int, _Stored]]:
+        """The room's position and its erased messages. ``first`` reaches down over erased seqs: deleting the
+        stream's first message moves the stream's first seq, but the room still holds it, as a tombstone."""
         try:
             async with _translate():
                 info = await self.js.stream_info(self._stream(room))
@@ -372,15 +456,47 @@ class JetStreamStore:
         state = info.state
         epoch = info.created.strftime("%Y%m%dT%H%M%S.%f") if info.created else "0"
         first = max(1, state.first_seq) if state.messages else state.last_seq + 1
-        return Position(epoch=epoch, head=state.last_seq, first=first)
+        erased: dict[int, _Stored] = {}
+        if state.num_deleted or first > 1:  # a hole, or a first seq that may be an erased one's successor
+            erased = (await self._erased_record(room))[0]
+            while first - 1 in erased:
+                first -= 1
+        return Position(epoch=epoch, head=state.last_seq, first=first), erased
+
+    async def _erased_record(self, room: str) -> tuple[dict[int, _Stored], int]:
+        """The room's tombstones and the revision of their KV entry (0: none yet)."""
+        async with _translate():
+            try:
+                entry = await self.erased_kv.get(token(room))
+            except KeyNotFoundError:
+                return {}, 0
+        return (_tombstones.decode(entry.value) if entry.value else {}), entry.revision or 0
+
+    async def _put_erased(self, room: str, change: Callable[[dict[int, _Stored]], bool]) -> None:
+        """Change the room's tombstones by compare-and-set (``change`` says whether it changed anything)."""
+        while True:
+            record, revision = await self._erased_record(room)
+            if not change(record):
+                return
+            value = _encode(record)
+            try:
+                async with _translate():
+                    if revision:
+                        await self.erased_kv.update(token(room), value, last=revision)
+                    else:
+                        await self.erased_kv.create(token(room), value)
+                return
+            except Unavailable as exc:
+                if not isinstance(exc.__cause__, KeyWrongLastSequenceError):
+                    raise  # another node changed it meanwhile: read it again
 
     async def seq_before_time(self, room: str, ts_ms: int) -> int:
-        position = await self.position(room)
+        position, erased = await self._snapshot(room)
         lo, hi, best = position.first, position.head, position.first - 1
         async with _translate():
             while lo <= hi:
                 mid = (lo + hi) // 2
-                message = await self._get(room, position.epoch, mid)
+                message = await self._at(room, position.epoch, mid, erased)
                 if message.ts < ts_ms:
                     best, lo = mid, mid + 1
                 else:
@@ -389,12 +505,63 @@ class JetStreamStore:
 
     async def trim(self, room: str, keep_last: int) -> int:
         position = await self.position(room)
-        first = max(1, position.head - keep_last + 1)
+        return await self._purge(room, position, max(1, position.head - keep_last + 1))
+
+    async def trim_before(self, room: str, seq: int) -> int:
+        position = await self.position(room)
+        return await self._purge(room, position, min(max(1, seq), position.head + 1))
+
+    async def _purge(self, room: str, position: Position, first: int) -> int:
+        """Purge the stream below ``first``, then drop the tombstones below it (in that order: a failure between
+        leaves tombstones of purged seqs, which reads then serve as tombstones still, never a hole)."""
         if first <= position.first:
             return 0
         async with _translate():
             await self.js.purge_stream(self._stream(room), seq=first)
+
+        def below(record: dict[int, _Stored]) -> bool:
+            gone = [seq for seq in record if seq < first]
+            for seq in gone:
+                del record[seq]
+            return bool(gone)
+
+        await self._put_erased(room, below)
         return first - position.first
+
+    async def erase(self, room: str, redactions: Sequence[Redaction]) -> int:
+        """Tombstones first, then the deletes (a failure between leaves a stored message that reads already
+        serve as its tombstone; erasing again deletes it). JetStream's delete overwrites the message in its
+        block file (``no_erase`` false), on every replica (R-ERASE-5)."""
+        position, erased = await self._snapshot(room)
+        new: dict[int, _Stored] = {}
+        for r in redactions:
+            if not position.first <= r.seq <= position.head or r.seq in erased or r.seq in new:
+                continue
+            try:
+                async with _translate():
+                    stored = await self._fetch_one(room, r.seq)
+            except Unavailable as exc:
+                if isinstance(exc.__cause__, NotFoundError):
+                    continue  # trimmed meanwhile
+                raise
+            new[r.seq] = _Stored(stored.cmid, stored.sender, r.body, stored.ts, r.kind)
+        if not new:
+            return 0
+
+        def add(record: dict[int, _Stored]) -> bool:
+            record.update(new)
+            return True
+
+        await self._put_erased(room, add)
+        for seq in new:
+            try:
+                async with _translate():
+                    await self.js.delete_msg(self._stream(room), seq)
+            except Unavailable as exc:
+                if not _gone(exc.__cause__):
+                    raise
+            self._cache.pop((room, position.epoch, seq), None)
+        return len(new)
 
     # ---- Directory --------------------------------------------------------------------------
 
@@ -548,6 +715,57 @@ class JetStreamStore:
             seq, _, label = value.partition(" ")
             out.append((int(seq), label))
         return out
+
+    # ---- leases -----------------------------------------------------------------------------
+    # ``<prefix>_leases``: key = the name's token, value = ``_Lease``. A key is never deleted (a release
+    # expires it), so its revision only grows and a grant's token can be the revision it replaced, plus one:
+    # greater than the token of every earlier holder, each of which is at most its own grant's revision.
+
+    async def lease(self, name: str, holder: str, ttl_ms: int) -> int | None:
+        if self._closed:
+            raise Unavailable("store is closed")
+        key, kv = token(name), self.leases_kv
+        async with _translate():
+            while True:
+                try:
+                    entry = await kv.get(key)
+                except KeyNotFoundError:
+                    entry = None
+                now = time.time_ns() // 1_000_000
+                if entry is None:
+                    try:
+                        await kv.create(key, _encode(_Lease(holder, 1, now + ttl_ms)))
+                    except KeyWrongLastSequenceError:
+                        continue  # another claimant was first: look at what it wrote
+                    return 1
+                held, revision = _lease.decode(entry.value or b'["",0,0]'), entry.revision or 0
+                if held.expires_ms > now and held.holder != holder:
+                    return None
+                fence = held.token if held.expires_ms > now else revision + 1
+                try:
+                    await kv.update(key, _encode(_Lease(holder, fence, now + ttl_ms)), last=revision)
+                except KeyWrongLastSequenceError:
+                    continue  # changed since we read it: decide again on what is there now
+                return fence
+
+    async def release(self, name: str, holder: str) -> None:
+        if self._closed:
+            raise Unavailable("store is closed")
+        key, kv = token(name), self.leases_kv
+        async with _translate():
+            while True:
+                try:
+                    entry = await kv.get(key)
+                except KeyNotFoundError:
+                    return
+                held = _lease.decode(entry.value or b'["",0,0]')
+                if held.holder != holder or held.expires_ms == 0:
+                    return
+                try:
+                    await kv.update(key, _encode(_Lease(holder, held.token, 0)), last=entry.revision)
+                except KeyWrongLastSequenceError:
+                    continue
+                return
 
     async def _values(self, kv: KeyValue, pattern: str) -> list[str]:
         """The values of the live keys matching ``pattern`` (a subject wildcard such as ``u.<user>.*``).

@@ -8,6 +8,15 @@
   to ``trimmed_ids`` with a body digest, so idempotency outlives retention.
 * Durability is PostgreSQL's ``synchronous_commit`` (on by default): the commit is flushed to the WAL
   before ``append`` returns; PostgreSQL batches concurrent commits into one flush itself.
+* Erasure updates the row (kind and body replaced; the old body's digest goes to ``trimmed_ids`` for late
+  retries), then runs ``VACUUM (INDEX_CLEANUP OFF)`` on ``messages``: an UPDATE leaves the old row version in
+  the page (and its TOAST chunks) until a vacuum prunes it, and pruning defragments the page over it. The
+  WAL, its archives and base backups keep the old row as PostgreSQL wrote it (docs/backends.md, R-ERASE-4).
+* Leases are rows of ``leases``, each taken or renewed by one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``:
+  the row lock orders racing nodes, and the server's ``now()`` decides expiry, so no node's clock matters.
+  A row, not an advisory lock: an advisory lock lives as long as a session, and a pooled session (or a
+  partitioned node's) outlives the node's interest in it, while a row expires by itself and carries the
+  token a lock cannot.
 """
 
 from __future__ import annotations
@@ -16,13 +25,13 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
-from ..ports import Appended
+from ..ports import Appended, Redaction
 from ..protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .boundary import engine_boundary
@@ -80,6 +89,12 @@ CREATE TABLE IF NOT EXISTS trimmed_ids (
     digest bytea NOT NULL,
     PRIMARY KEY (room, sender, cmid)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    fence bigint NOT NULL,
+    expires timestamptz NOT NULL
+);
 """
 
 _RELATIONS: Final = tuple(re.findall(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
@@ -93,6 +108,20 @@ _SESSION: Final = {
 if TYPE_CHECKING:
     Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+_LEASE: Final = """
+INSERT INTO leases AS l (name, holder, fence, expires)
+VALUES ($1, $2, 1, now() + $3::float8 * interval '1 millisecond')
+ON CONFLICT (name) DO UPDATE SET
+    fence = CASE WHEN l.holder = excluded.holder AND l.expires > now() THEN l.fence ELSE l.fence + 1 END,
+    holder = excluded.holder,
+    expires = excluded.expires
+WHERE l.holder = excluded.holder OR l.expires <= now()
+RETURNING fence
+"""
+"""Take a free name, renew one's own, or return no row while another holder's lease runs. A renewal keeps the
+token; every other grant (first, after expiry, after release) takes the next one."""
 
 
 def _now_ms() -> int:
@@ -198,9 +227,7 @@ class PostgresStore:
             draft.sender,
             draft.cmid,
         )
-        if row is not None:
-            if row["body"] != draft.body or row["kind"] != draft.kind:
-                raise Conflict(f"client message id {draft.cmid!r} was used for another message")
+        if row is not None and (row["body"], row["kind"]) == (draft.body, draft.kind):
             message = Message(room, row["seq"], draft.cmid, draft.sender, row["body"], row["ts"], row["kind"])
             return Appended(message, duplicate=True)
         trimmed = await conn.fetchrow(
@@ -209,7 +236,9 @@ class PostgresStore:
             draft.sender,
             draft.cmid,
         )
-        if trimmed is not None:
+        if trimmed is None and row is not None:
+            raise Conflict(f"client message id {draft.cmid!r} was used for another message")
+        if trimmed is not None:  # trimmed, or erased (its row holds the replacement): the digest decides
             if bytes(trimmed["digest"]) != body_digest(draft.body, draft.kind):
                 raise Conflict(f"client message id {draft.cmid!r} was used for another message")
             message = Message(room, trimmed["seq"], draft.cmid, draft.sender, draft.body, trimmed["ts"], draft.kind)
@@ -276,6 +305,51 @@ class PostgresStore:
             if head is None:
                 raise NotFound(f"no room {room!r}")
             return await self._trim(conn, room, max(1, head - keep_last + 1))
+
+    async def trim_before(self, room: str, seq: int) -> int:
+        async with _translate(), self.pool.acquire() as conn, conn.transaction():
+            head = await conn.fetchval("SELECT head FROM rooms WHERE room = $1 FOR UPDATE", room)
+            if head is None:
+                raise NotFound(f"no room {room!r}")
+            return await self._trim(conn, room, min(max(1, seq), head + 1))
+
+    async def erase(self, room: str, redactions: Sequence[Redaction]) -> int:
+        """Replace the rows, then vacuum the table so the old row versions leave its pages (R-ERASE-4).
+
+        ``INDEX_CLEANUP OFF``: pruning the heap removes the old versions' bytes; the indexes hold no body, so
+        their cleanup (a scan of every index, the costly part on a large table) is left to autovacuum."""
+        async with _translate(), self.pool.acquire() as conn:
+            async with conn.transaction():
+                if await conn.fetchval("SELECT head FROM rooms WHERE room = $1 FOR UPDATE", room) is None:
+                    raise NotFound(f"no room {room!r}")
+                replaced = 0
+                for r in redactions:
+                    row = await conn.fetchrow(
+                        "SELECT sender, cmid, ts, body, kind FROM messages WHERE room = $1 AND seq = $2", room, r.seq
+                    )
+                    if row is None or (row["body"], row["kind"]) == (r.body, r.kind):
+                        continue
+                    await conn.execute(
+                        "INSERT INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES ($1, $2, $3, $4, $5, $6)"
+                        " ON CONFLICT DO NOTHING",
+                        room,
+                        row["sender"],
+                        row["cmid"],
+                        r.seq,
+                        row["ts"],
+                        body_digest(row["body"], row["kind"]),
+                    )
+                    await conn.execute(
+                        "UPDATE messages SET kind = $3, body = $4 WHERE room = $1 AND seq = $2",
+                        room,
+                        r.seq,
+                        r.kind,
+                        r.body,
+                    )
+                    replaced += 1
+            if replaced:
+                await conn.execute("VACUUM (INDEX_CLEANUP OFF) messages")
+        return replaced
 
     @staticmethod
     async def _trim(conn: Conn, room: str, first: int) -> int:
@@ -405,3 +479,15 @@ class PostgresStore:
         async with _translate(), self.pool.acquire() as conn:
             rows = await conn.fetch('SELECT "user", seq FROM read_markers WHERE room = $1', room)
         return {r["user"]: int(r["seq"]) for r in rows}
+
+    # ---- Leases -----------------------------------------------------------------------------
+
+    async def lease(self, name: str, holder: str, ttl_ms: int) -> int | None:
+        async with _translate(), self.pool.acquire() as conn:
+            token = await conn.fetchval(_LEASE, name, holder, ttl_ms)
+        return None if token is None else int(token)
+
+    async def release(self, name: str, holder: str) -> None:
+        """Expire the row rather than delete it: the name's token must keep growing (R-LEASE-3)."""
+        async with _translate(), self.pool.acquire() as conn:
+            await conn.execute("UPDATE leases SET expires = '-infinity' WHERE name = $1 AND holder = $2", name, holder)

@@ -11,6 +11,13 @@ Why it is shaped this way:
   consistent snapshot, so a page and its position always agree.
 * The data directory is locked, so one process owns the file; rooms and membership are cached in
   memory and changed only through the writer.
+* Erasure (``erase``) rewrites a message's row in place with ``secure_delete`` on (the writer's connection
+  always has it: SQLite then zeroes whatever it frees, rows and pages, so no stale copy of a body outlives
+  its row), and the commit is followed by a ``wal_checkpoint(TRUNCATE)``: the WAL, which still holds the
+  page images written before, is folded into the database and emptied before ``erase`` returns.
+* Leases are rows of ``leases``, taken and renewed by one upsert in the writer's transaction, so they outlive
+  a restart like everything else in the file (a crashed node's lease runs out rather than vanishing). Expiry is
+  this process's wall clock: the only one that opens the file.
 """
 
 from __future__ import annotations
@@ -24,18 +31,18 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from .. import durable
-from ..ports import Appended
+from ..ports import Appended, Redaction
 from ..protocol.errors import Conflict, NotFound, RoostError, Unavailable, UsageError
 from ..protocol.types import Draft, Message, Page, Position
 from .idempotency import body_digest
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteLogReader", "SqliteStore"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -86,20 +93,42 @@ CREATE TABLE IF NOT EXISTS trimmed_ids (
     digest BLOB NOT NULL,
     PRIMARY KEY (room, sender, cmid)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    fence INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 log = logging.getLogger(__name__)
+
+_LEASE: Final = """
+INSERT INTO leases (name, holder, fence, expires_ms) VALUES (:name, :holder, 1, :now + :ttl)
+ON CONFLICT (name) DO UPDATE SET
+    fence = CASE WHEN holder = excluded.holder AND expires_ms > :now THEN fence ELSE fence + 1 END,
+    holder = excluded.holder,
+    expires_ms = excluded.expires_ms
+WHERE holder = excluded.holder OR expires_ms <= :now
+RETURNING fence
+"""
+"""Take a free name, renew one's own, or answer no row while another holder's lease runs: one statement.
+A renewal keeps the token; every other grant (first, after expiry, after release) takes the next one."""
 
 _MAX_BATCH: Final = 512
 _STOP: Final = object()
 R = TypeVar("R")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, *, writer: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=5000")
+    if writer:
+        # Zero what a write frees (cells, freelist pages): an erased body leaves no copy in the file. Appends
+        # free nothing, so the send path pays nothing for it; trims and erasures write zeroes (R-ERASE-2).
+        conn.execute("PRAGMA secure_delete=ON")
     return conn
 
 
@@ -119,7 +148,7 @@ class _Op:
 
 
 class SqliteStore:
-    """Implements both ``Store`` and ``Directory`` over one SQLite database in ``data_dir``."""
+    """Implements ``Store``, ``Directory`` and ``Leases`` over one SQLite database in ``data_dir``."""
 
     def __init__(self, data_dir: str | os.PathLike[str], *, max_batch: int = _MAX_BATCH) -> None:
         self.data_dir = Path(data_dir)
@@ -145,6 +174,8 @@ class SqliteStore:
         self._full_since: float | None = None
         """Writer thread: when the disk filled up (None while there is room); see ``_disk_full``."""
         self._refused_full = 0
+        self._checkpoint_due = False
+        """Writer thread: an erasure committed since the last checkpoint that emptied the WAL (``_fold_wal``)."""
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -159,7 +190,7 @@ class SqliteStore:
             # Not retried: another node owns this directory until it stops (a mistake to fix, not to wait out).
             raise UsageError(f"data directory {self.data_dir} is in use by another process") from None
         self._lock_fd = fd
-        conn = _connect(self.path)
+        conn = _connect(self.path, writer=True)
         conn.executescript(_SCHEMA)
         for room, epoch, head in conn.execute("SELECT room, epoch, head FROM rooms"):
             self._rooms[room] = epoch
@@ -241,6 +272,8 @@ class SqliteStore:
         else:
             if self._full_since is not None:
                 self._room_again(conn)
+            if self._checkpoint_due:
+                self._fold_wal(conn)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve, batch)
 
@@ -274,6 +307,20 @@ class SqliteStore:
         self._full_since = None
         self._refused_full = 0
 
+    def _fold_wal(self, conn: sqlite3.Connection) -> None:
+        """Writer thread, after a commit with an erasure: copy the WAL into the database and truncate it, so the
+        page images that still held the erased bodies leave the WAL before ``erase`` answers (R-ERASE-2). Readers
+        in the way make it wait (``busy_timeout``); if it still cannot finish, the next commit tries again."""
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("sqlite: the checkpoint after an erasure failed (retried after the next write): %s", exc)
+            return
+        if busy:
+            log.warning("sqlite: the checkpoint after an erasure was blocked by readers (retried after the next write)")
+            return
+        self._checkpoint_due = False
+
     async def _write(self, apply: Callable[[sqlite3.Connection], R]) -> R:
         if self._closed or self._loop is None:
             raise Unavailable("store is closed")
@@ -294,17 +341,16 @@ class SqliteStore:
             "SELECT seq, body, ts, kind FROM messages WHERE room = ? AND sender = ? AND cmid = ?",
             (room, draft.sender, draft.cmid),
         ).fetchone()
-        if row is not None:
+        if row is not None and (row[1], row[3]) == (draft.body, draft.kind):
             seq, body, ts, kind = row
-            if body != draft.body or kind != draft.kind:
-                raise Conflict(f"client message id {draft.cmid!r} was used for another message")
-            message = Message(room, seq, draft.cmid, draft.sender, body, ts, kind)
-            return Appended(message, duplicate=True)
+            return Appended(Message(room, seq, draft.cmid, draft.sender, body, ts, kind), duplicate=True)
         trimmed = conn.execute(
             "SELECT seq, ts, digest FROM trimmed_ids WHERE room = ? AND sender = ? AND cmid = ?",
             (room, draft.sender, draft.cmid),
         ).fetchone()
-        if trimmed is not None:
+        if trimmed is None and row is not None:
+            raise Conflict(f"client message id {draft.cmid!r} was used for another message")
+        if trimmed is not None:  # trimmed, or erased (its row holds the replacement): the digest decides
             if trimmed[2] != body_digest(draft.body, draft.kind):
                 raise Conflict(f"client message id {draft.cmid!r} was used for another message")
             message = Message(room, trimmed[0], draft.cmid, draft.sender, draft.body, trimmed[1], draft.kind)
@@ -392,17 +438,55 @@ class SqliteStore:
         def apply(conn: sqlite3.Connection) -> int:
             if room not in self._rooms:
                 raise NotFound(f"no room {room!r}")
-            first = max(1, self._heads[room] - keep_last + 1)
-            rows = conn.execute(
-                "SELECT sender, cmid, seq, ts, body, kind FROM messages WHERE room = ? AND seq < ?", (room, first)
-            ).fetchall()
-            conn.executemany(
-                "INSERT OR REPLACE INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES (?, ?, ?, ?, ?, ?)",
-                [(room, r[0], r[1], r[2], r[3], body_digest(r[4], r[5])) for r in rows],
-            )
-            conn.execute("DELETE FROM messages WHERE room = ? AND seq < ?", (room, first))
-            conn.execute("UPDATE rooms SET first = max(first, ?) WHERE room = ?", (first, room))
-            return len(rows)
+            return self._drop_below(conn, room, max(1, self._heads[room] - keep_last + 1))
+
+        return await self._write(apply)
+
+    async def trim_before(self, room: str, seq: int) -> int:
+        def apply(conn: sqlite3.Connection) -> int:
+            if room not in self._rooms:
+                raise NotFound(f"no room {room!r}")
+            return self._drop_below(conn, room, min(max(1, seq), self._heads[room] + 1))
+
+        return await self._write(apply)
+
+    def _drop_below(self, conn: sqlite3.Connection, room: str, first: int) -> int:
+        rows = conn.execute(
+            "SELECT sender, cmid, seq, ts, body, kind FROM messages WHERE room = ? AND seq < ?", (room, first)
+        ).fetchall()
+        conn.executemany(
+            "INSERT OR IGNORE INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES (?, ?, ?, ?, ?, ?)",
+            [(room, r[0], r[1], r[2], r[3], body_digest(r[4], r[5])) for r in rows],
+        )
+        conn.execute("DELETE FROM messages WHERE room = ? AND seq < ?", (room, first))
+        conn.execute("UPDATE rooms SET first = max(first, ?) WHERE room = ?", (first, room))
+        return len(rows)
+
+    async def erase(self, room: str, redactions: Sequence[Redaction]) -> int:
+        """Rewrite each row in place (``secure_delete`` zeroes the old cell and any page it frees), keep the old
+        body's digest in ``trimmed_ids`` for late retries, then empty the WAL after the commit (``_fold_wal``)."""
+
+        def apply(conn: sqlite3.Connection) -> int:
+            if room not in self._rooms:
+                raise NotFound(f"no room {room!r}")
+            replaced = 0
+            for r in redactions:
+                row = conn.execute(
+                    "SELECT sender, cmid, ts, body, kind FROM messages WHERE room = ? AND seq = ?", (room, r.seq)
+                ).fetchone()
+                if row is None or (row[3], row[4]) == (r.body, r.kind):
+                    continue
+                conn.execute(
+                    "INSERT OR IGNORE INTO trimmed_ids (room, sender, cmid, seq, ts, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                    (room, row[0], row[1], r.seq, row[2], body_digest(row[3], row[4])),
+                )
+                conn.execute(
+                    "UPDATE messages SET kind = ?, body = ? WHERE room = ? AND seq = ?", (r.kind, r.body, room, r.seq)
+                )
+                replaced += 1
+            if replaced:
+                self._checkpoint_due = True
+            return replaced
 
         return await self._write(apply)
 
@@ -545,6 +629,23 @@ class SqliteStore:
         )
         return {user: int(seq) for user, seq in rows}
 
+    # ---- Leases -----------------------------------------------------------------------------
+
+    async def lease(self, name: str, holder: str, ttl_ms: int) -> int | None:
+        def apply(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(_LEASE, {"name": name, "holder": holder, "now": _now_ms(), "ttl": ttl_ms}).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._write(apply)
+
+    async def release(self, name: str, holder: str) -> None:
+        """Expire the row rather than delete it: the name's token must keep growing (R-LEASE-3)."""
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE leases SET expires_ms = 0 WHERE name = ? AND holder = ?", (name, holder))
+
+        await self._write(apply)
+
 
 def _restore(attrs: dict[str, str], key: str, old: str | None) -> None:
     if old is None:
@@ -561,3 +662,32 @@ def _resolve(batch: list[_Op]) -> None:
             op.future.set_exception(op.outcome)
         else:
             op.future.set_result(op.outcome)
+
+
+class SqliteLogReader:
+    """The embedded store's logs and room list read from another process (the search indexer's child,
+    search/worker.py), which must not take the data directory's lock the node holds: a ``SqliteStore`` that is
+    never opened (no lock, no writer thread) and is only ever asked reads, each on a reader connection of its own
+    in one transaction, which WAL keeps consistent beside the node's writer. It writes nothing: no lease is taken
+    here (an embedded store has a single node; its index is never a shared one in a child process)."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self._store = SqliteStore(data_dir)
+
+    async def read(self, room: str, after: int, limit: int) -> Page:
+        return await self._store.read(room, after, limit)
+
+    async def all_rooms(self) -> list[str]:
+        def query(conn: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in conn.execute("SELECT room FROM rooms ORDER BY room")]
+
+        return await self._store._read(query)
+
+    async def lease(self, name: str, holder: str, ttl_ms: int) -> int | None:
+        raise UsageError("the embedded store's reader takes no lease")
+
+    async def release(self, name: str, holder: str) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        await self._store.aclose()

@@ -8,6 +8,14 @@ Why picows and byte searches: a client that decodes every frame with ``json.load
 much per frame as the server that sent it, and the generator would become the bottleneck it is
 supposed to measure. The generator reports its own CPU share per step; a step where it is near 100 %
 is a lower bound for the server, and the report says so.
+
+The wire options (the ``wire`` scenario, docs/benchmarks.md): ``"encoding": "msgpack"`` speaks
+``roost.v1.msgpack`` (the same byte searches find the timed bodies: MessagePack keeps strings as they are);
+``"deflate": true`` offers permessage-deflate, which picows does not implement: the generator inflates the
+server's compressed frames itself (one zlib stream per connection, RFC 7692 section 7.2.2) and sends its own
+frames uncompressed, as the RFC allows. ``"wire_bytes": true`` adds to each step the TCP bytes its sockets
+received in the window (``TCP_INFO``'s ``tcpi_bytes_received``: WebSocket headers, compression and acks
+included).
 """
 
 from __future__ import annotations
@@ -15,13 +23,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
+import socket
+import struct
 import sys
 import time
+import zlib
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from ..auth import TokenAuthority
@@ -42,11 +55,20 @@ class Step:
     ack_us: array[int] = field(default_factory=lambda: array("q"))
 
 
+_DEFLATE_TAIL = b"\x00\x00\xff\xff"
+_TCP_BYTES_RECEIVED = 128
+"""Offset of ``tcpi_bytes_received`` (u64) in Linux's ``struct tcp_info``."""
+
+
 class Gen:
     """Shared state of every client: the current step, the counters, pending acks."""
 
-    def __init__(self, shape: str) -> None:
+    def __init__(self, shape: str, encoding: str = "json", deflate: bool = False) -> None:
         self.shape = shape
+        self.msgpack = encoding == "msgpack"
+        """Roost over ``roost.v1.msgpack``: binary frames, MessagePack maps (server messages: arrays of them)."""
+        self.deflate = deflate
+        self.data_kind = WSMsgType.BINARY if self.msgpack else WSMsgType.TEXT
         self.steps: dict[int, Step] = {}
         self.pending: dict[str, int] = {}
         self.dropped = 0
@@ -76,6 +98,7 @@ class Client(WSListener):
         self.storm_done: asyncio.Future[None] | None = None
         self.storm_seen = 0
         self.last_seq = 0
+        self.inflate = zlib.decompressobj(-zlib.MAX_WBITS) if gen.deflate else None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -85,12 +108,14 @@ class Client(WSListener):
             self.gen.dropped += 1
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type is not WSMsgType.TEXT:
+        if frame.msg_type is not self.gen.data_kind:
             if frame.msg_type is WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code())
                 transport.disconnect()
             return
         data = frame.get_payload_as_bytes()
+        if self.inflate is not None and frame.rsv1:
+            data = self.inflate.decompress(data + _DEFLATE_TAIL)
         shape = self.gen.shape
         if shape == "socketio" and data[:1] != b"4":
             if data == b"2":  # Engine.IO ping
@@ -132,6 +157,14 @@ class Client(WSListener):
             self._storm(data)
             return
         self._count(data, 0, now)
+        if self.gen.msgpack:
+            if b"\xa3ack" in data:  # the string "ack": decode the message only then
+                for f in msgspec.msgpack.decode(data):
+                    if f.get("type") == "ack":
+                        t_ns = self.gen.pending.pop(f.get("ref"), None)
+                        if t_ns is not None:
+                            self._ack(t_ns, now)
+            return
         if b'"type":"ack"' in data:
             for part in data.split(b"\n"):
                 if part.startswith(b'{"type":"ack"'):
@@ -167,7 +200,21 @@ class Client(WSListener):
 
     def send(self, data: bytes) -> None:
         assert self.transport is not None
-        self.transport.send(WSMsgType.TEXT, data)
+        self.transport.send(self.gen.data_kind, data)
+
+    def send_frame(self, frame: dict[str, Any]) -> None:
+        """A Roost frame in the connection's encoding."""
+        self.send(msgspec.msgpack.encode(frame) if self.gen.msgpack else json.dumps(frame).encode())
+
+    def bytes_received(self) -> int:
+        """TCP bytes this connection has received so far (headers, compression and all)."""
+        if self.transport is None:
+            return 0
+        sock = self.transport.underlying_transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        return int(struct.unpack_from("=Q", info, _TCP_BYTES_RECEIVED)[0]) if len(info) >= 136 else 0
 
     async def expect(self, accept: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
         """Setup only: wait for a frame (Roost frames may be ``\\n``-batched) that ``accept`` takes."""
@@ -175,11 +222,14 @@ class Client(WSListener):
         deadline = time.monotonic() + timeout
         while True:
             data = await asyncio.wait_for(self.setup.get(), max(0.01, deadline - time.monotonic()))
-            for part in data.split(b"\n"):
+            parts: list[Any] = msgspec.msgpack.decode(data) if self.gen.msgpack else data.split(b"\n")
+            for part in parts:
                 if not part:
                     continue
                 if self.gen.shape == "socketio":
                     obj: dict[str, Any] = {"raw": part.decode()}
+                elif self.gen.msgpack:
+                    obj = part
                 else:
                     obj = json.loads(part)
                     if obj.get("type") == "error" and obj.get("code") not in (4409,):
@@ -202,11 +252,18 @@ async def connect(gen: Gen, plan: dict[str, Any], index: int, room: str, user: s
         target = f"{url}/socket.io/?EIO=4&transport=websocket"
     else:
         target = f"{url}/ws"
-    _, client = await ws_connect(factory, target, websocket_handshake_timeout=60, read_buffer_init_size=4096)
+    headers: dict[str, str] = {}
+    if gen.msgpack:
+        headers["Sec-WebSocket-Protocol"] = "roost.v1.msgpack"
+    if gen.deflate:
+        headers["Sec-WebSocket-Extensions"] = "permessage-deflate; client_max_window_bits"
+    _, client = await ws_connect(
+        factory, target, websocket_handshake_timeout=60, read_buffer_init_size=4096, extra_headers=headers or None
+    )
     assert isinstance(client, Client)
     if shape == "roost":
         token = TokenAuthority(plan["secret"]).issue(user, ttl_s=3600)
-        client.send(json.dumps({"type": "auth", "token": token}).encode())
+        client.send_frame({"type": "auth", "token": token})
         await client.expect(lambda f: f.get("type") == "welcome")
     elif shape == "socketio":
         await client.expect(lambda f: f["raw"].startswith("0"))
@@ -224,10 +281,10 @@ async def enter(client: Client, first: bool, after: int | None = None) -> None:
         await client.expect(lambda f: f["raw"].startswith("431"))
     elif shape == "roost":
         if first:
-            client.send(json.dumps({"type": "create", "room": room, "id": "c"}).encode())
+            client.send_frame({"type": "create", "room": room, "id": "c"})
             await client.expect(lambda f: f.get("type") in ("ok", "error") and f.get("ref") == "c")
         else:
-            client.send(json.dumps({"type": "join", "room": room, "id": "j"}).encode())
+            client.send_frame({"type": "join", "room": room, "id": "j"})
             await client.expect(lambda f: f.get("type") in ("ok", "error") and f.get("ref") == "j")
         await follow(client, after)
 
@@ -236,7 +293,7 @@ async def follow(client: Client, after: int | None) -> None:
     frame: dict[str, Any] = {"type": "subscribe", "room": client.room, "id": "s"}
     if after is not None:
         frame["after"] = after
-    client.send(json.dumps(frame).encode())
+    client.send_frame(frame)
     live = await client.expect(lambda f: f.get("type") == "live")
     client.last_seq = int(live["seq"])
 
@@ -285,10 +342,12 @@ def percentile(values: list[int], q: float) -> float | None:
 class Sender:
     """Sends timed messages at a fixed offered rate, rotating the publisher over all clients."""
 
-    def __init__(self, gen: Gen, clients: list[Client], size: int) -> None:
+    def __init__(self, gen: Gen, clients: list[Client], size: int, filler: str = "x") -> None:
         self.gen = gen
         self.clients = clients
         self.size = size
+        self.words = random.Random(7) if filler == "words" else None
+        """``filler: words`` (the wire scenario): bodies padded with words, so compression meets text."""
         self.turn = itertools.cycle(clients)
         self.counter = itertools.count()
 
@@ -296,12 +355,15 @@ class Sender:
         client = next(self.turn)
         now = time.monotonic_ns()
         n = next(self.counter)
-        text = wire.body(now, step, self.size)
+        text = wire.body(now, step, self.size, self.words)
         shape = self.gen.shape
         if shape == "roost":
             ref = str(n)
             self.gen.pending[ref] = now
-            client.send(wire.roost_send(client.room, f"b{n}", text, ref))
+            if self.gen.msgpack:
+                client.send(wire.roost_send_msgpack(client.room, f"b{n}", text, ref))
+            else:
+                client.send(wire.roost_send(client.room, f"b{n}", text, ref))
         elif shape == "bare":
             client.send(wire.bare_send(client.room, n, now, text))
         else:
@@ -328,7 +390,7 @@ async def fanout(gen: Gen, plan: dict[str, Any]) -> None:
     for c in clients:
         c.setup = None
     emit({"event": "ready", "connections": len(clients), "dropped": gen.dropped})
-    sender = Sender(gen, clients, plan["size"])
+    sender = Sender(gen, clients, plan["size"], plan.get("filler", "x"))
     # Probe: one message into every room; every member must receive it.
     probe = gen.steps[0] = Step(0, members)
     for room_first in clients[::members]:
@@ -348,6 +410,8 @@ async def fanout(gen: Gen, plan: dict[str, Any]) -> None:
     gen.pending.clear()
     for index, rate in enumerate(plan["rates"], start=1):
         step = gen.steps[index] = Step(index, members)
+        counting = plan.get("wire_bytes", False)
+        rx0 = sum(c.bytes_received() for c in clients) if counting else 0
         emit({"event": "step-start", "rate": rate})
         cpu0, wall0 = time.process_time(), time.monotonic()
         dropped0 = gen.dropped
@@ -356,9 +420,13 @@ async def fanout(gen: Gen, plan: dict[str, Any]) -> None:
         in_window = step.received
         gen_cpu = (time.process_time() - cpu0) / wall * 100
         emit({"event": "step-end", "rate": rate})
+        rx = sum(c.bytes_received() for c in clients) - rx0 if counting else 0
         await drain(step, plan.get("drain_s", 10.0))
         await acks_settled(gen, clients, 5.0)
         result = summarize(step, rate, wall, in_window, gen.dropped - dropped0, gen_cpu, plan)
+        if counting:
+            result["rx_bytes"] = rx
+            result["bytes_per_frame"] = round(rx / in_window, 1) if in_window else None
         del gen.steps[index]
         gen.pending.clear()
         emit(result)
@@ -507,7 +575,7 @@ async def storm(gen: Gen, plan: dict[str, Any]) -> None:
         c.storm_done = asyncio.get_running_loop().create_future()
         c.setup = None
         frame = {"type": "subscribe", "room": c.room, "after": cursors[old.index], "id": "s"}
-        c.send(json.dumps(frame).encode())
+        c.send_frame(frame)
         await asyncio.wait_for(c.storm_done, 120)
         done_at.append(time.monotonic() - t0)
         return c
@@ -549,7 +617,7 @@ async def wait_for_line() -> None:
 
 
 async def run(plan: dict[str, Any]) -> None:
-    gen = Gen(plan["shape"])
+    gen = Gen(plan["shape"], plan.get("encoding", "json"), plan.get("deflate", False))
     scenario = {"fanout": fanout, "idle": idle, "storm": storm}[plan["scenario"]]
     try:
         await scenario(gen, plan)

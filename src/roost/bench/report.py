@@ -9,13 +9,29 @@ import math
 import statistics
 from typing import Any
 
+from .generators import describe
+
 __all__ = ["markdown", "summary", "svg"]
 
 Record = dict[str, Any]
 
 
 def _records(result: dict[str, Any], scenario: str) -> list[Record]:
-    return [r for r in result["records"] if r["scenario"] == scenario]
+    """The scenario's records; in a run with more than one load generator each is shown as ``target [generator]``
+    (its ``target`` for the tables, ``plain_target`` the server's name), so no figure is read without its generator."""
+    records = [r for r in result["records"] if r["scenario"] == scenario]
+    if len({generator_of(r) for r in result["records"]}) < 2:
+        return records
+    return [{**r, "target": f"{r['target']} [{generator_of(r)}]", "plain_target": r["target"]} for r in records]
+
+
+def _by_generator(records: list[Record]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per generator, per server: the fan-out summary (ratios compare servers measured by one generator)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if r.get("steps"):
+            out.setdefault(generator_of(r), {})[str(r.get("plain_target", r["target"]))] = summary(r)
+    return out
 
 
 def summary(record: Record) -> dict[str, Any]:
@@ -50,16 +66,21 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "—"
 
 
+def generator_of(record: Record) -> str:
+    """The load generator that produced a record (runs before there was a choice were all Python's)."""
+    return str(record.get("generator", "python"))
+
+
 def _fanout_table(records: list[Record], baseline_names: list[str], title_rates: list[int]) -> list[str]:
     out = [
         "| target | max sustainable msgs/s | peak delivered frames/s | server CPU % @1000 | "
         + " | ".join(f"e2e p50/p99 ms @{r}" for r in title_rates)
-        + " | ack p50/p99 ms @1000 | first failing step |",
-        "|---|---|---|---|" + "---|" * len(title_rates) + "---|---|",
+        + " | ack p50/p99 ms @1000 | first failing step | load generator, its CPU % at the max |",
+        "|---|---|---|---|" + "---|" * len(title_rates) + "---|---|---|",
     ]
     for r in records:
         if r.get("error") and not r.get("steps"):
-            out.append(f"| {r['target']} | error: {r['error']} |" + " |" * (4 + len(title_rates)))
+            out.append(f"| {r['target']} | error: {r['error']} |" + " |" * (5 + len(title_rates)))
             continue
         s = summary(r)
         cells = []
@@ -71,14 +92,14 @@ def _fanout_table(records: list[Record], baseline_names: list[str], title_rates:
         out.append(
             f"| {r['target']} | {_fmt(s['max_rate'])} | {_fmt(s['peak_frames'])} | {_fmt(s['cpu_at_1000'])} | "
             + " | ".join(cells)
-            + f" | {ack} | {_fmt(s['failed_at'])} |"
+            + f" | {ack} | {_fmt(s['failed_at'])} | {generator_of(r)} {_fmt(s['gen_cpu_last'])} |"
         )
     return out
 
 
 def _steps_table(record: Record) -> list[str]:
     out = [
-        f"**{record['target']}** ({record.get('note', '')})",
+        f"**{record['target']}** ({record.get('note', '')}); load generator: {generator_of(record)}",
         "",
         "| offered msgs/s | delivered frames/s | e2e p50 | e2e p99 | e2e p999 | ack p50 | ack p99 | ack p999 |"
         " missing | dropped | server CPU % | generator CPU % | sustainable |",
@@ -105,6 +126,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}, {m['platform']}; "
         f"pinning: {m['pinning']}.",
         "",
+        f"Load generator: {'; '.join(describe(g) for g in str(result.get('generator', 'python')).split(','))}; "
+        "every figure below is as its generator measured it (its own CPU share: *generator CPU %* in the step "
+        "tables; with two generators, each row says which as `target [generator]`).",
+        "",
     ]
     fanout = _records(result, "fanout")
     if fanout:
@@ -130,11 +155,17 @@ def markdown(result: dict[str, Any]) -> str:
             lines += _steps_table(r)
     scale = _records(result, "scale")
     if scale:
-        lines += ["### Scale: the same fan-out over Redis and NATS, 1 and 2 Roost processes", ""]
+        lines += [
+            "### Scale: the same fan-out over Redis and NATS, 1 and 2 Roost nodes (2 processes, or --workers 2)",
+            "",
+        ]
         lines += _fanout_table(scale, [], [100, 1000, 3000])
         lines += ["", _scale_ratios(scale), ""]
         for r in scale:
             lines += _steps_table(r)
+    wire = _records(result, "wire")
+    if wire:
+        lines += _wire_table(result["plan"]["wire"], wire)
     idle = _records(result, "idle")
     if idle:
         lines += [
@@ -193,13 +224,16 @@ def cpu_per_frame(step: dict[str, Any]) -> float | None:
 def _cost_table(records: list[Record]) -> list[str]:
     """Median CPU per frame over the rounds, per target and rate, and each target's cost over the baseline."""
     per: dict[str, dict[int, list[float]]] = {}
+    bases: dict[str, str] = {}
+    """label → the label of the baseline measured by the same generator"""
     for r in records:
+        baseline = "roost-baseline" if "plain_target" not in r else f"roost-baseline [{generator_of(r)}]"
+        bases[r["target"]] = baseline
         for step in r.get("steps", []):
             value = cpu_per_frame(step)
             if value is not None:
                 per.setdefault(r["target"], {}).setdefault(step["rate"], []).append(value)
     rates = sorted({rate for by_rate in per.values() for rate in by_rate})
-    base = per.get("roost-baseline")
     out = [
         "#### Server CPU per delivered frame, µs: median over the rounds (min-max)",
         "",
@@ -207,6 +241,7 @@ def _cost_table(records: list[Record]) -> list[str]:
         "|---|" + "---|" * len(rates),
     ]
     for target, by_rate in per.items():
+        base = per.get(bases[target])
         cells = []
         for rate in rates:
             values = by_rate.get(rate, [])
@@ -215,7 +250,7 @@ def _cost_table(records: list[Record]) -> list[str]:
                 continue
             median = statistics.median(values)
             cell = f"{median:.2f} ({min(values):.2f}-{max(values):.2f}, n={len(values)})"
-            if base and base.get(rate) and target != "roost-baseline":
+            if base and base.get(rate) and target != bases[target]:
                 cell += f", {(median / statistics.median(base[rate]) - 1) * 100:+.1f} %"
             cells.append(cell)
         out.append(f"| {target} | " + " | ".join(cells) + " |")
@@ -223,22 +258,33 @@ def _cost_table(records: list[Record]) -> list[str]:
 
 
 def _ratios(records: list[Record]) -> str:
-    by = {r["target"]: summary(r) for r in records if r.get("steps")}
-    if "roost" not in by:
-        return ""
-    roost = by["roost"]["max_rate"]
-    parts = [f"{name} {_ratio(roost, s['max_rate'])}" for name, s in by.items() if name != "roost"]
-    return "Roost's max sustainable rate as a ratio of each: " + ", ".join(parts) + "."
+    groups = _by_generator(records)
+    lines = []
+    for generator, by in groups.items():
+        if "roost" not in by:
+            continue
+        roost = by["roost"]["max_rate"]
+        parts = [f"{name} {_ratio(roost, s['max_rate'])}" for name, s in by.items() if name != "roost"]
+        whose = f" (load generator {generator})" if len(groups) > 1 else ""
+        lines.append(f"Roost's max sustainable rate as a ratio of each{whose}: " + ", ".join(parts) + ".")
+    return " ".join(lines)
 
 
 def _scale_ratios(records: list[Record]) -> str:
-    by = {r["target"]: summary(r) for r in records if r.get("steps")}
-    parts = []
-    for engine in ("redis", "nats"):
-        one, two = by.get(f"roost-{engine}"), by.get(f"roost-{engine}-x2")
-        if one and two:
-            parts.append(f"{engine}: 2 processes / 1 = {_ratio(two['max_rate'], one['max_rate'])}")
-    return ("Scale-out: " + ", ".join(parts) + ".") if parts else ""
+    groups = _by_generator(records)
+    lines = []
+    for generator, by in groups.items():
+        parts = []
+        for engine in ("redis", "nats"):
+            one = by.get(f"roost-{engine}")
+            for suffix, what in (("x2", "2 processes"), ("w2", "--workers 2")):
+                two = by.get(f"roost-{engine}-{suffix}")
+                if one and two:
+                    parts.append(f"{engine}: {what} / 1 = {_ratio(two['max_rate'], one['max_rate'])}")
+        if parts:
+            whose = f" (load generator {generator})" if len(groups) > 1 else ""
+            lines.append(f"Scale-out{whose}: " + ", ".join(parts) + ".")
+    return " ".join(lines)
 
 
 # ---- SVG ----------------------------------------------------------------------------------------
@@ -314,3 +360,31 @@ def _panel(
             out += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.5" fill="{color}"/>' for a, b in points]
         out.append(f'<text x="{x + left + 8}" y="{y + top + 16 + 14 * i}" fill="{color}">{name}</text>')
     return out
+
+
+def _wire_table(plan: dict[str, Any], records: list[Record]) -> list[str]:
+    """The ``wire`` scenario: one row per variant (encoding, compression) at the one offered rate."""
+    lines = [
+        f"### Wire options: {plan['rooms']} rooms x {plan['members']} members, {plan['size']}-byte messages, "
+        f"{plan['rates'][0]} msg/s for {plan['duration_s']:g} s",
+        "",
+        "Server CPU per delivered frame (its CPU time over the window / frames delivered in it) and TCP bytes the "
+        "clients received per delivered frame (WebSocket headers, acks and compression included).",
+        "",
+        "| target | variant | frames delivered | server CPU % | server µs per frame | bytes per frame | e2e p99 ms |"
+        " generator CPU % | sustainable |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        variant = r.get("variant", "?")
+        if not r.get("steps"):
+            lines.append(f"| {r['target']} | {variant} | error: {r.get('error')} | | | | | | |")
+            continue
+        s = r["steps"][-1]
+        lines.append(
+            f"| {r['target']} | {variant} | {s['delivered_in_window']:,} | {s['server_cpu']} | "
+            f"{s.get('server_us_per_frame')} | {s.get('bytes_per_frame')} | {s['e2e_ms']['p99']} | {s['gen_cpu']} | "
+            f"{'yes' if s['sustainable'] else 'no'} |"
+        )
+    lines.append("")
+    return lines

@@ -1,9 +1,9 @@
 """The benchmark run: for each scenario and target, a fresh server, a fresh load generator, one record.
 
-The server is pinned to core 0 and the load generator to core 1 (``taskset``), so the figures are
-per server core. The runner samples the server's CPU over exactly each measured window (the
-generator says when a window starts and ends) and its memory when the generator holds its
-connections open.
+The server is pinned to core 0 and the load generator (Python or Node, ``generators.py``) to core 1
+(``taskset``), so the figures are per server core. The runner samples the server's CPU over exactly
+each measured window (the generator says when a window starts and ends) and its memory when the
+generator holds its connections open.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import generators
+from .searchlag import Snapshot, scrape, step_figures
 from .servers import TARGETS, Server, Target, cpu_seconds, rss_bytes
 
 __all__ = ["Plan", "full_plan", "quick_plan", "run_bench"]
@@ -45,6 +47,19 @@ class Plan:
 
 FANOUT_RATES = [100, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
 
+WIRE_VARIANTS = ("json", "msgpack", "json+deflate")
+"""The ``wire`` scenario's variants: an encoding, with ``+deflate`` for permessage-deflate (docs/benchmarks.md)."""
+
+
+def wire_options(variant: str) -> tuple[dict[str, Any], list[str]]:
+    """The load generator's plan fields and the server's extra flags of one ``wire`` variant."""
+    encoding, _, compression = variant.partition("+")
+    if encoding not in ("json", "msgpack") or compression not in ("", "deflate"):
+        raise ValueError(f"unknown wire variant {variant!r}: an encoding (json, msgpack), optionally +deflate")
+    deflate = compression == "deflate"
+    plan = {"encoding": encoding, "deflate": deflate, "wire_bytes": True}
+    return plan, (["--ws-compression", "deflate"] if deflate else [])
+
 
 def full_plan() -> Plan:
     fanout = {"rooms": 20, "members": 50, "size": 200, "rates": FANOUT_RATES, "duration_s": 10.0, "p99_ms": 100.0}
@@ -62,7 +77,28 @@ def full_plan() -> Plan:
                 "targets": ["roost", "bare-aiohttp", "bare-picows", "socketio-node", "socketio-py"],
             },
             "storm": {"rooms": 40, "members": 50, "behind": 200, "size": 200, "targets": ["roost"]},
-            "scale": {**fanout, "targets": ["roost-redis", "roost-redis-x2", "roost-nats", "roost-nats-x2"]},
+            "scale": {
+                **fanout,
+                "targets": [
+                    "roost-redis",
+                    "roost-redis-x2",
+                    "roost-redis-w2",
+                    "roost-nats",
+                    "roost-nats-x2",
+                    "roost-nats-w2",
+                ],
+            },
+            "wire": {
+                "rooms": 20,
+                "members": 50,
+                "size": 200,
+                "rates": [1000],
+                "duration_s": 10.0,
+                "p99_ms": 100.0,
+                "filler": "words",
+                "variants": list(WIRE_VARIANTS),
+                "targets": ["roost"],
+            },
         }
     )
 
@@ -72,10 +108,24 @@ def quick_plan() -> Plan:
     fanout = {"rooms": 2, "members": 10, "size": 200, "rates": [50, 200], "duration_s": 1.0, "p99_ms": 1000.0}
     return Plan(
         {
-            "fanout": {**fanout, "targets": ["roost", "bare-aiohttp"], "warmup_s": 0.5, "drain_s": 5.0},
+            "fanout": {
+                **fanout,
+                "targets": ["roost", "roost-consumer", "bare-aiohttp"],
+                "warmup_s": 0.5,
+                "drain_s": 5.0,
+            },
             "idle": {"rooms": 10, "members": 20, "size": 200, "hold_s": 0.5, "targets": ["roost", "bare-aiohttp"]},
             "storm": {"rooms": 4, "members": 10, "behind": 30, "size": 200, "targets": ["roost"]},
             "scale": {**fanout, "targets": ["roost-redis-x2"], "warmup_s": 0.5, "drain_s": 5.0},
+            "wire": {
+                **fanout,
+                "rates": [100],
+                "filler": "words",
+                "variants": list(WIRE_VARIANTS),
+                "targets": ["roost"],
+                "warmup_s": 0.5,
+                "drain_s": 5.0,
+            },
         },
         quick=True,
     )
@@ -113,28 +163,48 @@ class _Progress:
 
 
 async def _one(
-    scenario: str, params: dict[str, Any], target: Target, work: Path, peers: Path, say: _Progress
+    scenario: str,
+    params: dict[str, Any],
+    target: Target,
+    work: Path,
+    peers: Path,
+    say: _Progress,
+    generator: str,
+    variant: str | None = None,
 ) -> dict[str, Any]:
+    if variant is not None and generator != "python":
+        raise ValueError(f"the wire scenario is measured with the python generator only, not {generator}")
     secret = secrets.token_hex(16)
     prefix = f"b{secrets.token_hex(3)}"
-    server = Server(target, work / f"{scenario}-{target.name}", peers, secret, prefix)
+    options, flags = wire_options(variant) if variant is not None else ({}, [])
+    label = f"{target.name}-{variant}" if variant is not None else target.name
+    server = Server(target, work / f"{scenario}-{label}", peers, secret, prefix, tuple(flags))
     await server.start()
-    record: dict[str, Any] = {"scenario": scenario, "target": target.name, "note": target.note, "steps": []}
+    record: dict[str, Any] = {
+        "scenario": scenario,
+        "target": target.name,
+        "note": target.note,
+        "generator": generator,
+        "steps": [],
+    }
+    if variant is not None:
+        record["variant"] = variant
     profilers = _profile(server, scenario, target)
     try:
         await asyncio.sleep(0.5)
         rss0 = rss_bytes(server.pids)
-        loadgen_scenario = "fanout" if scenario == "scale" else scenario
+        loadgen_scenario = "fanout" if scenario in ("scale", "wire") else scenario
         plan = {
-            **{k: v for k, v in params.items() if k != "targets"},
+            **{k: v for k, v in params.items() if k not in ("targets", "variants")},
+            **options,
             "scenario": loadgen_scenario,
             "shape": target.shape,
             "urls": server.urls,
             "prefix": prefix,
             "secret": secret,
         }
-        argv = [sys.executable, "-m", "roost.bench.loadgen", "-"]
-        if shutil.which("taskset") and target.processes == 1:
+        argv = generators.argv(generator, peers)
+        if shutil.which("taskset") and target.processes == 1 and target.workers == 1:
             argv = ["taskset", "-c", "1", *argv]
         gen = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**20
@@ -144,6 +214,8 @@ async def _one(
         await gen.stdin.drain()
         cpu0 = wall0 = 0.0
         server_cpu: float | None = None
+        http_urls = server.http_urls if target.kind == "roost" else []
+        search0: Snapshot | None = None
         while True:
             line = await asyncio.wait_for(gen.stdout.readline(), timeout=600)
             if not line:
@@ -153,6 +225,7 @@ async def _one(
             if kind == "step-start":
                 cpu0, wall0 = cpu_seconds(server.pids), time.monotonic()
                 server_cpu = None
+                search0 = await scrape(http_urls) if http_urls else None
             elif kind == "step-end":
                 server_cpu = (cpu_seconds(server.pids) - cpu0) / (time.monotonic() - wall0) * 100
             elif kind == "measure":
@@ -164,8 +237,16 @@ async def _one(
                 if server_cpu is None:
                     server_cpu = (cpu_seconds(server.pids) - cpu0) / (time.monotonic() - wall0) * 100
                 event["server_cpu"] = round(server_cpu, 1)
+                event["generator"] = generator  # whose figures (e2e, ack, gen_cpu) these are
+                if variant is not None and event.get("delivered_in_window"):
+                    # The server's CPU over the window, per frame delivered in it (both sampled over that window).
+                    busy_us = server_cpu / 100 * event["seconds"] * 1e6
+                    event["server_us_per_frame"] = round(busy_us / event["delivered_in_window"], 2)
+                search = step_figures(search0, await scrape(http_urls)) if http_urls else None
+                if search is not None:
+                    event["search"] = search
                 record["steps"].append(event)
-                say(f"{scenario} {target.name}: {_brief(event)}")
+                say(f"{scenario} {label}: {_brief(event)}")
             elif kind == "error":
                 record["error"] = event["reason"]
                 say(f"{scenario} {target.name}: ERROR {event['reason']}")
@@ -177,6 +258,10 @@ async def _one(
         code = await gen.wait()
         if code != 0:
             record["error"] = record.get("error") or f"load generator exited with {code}"
+        consumer = await server.consumer_report()
+        if consumer is not None:
+            record["consumer"] = consumer
+            say(f"{scenario} {target.name}: consumer {consumer}")
     finally:
         for p in profilers:
             p.send_signal(signal.SIGINT)
@@ -229,9 +314,11 @@ def _profile(server: Server, scenario: str, target: Target) -> list[subprocess.P
 
 
 def _fits(scenario: str, target: Target) -> bool:
-    """The storm speaks Roost's resume protocol; scale is about Roost over a shared engine."""
+    """The storm and the wire options speak Roost's protocol; scale is about Roost over a shared engine."""
     if scenario == "storm":
         return target.shape == "roost"
+    if scenario == "wire":
+        return target.shape == "roost" and target.name != "roost-picows"  # picows cannot compress
     if scenario == "scale":
         return target.shape == "roost" and target.store is not None
     return target.store is None
@@ -243,23 +330,44 @@ def _brief(step: dict[str, Any]) -> str:
         ok = "ok" if step["sustainable"] else "FAIL"
         return (
             f"{step['rate']} msg/s → {step['delivered_per_s']} frames/s, e2e p50 {e2e['p50']} p99 {e2e['p99']} ms, "
-            f"ack p99 {ack['p99']} ms, lost {step['lost']}, cpu srv {step['server_cpu']}% gen {step['gen_cpu']}% {ok}"
+            f"ack p99 {ack['p99']} ms, lost {step['lost']}, cpu srv {step['server_cpu']}% "
+            f"gen ({step.get('generator', 'python')}) {step['gen_cpu']}% {ok}"
+            + (f", {_search(step['search'])}" if "search" in step else "")
         )
     return json.dumps(step)
 
 
+def _search(figures: dict[str, Any]) -> str:
+    return (
+        f"search: {figures['indexed']} indexed, delay p50 <= {figures['delay_p50_s']}"
+        f" p99 <= {figures['delay_p99_s']} s, lag {figures['lag_events']} at the end, {figures['errors']} errors"
+    )
+
+
 async def run_bench(
-    plan: Plan, out: Path, peers: Path, only: set[str] | None = None, rounds: int = 1
+    plan: Plan,
+    out: Path,
+    peers: Path,
+    only: set[str] | None = None,
+    rounds: int = 1,
+    generator: str = "python",
 ) -> dict[str, Any]:
     """Run the plan; with ``rounds`` > 1 every target runs that many times, its order reversed every
-    other round (A B, B A, ...), so a drift of the machine over the run falls on both sides alike."""
+    other round (A B, B A, ...), so a drift of the machine over the run falls on both sides alike.
+    ``generator`` (``generators.GENERATORS``, or several comma-separated) drives every target; with several,
+    each target runs once per generator, in the same alternation; each record and step names its generator."""
     say = _Progress(sys.stderr)
+    chosen = generator.split(",")
+    for name in chosen:
+        generators.argv(name, peers)  # an unknown name fails here, before any server starts
+        await asyncio.to_thread(generators.prepare, name, peers)
     result: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": " ".join(["roost", *sys.argv[1:]]) if sys.argv else "roost bench",
         "machine": machine(),
         "quick": plan.quick,
         "rounds": rounds,
+        "generator": generator,
         "plan": plan.scenarios,
         "records": [],
     }
@@ -267,14 +375,32 @@ async def run_bench(
         work = Path(tmp)
         for scenario, params in plan.scenarios.items():
             names = params["targets"] if only is None else sorted(n for n in only if _fits(scenario, TARGETS[n]))
+            variants: list[str | None] = list(params.get("variants", [None]))
+            gens = [g for g in chosen if g == "python"] if scenario == "wire" else chosen
+            if not gens:
+                # Its MessagePack and permessage-deflate clients are the Python generator's (loadgen.py) only.
+                say(f"{scenario}: needs the python load generator ({generator} chosen): not run")
+                continue
+            units = [(name, gen, variant) for name in names for gen in gens for variant in variants]
             for round_ in range(1, rounds + 1):
-                for name in names if round_ % 2 else names[::-1]:
+                for name, gen, variant in units if round_ % 2 else units[::-1]:
                     target = TARGETS[name]
-                    say(f"{scenario}: {name} ({target.note})" + (f", round {round_}/{rounds}" if rounds > 1 else ""))
+                    say(
+                        f"{scenario}: {name}{f' [{variant}]' if variant else ''} ({target.note})"
+                        + (f", load generator {gen}" if len(chosen) > 1 else "")
+                        + (f", round {round_}/{rounds}" if rounds > 1 else "")
+                    )
                     try:
-                        record = await _one(scenario, params, target, work, peers, say)
+                        record = await _one(scenario, params, target, work, peers, say, gen, variant)
                     except Exception as exc:  # a broken peer must not hide the other results
-                        record = {"scenario": scenario, "target": name, "error": f"{type(exc).__name__}: {exc}"}
+                        record = {
+                            "scenario": scenario,
+                            "target": name,
+                            "generator": gen,
+                            "error": f"{type(exc).__name__}: {exc}",
+                        }
+                        if variant is not None:
+                            record["variant"] = variant
                         say(f"{scenario} {name}: ERROR {record['error']}")
                     record["round"] = round_
                     result["records"].append(record)

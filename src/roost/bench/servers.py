@@ -30,6 +30,10 @@ class Target:
     store: str | None = None
     bus: str | None = None
     processes: int = 1
+    workers: int = 1
+    """``roost serve --workers N``: one process whose N workers share its port (and the cores 0 to N-1)."""
+    consumer: bool = False
+    """One durable consumer attached (every event of every room POSTed to a receiver of the bench's own)."""
     note: str = ""
     tags: tuple[str, ...] = field(default=())
 
@@ -39,10 +43,30 @@ TARGETS: dict[str, Target] = {
     for t in (
         Target("roost", "roost", "roost", note="Roost, embedded default (SQLite WAL + in-process bus), durable acks"),
         Target(
+            "roost-nosearch",
+            "roost",
+            "roost",
+            note="Roost, embedded default with --search off: against roost, the cost of the search indexer",
+        ),
+        Target(
             "roost-baseline",
             "roost",
             "roost",
             note="Roost from another checkout (ROOST_BENCH_BASELINE_SRC=<its src folder>), for before/after",
+        ),
+        Target(
+            "roost-consumer",
+            "roost",
+            "roost",
+            consumer=True,
+            note="Roost, embedded, with one durable consumer attached: every event POSTed to a receiver on the "
+            "generator's core",
+        ),
+        Target(
+            "roost-picows",
+            "roost",
+            "roost",
+            note="Roost, embedded default, with --ws-transport picows: the WebSocket on a port of its own",
         ),
         Target("bare-aiohttp", "bare", "bare-aiohttp", note="bare broadcast on aiohttp (Roost's stack): no storage"),
         Target("bare-picows", "bare", "bare-picows", note="bare broadcast on picows (fastest maintained stack)"),
@@ -88,6 +112,24 @@ TARGETS: dict[str, Target] = {
         Target(
             "roost-nats-x2", "roost", "roost", store="nats", bus="nats", processes=2, note="2 Roost processes, NATS"
         ),
+        Target(
+            "roost-redis-w2",
+            "roost",
+            "roost",
+            store="redis",
+            bus="redis",
+            workers=2,
+            note="one roost serve --workers 2 (two nodes sharing one port), Redis",
+        ),
+        Target(
+            "roost-nats-w2",
+            "roost",
+            "roost",
+            store="nats",
+            bus="nats",
+            workers=2,
+            note="one roost serve --workers 2 (two nodes sharing one port), NATS",
+        ),
     )
 }
 
@@ -106,7 +148,10 @@ def _engine_url(engine: str | None, prefix: str, own: RedisServer | None = None)
 class Server:
     """The processes of one target for one scenario."""
 
-    def __init__(self, target: Target, base: Path, peers: Path, secret: str, prefix: str) -> None:
+    def __init__(
+        self, target: Target, base: Path, peers: Path, secret: str, prefix: str, flags: tuple[str, ...] = ()
+    ) -> None:
+        """``flags``: more ``roost serve`` flags for a Roost target (a ``wire`` variant's ``--ws-compression``)."""
         self.target = target
         self.procs: list[Process] = []
         base.mkdir(parents=True, exist_ok=True)
@@ -119,13 +164,34 @@ class Server:
             replica = RedisServer(base, appendfsync="everysec")
             replica.argv += ["--replicaof", HOST, str(primary.port)]
             self.engines = [primary, replica]
+        self.ws_ports: list[int] = []
+        """Each process's WebSocket port: its HTTP port but with ``--ws-transport picows``."""
+        self.metrics_base = _free_ports_in_a_row(target.workers) if target.workers > 1 else None
+        """With workers: worker i's /readyz and /metrics are on this port + i (the shared port answers from any)."""
+        cpus = max(1, os.cpu_count() or 1)
         for i in range(target.processes):
             port = free_port()
-            core = str(i % max(1, os.cpu_count() or 1)) if target.processes > 1 else "0"
+            self.ws_ports.append(free_port() if target.name == "roost-picows" else port)
+            core = str(i % cpus) if target.processes > 1 else "0"
+            if target.workers > 1:
+                core = ",".join(sorted({str(w % cpus) for w in range(target.workers)}))
             argv = ["taskset", "-c", core] if shutil.which("taskset") else []
             own = self.engines[0] if self.engines and isinstance(self.engines[0], RedisServer) else None
             argv += self._argv(target, port, base / f"data{i}", peers, secret, prefix, own)
+            if target.name == "roost-picows":
+                argv += ["--ws-transport", "picows", "--ws-port", str(self.ws_ports[-1])]
+            if self.metrics_base is not None:
+                argv += ["--workers", str(target.workers), "--metrics-port-base", str(self.metrics_base)]
+            if target.kind == "roost":
+                argv += list(flags)
             self.procs.append(Process(f"{target.name}-{i}", argv, base / f"{target.name}-{i}.log", port))
+        self.secret = secret
+        self.receiver: Process | None = None
+        if target.consumer:
+            port = free_port()
+            argv = ["taskset", "-c", "1"] if shutil.which("taskset") else []
+            argv += [sys.executable, str(peers / "hook_receiver.py"), "--port", str(port)]
+            self.receiver = Process("hook-receiver", argv, base / "hook-receiver.log", port)
 
     @staticmethod
     def _argv(
@@ -144,6 +210,8 @@ class Server:
                 argv += ["--store", store]
             if bus:
                 argv += ["--bus", bus]
+            if target.name == "roost-nosearch":
+                argv += ["--search", "off"]
             return argv
         if target.kind == "bare-aiohttp":
             return [py, str(peers / "bare_aiohttp.py"), "--port", str(port)]
@@ -159,7 +227,16 @@ class Server:
 
     @property
     def urls(self) -> list[str]:
-        return [f"ws://{HOST}:{p.port}" for p in self.procs]
+        """Where the load generators connect (``/ws`` after it)."""
+        return [f"ws://{HOST}:{port}" for port in self.ws_ports]
+
+    @property
+    def http_urls(self) -> list[str]:
+        """Each node's HTTP API (/metrics): the same port as ``urls`` but with picows; with workers, each worker's
+        own metrics port (the shared one answers from whichever worker accepts)."""
+        if self.metrics_base is not None:
+            return [f"http://{HOST}:{self.metrics_base + i}" for i in range(self.target.workers)]
+        return [f"http://{HOST}:{p.port}" for p in self.procs]
 
     @property
     def pids(self) -> list[int]:
@@ -180,11 +257,56 @@ class Server:
             env["PYTHONPATH"] = baseline
         for p in self.procs:
             p.spawn(env)
+        if self.receiver is not None:
+            await self.receiver.start()
         for p in self.procs:
             if self.target.kind == "roost":
-                await wait_healthy(p, f"http://{HOST}:{p.port}", within_s=30)
+                for url in self.http_urls if self.metrics_base is not None else [f"http://{HOST}:{p.port}"]:
+                    await wait_healthy(p, url, within_s=30)  # with workers: every worker ready
             else:
                 await p.wait_port(30)
+        if self.receiver is not None:
+            await self._attach_consumer(self.receiver.port)
+
+    def _admin(self) -> dict[str, str]:
+        from ..auth import TokenAuthority
+
+        return {"Authorization": f"Bearer {TokenAuthority(self.secret).issue('bench', ttl_s=3600, roles=['admin'])}"}
+
+    async def _attach_consumer(self, port: int) -> None:
+        """Every room, every event, from now: the most a consumer can ask of the node delivering it."""
+        import aiohttp
+
+        body = {"url": f"http://{HOST}:{port}/hook", "kinds": ["public", "private", "direct"]}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"http://{HOST}:{self.procs[0].port}/api/consumers", json=body, headers=self._admin()
+            ) as r:
+                answer = await r.json()
+                if r.status != 201:
+                    raise RuntimeError(f"the bench's consumer was refused: {r.status} {answer}")
+            async with http.put(f"http://{HOST}:{port}/secret", data=answer["secret"]) as r:
+                r.raise_for_status()
+            for _ in range(300):  # a node takes a new consumer's lease at its next scan: measure once one has
+                async with http.get(f"http://{HOST}:{self.procs[0].port}/api/consumers", headers=self._admin()) as r:
+                    if (await r.json())["consumers"][0]["holder"]:
+                        return
+                await asyncio.sleep(0.1)
+            raise RuntimeError("no node took the bench's consumer in 30 s")
+
+    async def consumer_report(self) -> dict[str, object] | None:
+        """What the consumer delivered by the end of the scenario, and how far behind it was."""
+        if self.receiver is None:
+            return None
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://{HOST}:{self.receiver.port}/count") as r:
+                counts = await r.json()
+            async with http.get(f"http://{HOST}:{self.procs[0].port}/api/consumers", headers=self._admin()) as r:
+                consumers = (await r.json())["consumers"]
+        state = consumers[0] if consumers else {}
+        return {**counts, "lag": state.get("lag"), "state": state.get("state"), "failures": state.get("failures")}
 
     async def _postgres(self, sync: bool) -> None:
         """A PostgreSQL of the target's own (initdb), and for ``sync`` a standby of it (``pg_basebackup``) that
@@ -223,10 +345,33 @@ class Server:
     def stop(self) -> None:
         for p in self.procs:
             p.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
         for engine in self.engines:
             engine.stop()
         if self.pg_dir is not None:
             shutil.rmtree(self.pg_dir, ignore_errors=True)
+
+
+def _free_ports_in_a_row(count: int) -> int:
+    """A port P such that P to P + count - 1 are free now (``--metrics-port-base``)."""
+    import socket
+
+    for _ in range(100):
+        base = free_port()
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind((HOST, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} free ports in a row")
 
 
 def _tree(pid: int) -> list[int]:

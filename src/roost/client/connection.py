@@ -12,8 +12,15 @@ What it guarantees to the application:
 * If a room cannot be continued (history trimmed past the cursor, room recreated), a ``Resynced``
   event is yielded and the room is followed again from the oldest message the server still has.
 * Edits, deletions and reactions arrive as messages of their own kinds (``edit``, ``delete``,
-  ``react``, ``unreact``); ``fold``/``Timeline`` (``roost.protocol.relations``) turn them into what an
-  app shows.
+  ``react``, ``unreact``), replies and thread replies as ``rich`` messages; ``fold``/``Timeline``
+  (``roost.protocol.relations``) turn them into what an app shows (``Timeline.thread(root)`` a thread).
+* The wire: JSON by default; ``encoding="msgpack"`` asks for the subprotocol ``roost.v1.msgpack`` (the same
+  frames as MessagePack maps in binary frames), ``compression=True`` offers permessage-deflate, which a server
+  with ``ws_compression = deflate`` accepts (docs/protocol.md, "Encodings and compression").
+* The user's event stream (invitations, rooms they were added to or removed from, mentions, read
+  positions: docs/protocol.md section 19) is followed after every welcome, from its cursor in ``cursors``
+  like a room's, and yields typed ``InboxEvent`` items through ``inbox_events()``; a room someone else
+  added the user to is followed at once.
 
 The parts: ``outbox.py`` (sends until acked), ``rooms.py`` (RoomSync per room, gap repair, resync),
 ``link.py`` (the connection loop and frame routing), ``core.py`` (their shared state and the wire);
@@ -23,19 +30,41 @@ this module is the application's API on top of them.
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
+import msgspec
 
 from ..protocol import frames
+from ..protocol.codes import Code
+from ..protocol.rich import Attachment
 from .core import FollowedRoom, Outgoing
-from .errors import ClientClosed, ConnectionLost
-from .events import Cursor, Incoming, Resynced, Sent
+from .errors import ClientClosed, ConnectionLost, RequestFailed
+from .events import Cursor, InboxItem, Incoming, Resynced, Sent
 from .link import Link
 
 __all__ = ["Client", "Cursor", "Resynced", "Sent", "connect"]
+
+
+class _ErrorBody(msgspec.Struct):
+    code: int
+    reason: str
+    retry_after_s: float | None = None
+
+
+class _ErrorAnswer(msgspec.Struct):
+    error: _ErrorBody
+
+
+def http_base(ws_url: str) -> str:
+    """The HTTP origin of a WebSocket URL: ``ws://host:port/ws`` is ``http://host:port``."""
+    parts = urlsplit(ws_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, "", "", ""))
 
 
 class Client(Link):
@@ -96,6 +125,7 @@ class Client(Link):
             if not out.future.done():
                 out.future.set_exception(closed)
         self._incoming.put_nowait(None)
+        self._inbox_items.put_nowait(None)
 
     # ---- the application's API --------------------------------------------------------------
 
@@ -139,6 +169,14 @@ class Client(Link):
     async def unban(self, room: str, user: str) -> None:
         await self._request(frames.Unban(room=room, user=user, id=self._next_id()))
 
+    async def decline(self, room: str) -> None:
+        """Decline my invitation to ``room`` (4404 when I hold none)."""
+        await self._request(frames.Decline(room=room, id=self._next_id()))
+
+    async def revoke_invite(self, room: str, user: str) -> None:
+        """Take back the invitation of ``user`` (mine, or any as an owner or admin of ``room``)."""
+        await self._request(frames.Uninvite(room=room, user=user, id=self._next_id()))
+
     async def set_role(self, room: str, user: str, role: str) -> None:
         """Owner only: ``admin`` or ``member``."""
         await self._request(frames.Role(room=room, user=user, role=role, id=self._next_id()))
@@ -172,15 +210,29 @@ class Client(Link):
         if self._rooms.pop(room, None) is not None:
             await self._request(frames.Unsubscribe(room=room, id=self._next_id()))
 
-    async def send(self, room: str, body: str, cmid: str | None = None) -> Sent:
-        """Store ``body`` in ``room``; return after the durable ack. Safe to call while disconnected."""
+    async def send(
+        self,
+        room: str,
+        body: str,
+        cmid: str | None = None,
+        *,
+        reply_to: int | None = None,
+        thread: int | None = None,
+        attachments: Sequence[str] = (),
+    ) -> Sent:
+        """Store ``body`` in ``room``; return after the durable ack. Safe to call while disconnected.
+
+        ``reply_to``: the seq of the message this one replies to; ``thread``: the seq of the root of the thread
+        this one is a reply in (docs/protocol.md section 22); ``attachments``: ids of my uploads to the room
+        (``upload``, section 25) the message carries. Each makes it a ``rich`` message."""
         if self._closed:
             raise ClientClosed("client closed")
         cmid = cmid or uuid.uuid4().hex
         existing = self._outbox.get(cmid)
         if existing is not None:
             return await asyncio.shield(existing.future)
-        out = Outgoing(room, cmid, body, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        out = Outgoing(room, cmid, body, future, reply_to=reply_to, thread=thread, attachments=tuple(attachments))
         # The outbox keeps sending after a caller gave up waiting (shield); if the client then closes, nobody is
         # left to read the future's ClientClosed, and asyncio would log it as an error. Marking it read is
         # enough: a caller still waiting gets the exception all the same.
@@ -188,6 +240,33 @@ class Client(Link):
         self._outbox[cmid] = out
         self._transmit(out)
         return await asyncio.shield(out.future)
+
+    async def upload(self, room: str, data: bytes, name: str) -> Attachment:
+        """Upload a file to ``room`` over HTTP (``POST /api/rooms/{room}/attachments``, docs/protocol.md section 25),
+        to the node of the first URL; name the answer's ``id`` in ``send(..., attachments=[id])``. Raises
+        ``RequestFailed`` with the server's code (4413 too large, 4415 a type not accepted, 4403/4404 not a member,
+        4429), ``ConnectionLost`` when the node cannot be reached (upload again: an unsent upload is removed after
+        ``attachment_orphan_s``)."""
+        if self._closed:
+            raise ClientClosed("client closed")
+        base = http_base(self.urls[0])
+        path = f"{base}/api/rooms/{quote(room, safe='')}/attachments"
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/octet-stream"}
+        try:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(path, params={"name": name}, data=io.BytesIO(data), headers=headers) as answer,
+            ):
+                raw = await answer.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConnectionLost(f"upload to {base} failed: {exc}") from None
+        if answer.status != 201:
+            try:
+                error = msgspec.json.decode(raw, type=_ErrorAnswer).error
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise RequestFailed(f"upload answered {answer.status}", None) from None
+            raise RequestFailed(error.reason, Code(error.code), error.retry_after_s)
+        return msgspec.json.decode(raw, type=Attachment)
 
     async def edit(self, room: str, target: int, body: str, cmid: str | None = None) -> Sent:
         """Replace the text of my message ``target``; returns after the durable ack of the ``edit`` event.
@@ -197,10 +276,12 @@ class Client(Link):
         cmid = cmid or uuid.uuid4().hex
         return await self._relation(frames.Edit(room=room, target=target, body=body, cmid=cmid, id=self._next_id()))
 
-    async def delete(self, room: str, target: int, cmid: str | None = None) -> Sent:
+    async def delete(self, room: str, target: int, cmid: str | None = None, *, erase: bool = False) -> Sent:
         """Delete message ``target`` (mine, or any in a room I moderate). Safe to retry: without ``cmid``
-        the server derives the key from the target, so a repeat is answered as a duplicate."""
-        return await self._relation(frames.Delete(room=room, target=target, cmid=cmid, id=self._next_id()))
+        the server derives the key from the target, so a repeat is answered as a duplicate. ``erase``: the
+        text also leaves the server's store (docs/protocol.md, R-ERASE-1)."""
+        frame = frames.Delete(room=room, target=target, cmid=cmid, erase=erase, id=self._next_id())
+        return await self._relation(frame)
 
     async def react(self, room: str, target: int, emoji: str, *, remove: bool = False) -> Sent:
         """Put ``emoji`` on message ``target`` (or take it back with ``remove``). Safe to retry: one
@@ -226,6 +307,27 @@ class Client(Link):
                 self._incoming.put_nowait(None)
                 return
             yield item
+
+    def inbox_events(self) -> AsyncIterator[InboxItem]:
+        """The user's event stream, each event once and in order (``InboxEvent``; ``Resynced`` when its
+        continuity was lost), across reconnects. Ends when the client closes."""
+        return self._iterate_inbox()
+
+    async def _iterate_inbox(self) -> AsyncIterator[InboxItem]:
+        while True:
+            item = await self._inbox_items.get()
+            if item is None:
+                self._inbox_items.put_nowait(None)
+                return
+            yield item
+
+    async def receive_inbox(self, timeout_s: float | None = None) -> InboxItem:
+        """The next item of the user's event stream (raises TimeoutError after ``timeout_s``)."""
+        item = await asyncio.wait_for(self._inbox_items.get(), timeout_s)
+        if item is None:
+            self._inbox_items.put_nowait(None)
+            raise ClientClosed("client closed")
+        return item
 
     async def receive(self, timeout_s: float | None = None) -> Incoming:
         """The next incoming item (raises TimeoutError after ``timeout_s``)."""

@@ -18,10 +18,11 @@ from typing import Any
 import aiohttp
 
 from ..protocol import frames
+from ..protocol.encoding import BY_NAME, Codec
 from ..protocol.sync import RoomSync
 from ..protocol.types import Message
 from .errors import ClientClosed, ConnectionLost
-from .events import Cursor, Incoming, Sent
+from .events import Cursor, InboxItem, Incoming, Sent
 
 __all__ = ["ClientCore", "FollowedRoom", "Outgoing", "log"]
 
@@ -37,6 +38,9 @@ class Outgoing:
     cmid: str
     body: str
     future: asyncio.Future[Sent]
+    reply_to: int | None = None
+    thread: int | None = None
+    attachments: tuple[str, ...] = ()
     not_before: float = 0.0
     refusals: int = 0
     """Retryable refusals in a row (4429, 4500, 4503): each waits longer (``retry_delay``)."""
@@ -54,6 +58,9 @@ class FollowedRoom:
     fill_failures: int = 0
     """Gap reads in a row that failed: the next one waits ``retry_delay`` (a quiet room has no later
     message to trigger it, and a failing store must not be asked again at once)."""
+    sub_id: str | None = None
+    """The id of the subscribe in flight: a ``subscribed`` answering an earlier one (the room was subscribed
+    again before it came) is not this subscription's start."""
 
 
 class ClientCore:
@@ -70,10 +77,20 @@ class ClientCore:
         heartbeat_s: float = 15.0,
         connect_timeout_s: float = 5.0,
         start_timeout_s: float | None = 10.0,
+        follow_inbox: bool = True,
+        encoding: str = "json",
+        compression: bool = False,
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("at least one URL is needed")
+        codec = BY_NAME.get(encoding)
+        if codec is None:
+            raise ValueError(f"encoding must be one of {', '.join(BY_NAME)}, not {encoding!r}")
+        self.codec: Codec = codec
+        """The wire's encoding, asked for by subprotocol (``json``: the server's default; ``msgpack``)."""
+        self.compression = compression
+        """Offer permessage-deflate (RFC 7692); the server uses it only with ``ws_compression = deflate``."""
         self.token = token
         self.user: str | None = None
         self.url: str | None = None
@@ -91,6 +108,10 @@ class ClientCore:
         self._outbox: dict[str, Outgoing] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._incoming: asyncio.Queue[Incoming | None] = asyncio.Queue()
+        self.inbox: str | None = None
+        """The user's event stream (``welcome.inbox``), known once connected; None from a server without one."""
+        self._follow_inbox = follow_inbox
+        self._inbox_items: asyncio.Queue[InboxItem | None] = asyncio.Queue()
         self._ids: Iterator[int] = itertools.count(1)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -117,7 +138,15 @@ class ClientCore:
         ws = self._ws
         if ws is None or ws.closed:
             raise ConnectionLost("not connected")
-        await ws.send_str(frames.encode(frame).decode())
+        await self._send_frame(ws, frame)
+
+    async def _send_frame(self, ws: aiohttp.ClientWebSocketResponse, frame: frames.ClientFrame) -> None:
+        """One frame in the connection's encoding: JSON text, or MessagePack binary."""
+        data = self.codec.encode(frame)
+        if self.codec.binary:
+            await ws.send_bytes(data)
+        else:
+            await ws.send_str(data.decode())
 
     async def _request(self, frame: frames.ClientFrame) -> frames.ServerFrame:
         if self._closed:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..protocol import frames
+from ..protocol.inbox import InboxEvent
 from ..protocol.types import Message, Position
 
-__all__ = ["Cursor", "Incoming", "Resynced", "Sent"]
+__all__ = ["Cursor", "InboxItem", "Incoming", "Resynced", "Sent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +36,8 @@ class Resynced:
 
 
 Incoming = Message | frames.TypingEvent | Resynced
+
+
+InboxItem = InboxEvent | Resynced
+"""What the user's event stream yields (``Client.inbox_events``): each event once, in order; a ``Resynced``
+when continuity was lost (the stream's retention trimmed past the cursor)."""

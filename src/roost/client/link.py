@@ -17,7 +17,7 @@ from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.types import Message, Position
 from .backoff import backoff
-from .core import log
+from .core import FollowedRoom, log
 from .errors import ConnectionLost, RequestFailed
 from .events import Sent
 from .outbox import Outbox
@@ -58,18 +58,25 @@ class Link(Rooms, Outbox):
 
     async def _connection(self, url: str) -> None:
         assert self._http is not None
+        codec = self.codec
         ws = await self._http.ws_connect(
             url,
             heartbeat=self._heartbeat_s,
             timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
             max_msg_size=16 * 1024 * 1024,
+            protocols=(codec.subprotocol,),
+            compress=15 if self.compression else 0,
         )
+        data_kind = aiohttp.WSMsgType.BINARY if codec.binary else aiohttp.WSMsgType.TEXT
         try:
-            await ws.send_str(frames.encode(frames.Auth(token=self.token)).decode())
+            if ws.protocol != codec.subprotocol and codec.binary:
+                # A server that does not know the subprotocol answers without one and speaks JSON (R-WIRE-9).
+                raise RequestFailed(f"the server does not speak {codec.subprotocol}", Code.BAD_FRAME)
+            await self._send_frame(ws, frames.Auth(token=self.token))
             first = await ws.receive(timeout=self._connect_timeout_s)
-            if first.type is not aiohttp.WSMsgType.TEXT:
+            if first.type is not data_kind:
                 raise ConnectionLost(f"connection closed during auth ({ws.close_code})")
-            welcome = frames.decode_server(frames.split(first.data)[0])
+            welcome = codec.decode_server(codec.split(first.data)[0])
             if isinstance(welcome, frames.Error):
                 raise RequestFailed(welcome.reason, Code(welcome.code))
             if not isinstance(welcome, frames.Welcome):
@@ -77,6 +84,10 @@ class Link(Rooms, Outbox):
             self.user = welcome.user
             self.url = url
             self._ws = ws
+            self.inbox = welcome.inbox
+            if welcome.inbox is not None and self._follow_inbox and welcome.inbox not in self._rooms:
+                # Followed like any room: from its saved cursor (``cursors``), else from now.
+                self._rooms[welcome.inbox] = FollowedRoom(self._initial_cursors.get(welcome.inbox))
             for room, entry in self._rooms.items():
                 entry.subscribed.clear()
                 entry.fetching = False
@@ -87,9 +98,9 @@ class Link(Rooms, Outbox):
             async for msg in ws:
                 if not self._reading.is_set():
                     await self._reading.wait()
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    for part in frames.split(msg.data):
-                        self._on_frame(frames.decode_server(part))
+                if msg.type is data_kind:
+                    for part in codec.split(msg.data):
+                        self._on_frame(codec.decode_server(part))
                 elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSE):
                     break
             raise ConnectionLost(f"connection closed ({ws.close_code})")

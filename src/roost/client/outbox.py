@@ -28,7 +28,15 @@ class Outbox(ClientCore):
     def _transmit(self, out: Outgoing) -> None:
         if self._ws is None or self._ws.closed or out.future.done() or out.cmid not in self._outbox:
             return
-        frame = frames.Send(room=out.room, cmid=out.cmid, body=out.body, id=f"send:{out.cmid}")
+        frame = frames.Send(
+            room=out.room,
+            cmid=out.cmid,
+            body=out.body,
+            id=f"send:{out.cmid}",
+            reply_to=out.reply_to,
+            thread=out.thread,
+            attachments=out.attachments,
+        )
         self._spawn(self._write_quietly(frame))
 
     def _on_send_error(self, cmid: str, frame: frames.Error) -> None:

@@ -14,16 +14,25 @@ import msgspec
 from ..protocol.types import MAX_SEQ, Message
 
 __all__ = [
+    "AdminDeleteQuery",
     "AdminRoom",
     "AdminRooms",
     "Appended",
+    "AttachmentLink",
+    "AttachmentQuery",
     "Banned",
+    "ConsumerCreated",
+    "ConsumerDeleted",
+    "ConsumerDetail",
+    "ConsumerInfo",
+    "ConsumerList",
     "DeleteQuery",
     "EditRequest",
     "ErrorAnswer",
     "ErrorBody",
     "HistoryAnswer",
     "HistoryQuery",
+    "Invites",
     "KeyCreated",
     "KeyInfo",
     "KeyList",
@@ -33,16 +42,23 @@ __all__ = [
     "Member",
     "Members",
     "MessageQuery",
+    "NewConsumer",
     "NewKey",
     "NewMessage",
     "NewRoom",
+    "NotifyAnswer",
+    "NotifyChoice",
+    "PendingInvite",
     "Reaction",
     "ReadAnswer",
     "ReadMark",
     "ReadyAnswer",
     "ReadyCheck",
     "Receipts",
+    "RetentionAnswer",
+    "RetentionPolicy",
     "RevokedTokens",
+    "RewindRequest",
     "RoleAnswer",
     "RoleChange",
     "RoomCreated",
@@ -50,11 +66,16 @@ __all__ = [
     "RoomRef",
     "RoomUser",
     "Rooms",
+    "SearchAnswer",
+    "SearchQuery",
+    "SearchResult",
     "Status",
     "SyncAnswer",
     "SyncEntry",
     "SyncRequest",
     "Unread",
+    "Upload",
+    "UploadQuery",
     "UserRef",
 ]
 
@@ -107,12 +128,43 @@ class NewMessage(msgspec.Struct):
     body: str
     as_: str | None = msgspec.field(default=None, name="as")
     """``system``: post as the reserved sender (an API key with ``publish:system``)."""
+    reply_to: Seq | None = None
+    """The seq of the message this one replies to (docs/protocol.md section 22)."""
+    thread: Seq | None = None
+    """The seq of a thread's root: the message is a reply in that thread."""
+    attachments: list[str] = []
+    """Ids of my uploads to this room (``POST /api/rooms/{room}/attachments``) the message carries (docs/protocol.md,
+    "Attachments"); the server fills in their names, types and sizes."""
 
 
 class NewKey(msgspec.Struct):
     principal: str
     scopes: list[str]
     name: str = ""
+
+
+class NewConsumer(msgspec.Struct):
+    url: str
+    """http:// or https://: every matching event is POSTed there, signed (redirects are not followed)."""
+    rooms: str = "*"
+    """A glob over room names: ``*``, ``?``, ``[...]`` (fnmatch, case-sensitive)."""
+    kinds: list[str] | None = None
+    """Room kinds: ``public``, ``private``, ``direct``; absent: public and private (direct only when asked)."""
+    events: list[str] | None = None
+    """Event classes: ``messages``, ``edits``, ``deletes``, ``reactions``, ``membership``; absent: all."""
+    from_: int | None = msgspec.field(default=None, name="from")
+    """Deliver the events with seq > this in every matching room; absent: from now (each room's head now;
+    rooms created later from their first event)."""
+    max_failures: int | None = None
+    """Consecutive failed deliveries before the consumer is paused; absent: the server's
+    ``consumer_max_failures``."""
+
+
+class RewindRequest(msgspec.Struct):
+    seq: int
+    """Deliver again (or skip to) the events after this seq."""
+    room: str | None = None
+    """That room only; absent: every room of the consumer."""
 
 
 class EditRequest(msgspec.Struct):
@@ -142,6 +194,8 @@ class HistoryQuery(msgspec.Struct):
     since_ts: Seq | None = None
     last_sync_timestamp: Seq | None = None
     limit: Seq | None = None
+    thread: Seq | None = None
+    """Only the thread of this root: the root and its replies (docs/protocol.md section 22)."""
 
 
 class MessageQuery(HistoryQuery, kw_only=True):
@@ -153,6 +207,26 @@ class MessageQuery(HistoryQuery, kw_only=True):
 class DeleteQuery(msgspec.Struct):
     cmid: str | None = None
     """The delete's own idempotency key; without it one is derived from the target."""
+    erase: bool = False
+    """``true``: an erasure, the text also leaves the server's store (docs/protocol.md, R-ERASE-1)."""
+
+
+class AdminDeleteQuery(msgspec.Struct):
+    erase: bool = False
+    """``true``: an erasure, the text also leaves the server's store (docs/protocol.md, R-ERASE-1)."""
+
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+Seconds = Annotated[int, msgspec.Meta(ge=0, le=100 * 366 * 86_400)]
+
+
+class RetentionPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    """A room's own retention: ``null`` (or absent) follows the server's default, 0 keeps for ever."""
+
+    max_messages: Count | None = None
+    """Keep the newest N messages."""
+    max_age_s: Seconds | None = None
+    """Drop messages older than this many seconds."""
 
 
 # ---- answers ----------------------------------------------------------------------------------
@@ -190,6 +264,9 @@ class Unread(msgspec.Struct):
     head: int
     read: int
     unread: int
+    """The messages after ``read`` the user has to read: texts of others, not deleted (docs/protocol.md, R-READ-3)."""
+    mentions: int = 0
+    """How many of those mention the user, by name or with @room (R-MENTION-4)."""
 
 
 class Rooms(msgspec.Struct):
@@ -197,6 +274,18 @@ class Rooms(msgspec.Struct):
     """The rooms the user is a member of."""
     public: list[str]
     unread: dict[str, Unread]
+    notify: dict[str, str] = msgspec.field(default_factory=dict)
+    """Room -> how it notifies the user (``all``, ``mentions``, ``none``), for the rooms where the user chose."""
+
+
+class NotifyChoice(msgspec.Struct, forbid_unknown_fields=True):
+    level: str
+    """``all`` (every message), ``mentions`` (mentions only) or ``none``."""
+
+
+class NotifyAnswer(msgspec.Struct):
+    room: str
+    level: str
 
 
 class RoomCreated(msgspec.Struct):
@@ -250,6 +339,16 @@ class RoomDetail(msgspec.Struct):
     invites: list[str]
 
 
+class RetentionAnswer(msgspec.Struct):
+    """What applies to the room (0: no limit), and the room's own values (``null``: the server's default)."""
+
+    room: str
+    max_messages: int
+    max_age_s: int
+    room_max_messages: int | None
+    room_max_age_s: int | None
+
+
 class Banned(msgspec.Struct):
     room: str
     user: str
@@ -301,6 +400,54 @@ class KeyRevoked(msgspec.Struct):
     revoked: bool
 
 
+class ConsumerInfo(msgspec.Struct):
+    """A durable event consumer as listed: never its secret."""
+
+    id: str
+    url: str
+    rooms: str
+    kinds: list[str]
+    events: list[str]
+    from_: int | None = msgspec.field(name="from")
+    """As asked at creation: null for now (the heads then), or the seq deliveries began after."""
+    owner: str | None
+    """The API key's principal; null for an administrator's consumer."""
+    key: str | None
+    """The id of the API key that created it; null for an administrator's."""
+    created_by: str
+    created_at: int
+    state: str
+    """``active`` or ``paused`` (after ``max_failures`` failures in a row, until resumed)."""
+    failures: int
+    """Consecutive failed deliveries (0 after a success)."""
+    last_error: str
+    max_failures: int
+    lag: int
+    """Events after its cursors up to the heads of its rooms, as of the last scan of the node delivering it."""
+    holder: str
+    """The node delivering it, as of its last takeover."""
+
+
+class ConsumerCreated(ConsumerInfo):
+    """The only answer that holds the consumer's signing secret."""
+
+    secret: str
+
+
+class ConsumerDetail(ConsumerInfo):
+    cursors: dict[str, int]
+    """Room -> the last seq delivered (or left out by the filter) there."""
+
+
+class ConsumerList(msgspec.Struct):
+    consumers: list[ConsumerInfo]
+
+
+class ConsumerDeleted(msgspec.Struct):
+    id: str
+    deleted: bool
+
+
 class HistoryAnswer(msgspec.Struct):
     room: str
     messages: list[Message]
@@ -338,3 +485,133 @@ class SyncAnswer(msgspec.Struct):
     rooms: dict[str, SyncEntry]
     next: dict[str, int]
     """The rooms to ask for again, with the cursor to send."""
+
+
+# ---- invitations (the per-user stream, docs/protocol.md section 19) -----------------------------
+
+
+class PendingInvite(msgspec.Struct):
+    room: str
+    by: str
+    """Who invited the user."""
+
+
+class Invites(msgspec.Struct):
+    invites: list[PendingInvite]
+    """The user's pending invitations, by room name."""
+
+
+# ---- Web Push (gateway/push.py) --------------------------------------------------------------------------
+
+
+class VapidKeyInfo(msgspec.Struct):
+    public_key: str
+    """The server's VAPID public key (an uncompressed P-256 point, base64url): the page's
+    ``applicationServerKey`` for ``pushManager.subscribe``."""
+
+
+class NewPushSubscription(msgspec.Struct):
+    """The browser's ``PushSubscription.toJSON()``, as it is."""
+
+    endpoint: str
+    """The push service's URL for this browser: https:// (http:// on a loopback address only when the server
+    allows it, ``push_allow_http``); at most 2048 characters."""
+    keys: dict[str, str]
+    """``p256dh``: the browser's P-256 public key (base64url, 65 bytes); ``auth``: its auth secret (base64url,
+    16 bytes)."""
+    expiration_time: float | None = msgspec.field(default=None, name="expirationTime")
+    """Ignored (the push service says when a subscription is gone: 404/410)."""
+
+
+class PushSubscriptionInfo(msgspec.Struct):
+    id: str
+    """16 hex digits of the endpoint's SHA-256: registering the same endpoint again replaces it."""
+    endpoint: str
+    created_at: int
+    """Unix seconds."""
+
+
+class PushSubscriptionList(msgspec.Struct):
+    subscriptions: list[PushSubscriptionInfo]
+
+
+class PushSubscriptionDeleted(msgspec.Struct):
+    id: str
+    deleted: bool
+# ---- search (docs/protocol.md, "Search") ---------------------------------------------------------
+
+
+class SearchQuery(msgspec.Struct, kw_only=True):
+    q: str
+    """The query: words (all must match), "quoted phrases", prefix* (R-SEARCH-3); at most 256 characters."""
+    room: str | None = None
+    """Search this room only (a member's); absent: every room of the user."""
+    limit: Seq | None = None
+    """Results per page: 20 when absent, clamped to 1-100."""
+    before: Annotated[int, msgspec.Meta(ge=0, le=2**62)] | None = None
+    """The ``next`` of the previous answer: the page after it."""
+
+
+class SearchResult(msgspec.Struct):
+    room: str
+    seq: int
+    """The message's seq: open the room there (history ``before=seq+1`` and ``after=seq``)."""
+    sender: str
+    ts: int
+    snippet: str
+    """The message's text (its latest edit) around the first match, whitespace collapsed: plain text, not markup."""
+    highlights: list[tuple[int, int]]
+    """``[start, end)`` of each matched word in ``snippet``, in Unicode code points (not UTF-16 units)."""
+
+
+class SearchAnswer(msgspec.Struct):
+    results: list[SearchResult]
+    """Newest first."""
+    next: int | None
+    """Set when more may follow: send it as ``before`` for the next page."""
+
+
+# ---- attachments (docs/protocol.md, "Attachments") ------------------------------------------------
+
+
+class UploadQuery(msgspec.Struct, kw_only=True):
+    name: str
+    """The file's name as the client knows it: only a label (the server shows and serves a sanitized one)."""
+
+
+class Upload(msgspec.Struct, omit_defaults=True):
+    """An upload as the server recorded it: what a message naming its ``id`` will carry (``rich.Attachment``)."""
+
+    id: str
+    """Name it in a send's ``attachments`` (within ``attachment_orphan_s``, else it is removed)."""
+    name: str
+    """The sanitized display name: no path, no control characters; show it as text."""
+    type: str
+    """Sniffed from the bytes: image/png, image/jpeg, image/gif, image/webp, application/pdf, text/plain or
+    application/octet-stream."""
+    size: int
+    width: int | None = None
+    """Pixels, for an image."""
+    height: int | None = None
+
+
+class AttachmentQuery(msgspec.Struct, kw_only=True):
+    thumb: bool = False
+    """true: the image's thumbnail (at most 320 pixels square; the image itself when it is that small)."""
+    user: str | None = None
+    """With ``exp`` and ``sig``: a signed link (``/link``) instead of the ``Authorization`` header."""
+    exp: int | None = None
+    """The link's expiry, in unix seconds."""
+    sig: str | None = None
+    """The link's signature."""
+
+
+class AttachmentLink(msgspec.Struct):
+    """Signed links to one file, for elements that cannot send a header (``<img src>``, a download link)."""
+
+    url: str
+    """The file; its path and query, on this server."""
+    thumb: str | None
+    """Its thumbnail, for an image; else null."""
+    expires: int
+    """When both stop working (unix seconds): ask again after that."""

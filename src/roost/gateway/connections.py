@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Final, cast
 
@@ -39,10 +40,13 @@ from ..config import Limits
 from ..logs import Throttled
 from ..protocol.codes import Code
 
-__all__ = ["REASONS", "SHED_AFTER_S", "ConnectionGuard", "GuardedSite"]
+__all__ = ["LISTEN_BACKLOG", "REASONS", "SHED_AFTER_S", "ConnectionGuard", "GuardedSite"]
 
 log = logging.getLogger(__name__)
 
+LISTEN_BACKLOG: Final = 4096
+"""The accept queue of the node's listening socket(s). Deep: after a restart every client reconnects at once, and
+SYNs dropped by a full queue are retried by the kernel only after 1, 3, 7, 15 s (measured: `roost bench`, storm)."""
 SHED_AFTER_S: Final = 1.0
 """A waiting connection younger than this is never shed for a newcomer."""
 
@@ -82,7 +86,7 @@ class _Conn:
     __slots__ = ("protocol", "restricted", "since", "source", "state", "transport", "waiting_since")
 
     def __init__(
-        self, protocol: asyncio.Protocol, transport: asyncio.Transport, source: str, now: float, restricted: bool
+        self, protocol: asyncio.BaseProtocol, transport: asyncio.Transport, source: str, now: float, restricted: bool
     ) -> None:
         self.protocol = protocol
         self.transport = transport
@@ -109,7 +113,7 @@ class ConnectionGuard:
         self.source_cap = limits.max_pending_per_source
         self.reserve = limits.connection_reserve
         self.closed: dict[tuple[str], int] = {(reason,): 0 for reason in REASONS}
-        self._conns: dict[asyncio.Protocol, _Conn] = {}
+        self._conns: dict[asyncio.BaseProtocol, _Conn] = {}
         self._per_source: dict[str, int] = {}
         self._waiting: dict[_Conn, None] = {}
         self._waiting_by_source: dict[str, dict[_Conn, None]] = {}
@@ -124,6 +128,12 @@ class ConnectionGuard:
 
     def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         return lambda: _Guarded(self, inner())
+
+    def buffered_protocol_factory(
+        self, inner: Callable[[], asyncio.BufferedProtocol]
+    ) -> Callable[[], asyncio.BufferedProtocol]:
+        """The same for a buffered protocol (picows's, on the WebSocket port of ``--ws-transport picows``)."""
+        return lambda: _GuardedBuffered(self, inner())
 
     def start(self) -> None:
         if self._sweeper is None:
@@ -183,9 +193,34 @@ class ConnectionGuard:
         if not conn.transport.is_closing():
             conn.transport.set_protocol(conn.protocol)
 
+    # ---- the picows WebSocket port's view (no request object: the connection's transport) ------------------
+
+    def _conn_of(self, transport: asyncio.BaseTransport) -> _Conn | None:
+        guarded = transport.get_protocol()
+        if isinstance(guarded, _GuardedBuffered | _Guarded) and guarded.conn is not None:
+            return self._conns.get(guarded.inner) if self._conns.get(guarded.inner) is guarded.conn else None
+        return None
+
+    def upgraded(self, transport: asyncio.BaseTransport) -> None:
+        """A WebSocket opened on the picows port: waiting for its auth frame, like an upgrade (``middleware``)."""
+        conn = self._conn_of(transport)
+        if conn is not None:
+            now = asyncio.get_running_loop().time()
+            conn.state, conn.since = _UPGRADE, now
+            self._begin_waiting(conn, now)
+
+    def authenticated_transport(self, transport: asyncio.BaseTransport) -> None:
+        """``authenticated`` for a connection of the picows port."""
+        conn = self._conn_of(transport)
+        if conn is None:
+            return
+        self._forget(conn)
+        if not conn.transport.is_closing():
+            conn.transport.set_protocol(conn.protocol)
+
     # ---- the connection's view (_Guarded) -----------------------------------------------------------------
 
-    def _admit(self, protocol: asyncio.Protocol, transport: asyncio.Transport) -> _Conn | None:
+    def _admit(self, protocol: asyncio.BaseProtocol, transport: asyncio.Transport) -> _Conn | None:
         now = asyncio.get_running_loop().time()
         peer = transport.get_extra_info("peername")
         source = str(peer[0]) if isinstance(peer, tuple) and peer else ""
@@ -308,16 +343,14 @@ class ConnectionGuard:
                 self._close(conn, "request_timeout")
 
 
-class _Guarded(asyncio.Protocol):
-    """aiohttp's protocol behind the guard: admitted (or refused) on connect, and the first byte of each
-    request head noted; everything else is passed through unchanged."""
+class _Passthrough:
+    """What both guarded protocols do alike: admitted (or refused) on connect, forgotten when lost, the rest of
+    the calls passed to the wrapped protocol only while admitted."""
 
     __slots__ = ("conn", "guard", "inner")
-
-    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
-        self.guard = guard
-        self.inner = inner
-        self.conn: _Conn | None = None
+    guard: ConnectionGuard
+    inner: asyncio.Protocol | asyncio.BufferedProtocol
+    conn: _Conn | None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not always an asyncio.Transport: `roost serve` runs on uvloop, whose transports only quack like one.
@@ -325,13 +358,14 @@ class _Guarded(asyncio.Protocol):
         if self.conn is not None:
             self.inner.connection_made(transport)
 
-    def data_received(self, data: bytes) -> None:
+    def _received(self) -> bool:
+        """Note the first byte of a request head; False when the connection was refused."""
         conn = self.conn
         if conn is None:
-            return
+            return False
         if conn.state == _IDLE:
             self.guard._first_byte(conn)
-        self.inner.data_received(data)
+        return True
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.conn is not None else None
@@ -352,16 +386,41 @@ class _Guarded(asyncio.Protocol):
             self.inner.resume_writing()
 
 
+class _Guarded(_Passthrough, asyncio.Protocol):
+    """aiohttp's protocol behind the guard: admitted (or refused) on connect, and the first byte of each
+    request head noted; everything else is passed through unchanged."""
+
+    __slots__ = ()
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self.guard = guard
+        self.inner: asyncio.Protocol = inner
+        self.conn = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._received():
+            self.inner.data_received(data)
+
+
 class GuardedSite(web.BaseSite):
-    """aiohttp's ``TCPSite`` with every connection behind ``guard``."""
+    """aiohttp's ``TCPSite`` with every connection behind ``guard``; with ``sock``, on a listening socket the node
+    was handed (a worker of ``roost serve --workers N``: roost/workers/) instead of one it binds."""
 
     def __init__(
-        self, runner: web.BaseRunner, guard: ConnectionGuard, host: str, port: int, *, backlog: int = 128
+        self,
+        runner: web.BaseRunner,
+        guard: ConnectionGuard,
+        host: str,
+        port: int,
+        *,
+        backlog: int = 128,
+        sock: socket.socket | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self.guard = guard
         self.host = host
         self.port = port
+        self.sock = sock
 
     @property
     def name(self) -> str:
@@ -371,6 +430,32 @@ class GuardedSite(web.BaseSite):
         await super().start()
         server = self._runner.server
         assert server is not None
-        self._server = await asyncio.get_running_loop().create_server(
-            self.guard.protocol_factory(server), self.host, self.port, backlog=self._backlog, reuse_address=True
+        loop = asyncio.get_running_loop()
+        factory = self.guard.protocol_factory(server)
+        if self.sock is not None:
+            # A duplicate: closing this site closes it, and the socket stays open for the next site and the other
+            # workers. The event loop calls listen() again with this backlog, so it is the socket's own.
+            self._server = await loop.create_server(factory, sock=self.sock.dup(), backlog=LISTEN_BACKLOG)
+            return
+        self._server = await loop.create_server(
+            factory, self.host, self.port, backlog=self._backlog, reuse_address=True
         )
+
+
+class _GuardedBuffered(_Passthrough, asyncio.BufferedProtocol):
+    """``_Guarded`` for a buffered protocol (picows reads into its own buffer): admitted (or refused) on
+    connect, the first byte of the request head noted; everything else passed through unchanged."""
+
+    __slots__ = ()
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.BufferedProtocol) -> None:
+        self.guard = guard
+        self.inner: asyncio.BufferedProtocol = inner
+        self.conn = None
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return cast(memoryview, self.inner.get_buffer(sizehint))
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._received():
+            self.inner.buffer_updated(nbytes)

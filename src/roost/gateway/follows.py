@@ -31,7 +31,9 @@ from ..config import Limits
 from ..hub import Hub, Wire
 from ..protocol import frames
 from ..protocol.codes import Code
+from ..protocol.encoding import JSON, Codec
 from ..protocol.errors import AuthError, NotFound, ProtocolError
+from ..protocol.inbox import is_inbox
 from ..protocol.sync import Accepted, CaughtUp, Deliver, Fetch, Resync, RoomSync
 from ..protocol.types import MAX_SEQ, REMOVING_KINDS, Position
 from ..service import ChatService
@@ -68,8 +70,15 @@ class _Follow:
 class Follows:
     """One connection's followed rooms; registered with the hub as its listener for each of them."""
 
-    def __init__(self, service: ChatService, hub: Hub, limits: Limits, user: str, outbox: Outbox) -> None:
+    def __init__(
+        self, service: ChatService, hub: Hub, limits: Limits, user: str, outbox: Outbox, codec: Codec = JSON
+    ) -> None:
         self.service = service
+        self.encode = codec.encode
+        """Frames for this connection, in its encoding."""
+        self._recode = codec.recode
+        """None for JSON: live payloads and catch-up pages are forwarded as encoded; else the hub re-encodes live
+        ones (once per fan-out, R-WIRE-11) and catch-up pages are encoded here."""
         self._tally = service.metrics.tally
         self.hub = hub
         self.limits = limits
@@ -90,7 +99,7 @@ class Follows:
                 # history that was recreated is still a break the app must hear about.
                 reason = "the room's history was recreated (epoch changed)"
                 error = frames.position_error(Code.RESYNC_REQUIRED, reason, room, position, ref)
-                self.outbox.push(frames.encode(error))
+                self.outbox.push(self.encode(error))
                 return
             after, epoch = position.head, position.epoch
             known_head = position.head
@@ -101,7 +110,7 @@ class Follows:
         self._follows[room] = follow
         sync.start()  # buffers live messages from here on; the Fetch runs once the bus confirms
         try:
-            await self.hub.attach(room, self)
+            await self.hub.attach(room, self, self._recode)
         except BaseException:
             self._follows.pop(room, None)
             raise
@@ -138,7 +147,7 @@ class Follows:
 
     def _stop(self, room: str, follow: _Follow) -> None:
         """Stop ``follow`` (already out of ``_follows``): no more store reads, bus messages or presence."""
-        if follow.accepted:
+        if follow.accepted and not is_inbox(room):
             self.hub.presence.unfollow(room, self.user)
         follow.sync.close()
         if follow.fetching is not None and follow.fetching is not asyncio.current_task():
@@ -167,21 +176,23 @@ class Follows:
             elif isinstance(action, Accepted):
                 p = action.position
                 follow.accepted = True
-                self.outbox.push(frames.encode(frames.Subscribed(follow.ref, room, p.epoch, p.head, follow.start)))
+                self.outbox.push(self.encode(frames.Subscribed(follow.ref, room, p.epoch, p.head, follow.start)))
+                if is_inbox(room):
+                    continue  # one user's own stream: nobody to tell that they are here
                 for other in self.hub.presence.online(room):
-                    self.outbox.push(frames.encode(frames.PresenceEvent(room=room, user=other, status="online")))
+                    self.outbox.push(self.encode(frames.PresenceEvent(room=room, user=other, status="online")))
                 self.hub.presence.follow(room, self.user)
             elif isinstance(action, CaughtUp):
-                self.outbox.push(frames.encode(frames.Live(room, action.seq)))
+                self.outbox.push(self.encode(frames.Live(room, action.seq)))
             elif isinstance(action, Resync):
                 self._follows.pop(room, None)
                 follow.sync.close()
                 self.hub.detach(room, self)
-                if follow.accepted:
+                if follow.accepted and not is_inbox(room):
                     self.hub.presence.unfollow(room, self.user)
                 # The subscribe request's id only while it is still unanswered.
                 error = _resync_error(action, room, None if follow.accepted else follow.ref)
-                self.outbox.push(frames.encode(error))
+                self.outbox.push(self.encode(error))
 
     async def _fetch(self, room: str, follow: _Follow, fetch: Fetch) -> None:
         delay = 0.05
@@ -219,9 +230,11 @@ class Follows:
                         follow.member = True
                     follow.confirmed = max(follow.confirmed, page.page.position.head)
                     # Within max_page_bytes (at least one message), whatever the size of the room's messages.
+                    messages = page.page.messages
+                    encoded = page.encoded if self._recode is None else [self.encode(m) for m in messages]
                     wires = [
                         Wire(m.seq, data, m.sender if m.kind in REMOVING_KINDS else "")
-                        for m, data in zip(page.page.messages, page.encoded, strict=True)
+                        for m, data in zip(messages, encoded, strict=True)
                     ]
                     self._tally.catchup_pages += 1
                     self._tally.catchup_messages += len(wires)
@@ -267,7 +280,7 @@ class Follows:
             ref=None if follow.accepted else follow.ref,
             room=room,
         )
-        self.outbox.push(frames.encode(error))
+        self.outbox.push(self.encode(error))
 
     def on_ephemeral(self, room: str, data: bytes) -> None:
         follow = self._follows.get(room)

@@ -46,5 +46,5 @@ class MetricsPage:
         media="text/plain",
     )
     async def serve_metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.metrics.registry)
+        body = generate_latest(self.metrics.exported)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -30,7 +30,9 @@ from ..protocol.errors import AuthError, NotFound, ProtocolError, RoostError, re
 from ..protocol.types import SYSTEM_SENDER, valid_user
 from ..revocation import Revocations
 from ..service import ChatService, HistoryResult, RoomInfo
+from ..service.retention import Policy
 from .bodies import (
+    AdminDeleteQuery,
     AdminRoom,
     AdminRooms,
     Appended,
@@ -41,6 +43,7 @@ from .bodies import (
     ErrorBody,
     HistoryAnswer,
     HistoryQuery,
+    Invites,
     KeyCreated,
     KeyInfo,
     KeyList,
@@ -53,10 +56,15 @@ from .bodies import (
     NewKey,
     NewMessage,
     NewRoom,
+    NotifyAnswer,
+    NotifyChoice,
+    PendingInvite,
     Reaction,
     ReadAnswer,
     ReadMark,
     Receipts,
+    RetentionAnswer,
+    RetentionPolicy,
     RevokedTokens,
     RoleAnswer,
     RoleChange,
@@ -111,6 +119,10 @@ def _seq_param(request: web.Request) -> int:
 def _appended(appended: StoredMessage, created: int = 201) -> Answer[Appended]:
     """``{"message", "duplicate"}``, as for a send: ``created`` when stored now, 200 for a retry."""
     return Answer(Appended(appended.message, appended.duplicate), 200 if appended.duplicate else created)
+
+
+def _retention(room: str, policy: Policy) -> RetentionAnswer:
+    return RetentionAnswer(room, policy.max_messages, policy.max_age_s, policy.room_max_messages, policy.room_max_age_s)
 
 
 def _members(info: RoomInfo) -> list[Member]:
@@ -208,8 +220,8 @@ class HttpApi:
         user = await self.user_of(request)
         mine = await self.service.rooms_of(user)
         unread = await self.service.unread(user)
-        counts = {room: Unread(c["head"], c["read"], c["unread"]) for room, c in unread.items()}
-        return Rooms(mine, await self.service.public_rooms(), counts)
+        counts = {room: Unread(c["head"], c["read"], c["unread"], c["mentions"]) for room, c in unread.items()}
+        return Rooms(mine, await self.service.public_rooms(), counts, await self.service.notify.levels(user))
 
     @route(
         "POST",
@@ -279,11 +291,11 @@ class HttpApi:
         after, before = q.after, q.before
         limit = 50 if q.limit is None else q.limit
         if since_ts is not None:
-            if after is not None or before is not None:
+            if after is not None or before is not None or q.thread is not None:
                 raise ProtocolError("since_ts (last_sync_timestamp) goes alone", Code.BAD_FRAME)
             # One lookup of the highest seq stamped before the time, then an ordinary page after it.
             after = await self.service.seq_before_time(user, room, since_ts)
-        result = await self.service.history(user, room, after=after, before=before, limit=limit)
+        result = await self.service.history(user, room, after=after, before=before, limit=limit, thread=q.thread)
         return _history_answer(room, result)
 
     @route(
@@ -302,12 +314,28 @@ class HttpApi:
         new = await body.read()
         if new.as_ is None or new.as_ == identity.user:
             require(identity, PUBLISH)
-            appended = await self.service.send(identity.user, room, new.cmid, new.body)
+            appended = await self.service.send(
+                identity.user,
+                room,
+                new.cmid,
+                new.body,
+                reply_to=new.reply_to,
+                thread=new.thread,
+                attachments=new.attachments,
+            )
         elif new.as_ == SYSTEM_SENDER:
             if identity.scopes is None:
                 raise AuthError("only an API key with the scope 'publish:system' posts as system", Code.FORBIDDEN)
             require(identity, PUBLISH_SYSTEM)
-            appended = await self.service.send_system(identity.user, room, new.cmid, new.body)
+            appended = await self.service.send_system(
+                identity.user,
+                room,
+                new.cmid,
+                new.body,
+                reply_to=new.reply_to,
+                thread=new.thread,
+                attachments=new.attachments,
+            )
         else:
             raise AuthError("a message is sent as its sender (or as system, by an API key)", Code.FORBIDDEN)
         return _appended(appended)
@@ -334,11 +362,12 @@ class HttpApi:
         errors=(Code.CONFLICT, Code.RATE_LIMITED),
     )
     async def delete(self, request: web.Request, query: Query[DeleteQuery]) -> Answer[Appended]:
-        """``DELETE`` answers 200 whether it stored the delete now or answers a retry (``duplicate``)."""
+        """``DELETE`` answers 200 whether it stored the delete now or answers a retry (``duplicate``). With
+        ``?erase=true`` the text also leaves the server's store (an erasure)."""
         user = await self.user_of(request)
         room, target = request.match_info["room"], _seq_param(request)
-        cmid = query.read().cmid
-        return _appended(await self.service.delete(user, room, target, cmid), created=200)
+        q = query.read()
+        return _appended(await self.service.delete(user, room, target, q.cmid, erase=q.erase), created=200)
 
     @route(
         "POST",
@@ -391,6 +420,23 @@ class HttpApi:
         room = request.match_info["room"]
         seq = (await body.read()).seq
         return ReadAnswer(room, await self.service.mark_read(user, room, seq))
+
+    @route(
+        "PUT",
+        "/api/rooms/{room}/notify",
+        "how a room notifies me: all, mentions or none",
+        auth=ROOMS_READ,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def set_notify(self, request: web.Request, body: Body[NotifyChoice]) -> NotifyAnswer:
+        """Kept per user on the server (``GET /api/rooms`` lists them in ``notify``) and told to the user's devices
+        with a ``notify`` event of their stream. The room is checked before the body."""
+        user, room = await self.user_of(request), request.match_info["room"]
+        self.service.rooms.refuse_inbox(user, room)
+        await self.service.check_member(user, room)
+        self.service.sends.check(user)
+        level = (await body.read()).level
+        return NotifyAnswer(room, await self.service.notify.set_level(user, room, level))
 
     @route("GET", "/api/rooms/{room}/receipts", "how far each member has read", auth=ROOMS_READ)
     async def receipts(self, request: web.Request) -> Receipts:
@@ -496,6 +542,40 @@ class HttpApi:
         other = (await body.read()).user
         return RoomRef(await self.service.dm(user, other))
 
+    # ---- invitations (the per-user stream, docs/protocol.md section 19) -----------------------
+
+    @route("GET", "/api/invites", "my pending invitations", auth=ROOMS_READ)
+    async def invites(self, request: web.Request) -> Invites:
+        """Each invitation the user holds and has not used, declined or lost (revoked, a ban)."""
+        user = await self.user_of(request)
+        return Invites([PendingInvite(room, by) for room, by in await self.service.invitations_of(user)])
+
+    @route(
+        "POST",
+        "/api/rooms/{room}/decline",
+        "decline my invitation to a room",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def decline(self, request: web.Request) -> RoomRef:
+        """404 when the user holds no invitation to the room (whether or not it exists)."""
+        user, room = await self.user_of(request), request.match_info["room"]
+        await self.service.decline(user, room)
+        return RoomRef(room)
+
+    @route(
+        "DELETE",
+        "/api/rooms/{room}/invites/{user}",
+        "revoke an invitation (who made it, or an owner or admin)",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def revoke_invite(self, request: web.Request) -> RoomUser:
+        """200 also when the user holds no invitation (nothing to revoke)."""
+        actor, room, user = await self.user_of(request), request.match_info["room"], request.match_info["user"]
+        await self.service.revoke_invite(actor, room, user)
+        return RoomUser(room, user)
+
     # ---- admin ------------------------------------------------------------------------------
 
     @route("GET", "/api/admin/rooms", "every room with its kind, owner and member count", auth=ADMIN)
@@ -540,11 +620,43 @@ class HttpApi:
         auth=ADMIN,
         errors=(Code.CONFLICT, Code.RATE_LIMITED),
     )
-    async def admin_delete(self, request: web.Request) -> Answer[Appended]:
-        """Remove a message as a server administrator: a sequenced ``delete`` by the admin (a tombstone)."""
+    async def admin_delete(self, request: web.Request, query: Query[AdminDeleteQuery]) -> Answer[Appended]:
+        """Remove a message as a server administrator: a sequenced ``delete`` by the admin (a tombstone); with
+        ``?erase=true`` an erasure."""
         admin = await self.admin_of(request)
         room, target = request.match_info["room"], _seq_param(request)
-        return _appended(await self.service.delete(admin, room, target, moderator=True), created=200)
+        erase = query.read().erase
+        return _appended(await self.service.delete(admin, room, target, moderator=True, erase=erase), created=200)
+
+    # ---- retention --------------------------------------------------------------------------
+
+    @route("GET", "/api/rooms/{room}/retention", "the room's retention policy (for members)", auth=ROOMS_READ)
+    async def retention(self, request: web.Request) -> RetentionAnswer:
+        user, room = await self.user_of(request), request.match_info["room"]
+        return _retention(room, await self.service.retention_policy(user, room))
+
+    @route(
+        "PUT",
+        "/api/rooms/{room}/retention",
+        "owner or admin: set the room's retention policy",
+        auth=ROOMS_WRITE,
+        errors=(Code.RATE_LIMITED,),
+    )
+    async def set_retention(self, request: web.Request, body: Body[RetentionPolicy]) -> RetentionAnswer:
+        """``null`` (or absent) follows the server's default; 0 keeps for ever. A change is a ``retention`` event.
+        The room is checked before the body (which refuses unknown fields): an unknown room is 404 whatever it says."""
+        user, room = await self.user_of(request), request.match_info["room"]
+        await self.service.check_member(user, room)
+        new = await body.read()
+        return _retention(room, await self.service.set_retention(user, room, new.max_messages, new.max_age_s))
+
+    @route("PUT", "/api/admin/rooms/{room}/retention", "set any room's retention policy", auth=ADMIN)
+    async def admin_set_retention(self, request: web.Request, body: Body[RetentionPolicy]) -> RetentionAnswer:
+        admin, room = await self.admin_of(request), request.match_info["room"]
+        await self.service.rooms.require_room(room)
+        new = await body.read()
+        policy = await self.service.set_retention(admin, room, new.max_messages, new.max_age_s, as_admin=True)
+        return _retention(room, policy)
 
     @route("POST", "/api/admin/users/{user}/revoke-tokens", "void every token of a user issued up to now", auth=ADMIN)
     async def admin_revoke(self, request: web.Request) -> RevokedTokens:

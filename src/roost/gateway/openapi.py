@@ -24,10 +24,14 @@ from ..protocol import types
 from ..protocol.codes import Code
 from ..protocol.spec import attribute_docs, render
 from . import bodies
+from .attachments import AttachmentApi
+from .consumers import ConsumerApi
 from .health import Health, MetricsPage
 from .http import HttpApi
 from .page import Page
+from .push import PushApi
 from .routes import ADMIN, JSON, PUBLIC, Route, declared, route
+from .search import SearchApi
 
 __all__ = ["DOCUMENTED", "ApiDocs", "build", "operations", "render"]
 
@@ -58,6 +62,10 @@ class ApiDocs:
 
 DOCUMENTED: Final[dict[type, str]] = {
     HttpApi: "api",
+    ConsumerApi: "api",
+    PushApi: "api",
+    SearchApi: "api",
+    AttachmentApi: "api",
     ApiDocs: "api",
     Health: "probes",
     MetricsPage: "probes",
@@ -87,7 +95,7 @@ def _status_text(status: int) -> str:
 def _error_codes(r: Route) -> list[Code]:
     """What a route may answer besides success: by who may call it and what it reads, plus its own."""
     codes = set(r.errors)
-    takes_input = r.body is not None or r.query is not None or "{" in r.path  # a path's name too: 400 if invalid
+    takes_input = r.body is not None or r.query is not None or r.raw_body is not None or "{" in r.path
     if takes_input:
         codes.add(Code.BAD_FRAME)
     if r.auth != PUBLIC:
@@ -136,15 +144,17 @@ def _operation(tag: str, r: Route, shared: bool) -> dict[str, Any]:
         op["parameters"] = parameters
     if r.body is not None:
         op["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(r.body)}}}
+    elif r.raw_body is not None:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        op["requestBody"] = {"required": True, "content": {r.raw_body: binary}}
     if r.response is not None:
         schema = _ref(r.response)
     elif r.media == JSON:
         schema = {"type": "object"}
     else:
         schema = {"type": "string"}
-    responses: dict[str, Any] = {
-        str(s): {"description": _status_text(s), "content": {r.media: {"schema": schema}}} for s in r.statuses
-    }
+    media = {m: {"schema": schema} for m in (r.media, *r.more_media)}
+    responses: dict[str, Any] = {str(s): {"description": _status_text(s), "content": media} for s in r.statuses}
     for code in _error_codes(r):
         status = str(int(code) - 4000)
         assert status not in responses, f"{r.name}: {status} is both a success and an error"

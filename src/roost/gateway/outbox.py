@@ -1,9 +1,9 @@
 """Outbox: everything one connection sends, bounded, packed, and written without a task while it can be.
 
 * ``push`` queues a frame; the queue is flushed at the end of the loop iteration straight to the socket,
-  packed into few WebSocket frames (objects separated by ``\\n``), so a group commit's worth of
-  messages shares one frame and one system call. Only a backlog the socket cannot take gets a writer
-  task: an idle connection costs none.
+  packed into few WebSocket frames (JSON objects separated by ``\\n``; for a MessagePack connection, one
+  array: its codec's ``pack``), so a group commit's worth of messages shares one frame and one system call.
+  Only a backlog the socket cannot take gets a writer task: an idle connection costs none.
 * Bounded: live traffic beyond ``outbox_frames``/``outbox_bytes``, or one write left waiting
   ``write_timeout_s`` (catch-up included), closes the connection with 4508 (slow consumer); the client
   repairs from the store when it comes back. Catch-up pages and history replies are pushed ``paced`` (their
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, Protocol
 
 from ..config import Limits
@@ -32,11 +32,12 @@ _PACK_BYTES: Final = 256 * 1024
 
 class Transport(Protocol):
     def try_write(self, data: bytes) -> bool:
-        """Write one text frame now if the socket takes it without queuing; False means use ``send``."""
+        """Write one data frame (text, or binary for MessagePack) now if the socket takes it without queuing;
+        False means use ``send``."""
         ...
 
     async def send(self, data: bytes) -> None:
-        """Send one text frame (already UTF-8 JSON), waiting while the socket is full."""
+        """Send one data frame (already encoded), waiting while the socket is full."""
         ...
 
     async def close(self, code: int, reason: str, *, unread: bool = False) -> None:
@@ -57,8 +58,11 @@ class Outbox:
         limits: Limits,
         close: Callable[[int, str], Coroutine[Any, Any, None]],
         name: str,
+        pack: Callable[[Sequence[bytes]], bytes] | None = None,
     ) -> None:
         self.transport = transport
+        self._pack = pack
+        """How several frames share one WebSocket message when not JSON's ``\\n`` (the codec's ``pack``)."""
         self.limits = limits
         self._close = close
         self._name = name
@@ -119,10 +123,12 @@ class Outbox:
         self._flush_soon = False
         if self.closed or self._writer is not None:
             return
+        pack = self._pack
         while self._queue:
             count, size = self._batch()
             batch = self._queue[:count]
-            if not self.transport.try_write(batch[0] if count == 1 else b"\n".join(batch)):
+            data = (batch[0] if count == 1 else b"\n".join(batch)) if pack is None else pack(batch)
+            if not self.transport.try_write(data):
                 self._writer = asyncio.create_task(self._write_loop())
                 return
             del self._queue[:count]
@@ -146,6 +152,7 @@ class Outbox:
     async def _write_loop(self) -> None:
         """Send what is queued, packed up to 256 objects per WebSocket frame, until nothing is left."""
         loop = asyncio.get_running_loop()
+        pack = self._pack
         try:
             while self._queue:
                 count, size = self._batch()
@@ -157,7 +164,8 @@ class Outbox:
                 # future, and cancelling one waiter would cancel the close frame's drain with it.
                 stalled = loop.call_later(self.limits.write_timeout_s, self._stalled)
                 try:
-                    await self.transport.send(batch[0] if len(batch) == 1 else b"\n".join(batch))
+                    data = (batch[0] if len(batch) == 1 else b"\n".join(batch)) if pack is None else pack(batch)
+                    await self.transport.send(data)
                 finally:
                     stalled.cancel()
         except asyncio.CancelledError:

@@ -108,6 +108,10 @@ class Route:
     query: type | None
     response: type | None
     """The answer's Struct; None for a non-JSON route (its body is described by ``media``)."""
+    more_media: tuple[str, ...] = ()
+    """Further media types a non-JSON answer may have (a download: the file's type)."""
+    raw_body: str | None = None
+    """The media type of a request body read as a stream of bytes (an upload), not decoded as JSON."""
 
 
 _ROUTES: Final = "__roost_routes__"
@@ -129,6 +133,8 @@ def route(
     statuses: tuple[int, ...] = (200,),
     media: str = JSON,
     errors: tuple[Code, ...] = (),
+    more_media: tuple[str, ...] = (),
+    raw_body: str | None = None,
 ) -> Callable[[F], F]:
     """Declare ``fn`` as the handler of ``method path``; may be applied to one function for several paths."""
 
@@ -154,6 +160,8 @@ def route(
             body=_param(hints, "body", Body),
             query=_param(hints, "query", Query),
             response=answer,
+            more_media=more_media,
+            raw_body=raw_body,
         )
         routes: list[Route] = fn.__dict__.setdefault(_ROUTES, [])
         routes.append(declared_route)

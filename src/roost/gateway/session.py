@@ -29,6 +29,7 @@ from ..logs import Throttled
 from ..metrics import code_label
 from ..protocol import frames
 from ..protocol.codes import Code
+from ..protocol.encoding import JSON, Codec
 from ..protocol.errors import ProtocolError, RateLimited, RoostError, retry_after
 from ..service import ChatService
 from .budget import BASE_COST, MAX_PAUSE_S, MIN_PAUSE_S, STRIKE_WINDOW_S, FrameBudget, UserBudgets, cost_of
@@ -60,8 +61,14 @@ class Session:
         user: str,
         session_id: str,
         budgets: UserBudgets | None = None,
+        codec: Codec = JSON,
     ) -> None:
         self.service = service
+        self.codec = codec
+        """The connection's encoding (its subprotocol): how its frames are read and written."""
+        self._decode = codec.decode_client
+        self._peek = codec.peek_ref
+        self._encode = codec.encode
         self._metrics = service.metrics
         self.hub = hub
         self.transport = transport
@@ -70,9 +77,9 @@ class Session:
         self.session_id = session_id
         self.close_code: int | None = None
         self.budget = FrameBudget(limits, budgets or UserBudgets(limits), user)
-        self.outbox = Outbox(transport, limits, self.close, session_id)
-        self.follows = Follows(service, hub, limits, user, self.outbox)
-        self._dispatcher = Dispatcher(service, self.follows, self.outbox, user)
+        self.outbox = Outbox(transport, limits, self.close, session_id, None if codec is JSON else codec.pack)
+        self.follows = Follows(service, hub, limits, user, self.outbox, codec)
+        self._dispatcher = Dispatcher(service, self.follows, self.outbox, user, codec.encode)
         self._tasks: set[asyncio.Task[None]] = set()
         self._refs: dict[asyncio.Task[None], tuple[str | None, str | None]] = {}
         """Each in-flight frame's (id, room): a shutdown that cannot wait for it still answers it."""
@@ -108,20 +115,20 @@ class Session:
             self._hold_until = 0.0
         wait = self.budget.charge(BASE_COST)  # every frame pays, an oversized or malformed one too
         if wait:
-            await self._over_budget(wait, *frames.peek_ref(data))
+            await self._over_budget(wait, *self._peek(data))
             return
         size = (
             len(data) if isinstance(data, bytes) or len(data) * 4 <= self.limits.max_frame_bytes else len(data.encode())
         )
         if size > self.limits.max_frame_bytes:
-            ref, room = frames.peek_ref(data)
+            ref, room = self._peek(data)
             error = ProtocolError(f"frame over {self.limits.max_frame_bytes} bytes", Code.TOO_LARGE)
             self._error(error, ref=ref, room=room)
             return
         try:
-            frame = frames.decode_client(data)
+            frame = self._decode(data)
         except ProtocolError as exc:
-            ref, room = frames.peek_ref(data)
+            ref, room = self._peek(data)
             self._error(exc, ref=ref, room=room)
             return
         more = cost_of(frame) - BASE_COST
@@ -166,11 +173,12 @@ class Session:
         await asyncio.sleep(min(retry, MAX_PAUSE_S))
 
     def _refuse_draining(self, data: str | bytes) -> None:
-        ref, room = frames.peek_ref(data)
+        ref, room = self._peek(data)
         self._error(RoostError("server shutting down: send it to another node", Code.GOING_AWAY), ref=ref, room=room)
 
     async def receive_invalid(self, reason: str) -> None:
-        """A frame that is not text (binary): refused with 4400, after paying ``BASE_COST`` like any other."""
+        """A frame of the wrong kind (binary on a JSON connection, text on a MessagePack one): refused with 4400,
+        after paying ``BASE_COST`` like any other."""
         if self.closed:
             return
         wait = self.budget.charge(BASE_COST)
@@ -212,7 +220,7 @@ class Session:
         if exc.code >= Code.INTERNAL:
             SERVER_ERRORS.warning(str(int(exc.code)), "answered %d: %s", int(exc.code), exc.reason)
         error = frames.Error(code=int(exc.code), reason=exc.reason, ref=ref, room=room, retry_after_s=retry_after(exc))
-        self.outbox.push(frames.encode(error))
+        self.outbox.push(self._encode(error))
 
     # ---- closing ----------------------------------------------------------------------------
 
@@ -250,7 +258,7 @@ class Session:
         with 4401."""
         if self.closed:
             return
-        self.outbox.push(frames.encode(frames.Error(code=int(Code.UNAUTHORIZED), reason=reason)))
+        self.outbox.push(self._encode(frames.Error(code=int(Code.UNAUTHORIZED), reason=reason)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.outbox.until_drained(), self.limits.close_timeout_s)
         await self.close(Code.UNAUTHORIZED, reason)

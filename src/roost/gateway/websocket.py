@@ -1,16 +1,21 @@
-"""The WebSocket endpoint ``/ws``: authenticate, then feed frames to a Session. Nothing else."""
+"""The WebSocket endpoint ``/ws``: authenticate, then feed frames to a Session. Nothing else.
+
+Transport-agnostic: everything between "a WebSocket is open" and "it ended" (authentication, the per-user
+limit, the welcome, the read loop, expiry, revocation, shutdown, the metrics) happens here, on a ``Socket``,
+in the encoding the upgrade negotiated (its ``Codec``: JSON in text frames, MessagePack in binary ones).
+The adapters (``ws_aiohttp``: the HTTP port's ``/ws``; ``ws_picows``: a port of its own, ``--ws-transport
+picows``) do the upgrade, its refusals (``refusal``), the subprotocol and the framing, and nothing else.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
-import struct
 import time
-from collections.abc import Callable
-from typing import Final
-
-from aiohttp import WSMsgType, web
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 from ..apikeys import WS, ApiKeys, require
 from ..auth import Identity, TokenAuthority
@@ -19,114 +24,65 @@ from ..hub import Hub
 from ..metrics import code_label
 from ..protocol import frames
 from ..protocol.codes import Code
+from ..protocol.encoding import JSON, Codec
 from ..protocol.errors import AuthError, ProtocolError, RoostError
+from ..protocol.inbox import inbox_room
 from ..readiness import Readiness
 from ..revocation import Revocations, void
 from ..service import ChatService
 from .budget import UserBudgets
-from .connections import ConnectionGuard
 from .credentials import identify
+from .outbox import Transport
 from .session import Session
 
-__all__ = ["WebSocketEndpoint"]
-
-_LEN1: Final = struct.Struct("!BB").pack
-_LEN2: Final = struct.Struct("!BBH").pack
-_LEN3: Final = struct.Struct("!BBQ").pack
+__all__ = ["BINARY", "END", "TEXT", "Refusal", "Socket", "WebSocketEndpoint"]
 
 log = logging.getLogger(__name__)
-
 
 _NEVER_S: Final = 10 * 365 * 24 * 3600.0
 """The timer of a credential that does not expire (an API key): far enough, and finite for the event loop."""
 
-_SOCKET_ROOM: Final = 64 * 1024
-"""Bytes the socket's user-space buffer may hold before frames wait in the session's outbox instead."""
+TEXT: Final = 1
+BINARY: Final = 2
+END: Final = 0
+"""What ``Socket.receive`` returns: a text frame (its ``str``), a binary one (its ``bytes``), or the end of the
+connection (closed by the client, a heartbeat failure, a protocol error: the adapter closed it as its library
+does)."""
 
 
-_UNREAD_GRACE_S: Final = 0.2
+_BINARY_ON_JSON: Final = "binary frames are not supported; send JSON text frames"
+_TEXT_ON_MSGPACK: Final = "text frames are not supported with roost.v1.msgpack; send MessagePack binary frames"
 
 
-class _AiohttpTransport:
-    """The session's view of one aiohttp WebSocket.
+class Socket(Transport, Protocol):
+    """One open WebSocket, as the endpoint sees it: the session's ``Transport`` plus reading."""
 
-    ``try_write`` frames the payload itself and hands it to the asyncio transport in one call: one
-    unmasked text frame, the same bytes aiohttp would write, without a coroutine or a task switch per
-    frame. Every write is a whole frame, so it never interleaves with aiohttp's own pings and closes.
-    """
+    async def receive(self, within_s: float | None = None) -> tuple[int, str | bytes]:
+        """The next frame (``TEXT`` with its text, ``BINARY`` with its bytes) or ``END``; ``TimeoutError`` after
+        ``within_s``. Between calls the adapter reads nothing more (read back-pressure)."""
+        ...
 
-    __slots__ = ("close_timeout_s", "raw", "ws")
-
-    def __init__(self, ws: web.WebSocketResponse, raw: asyncio.Transport | None, close_timeout_s: float) -> None:
-        self.ws = ws
-        self.raw = raw
-        self.close_timeout_s = close_timeout_s
-
-    def try_write(self, data: bytes) -> bool:
-        raw = self.raw
-        if raw is None or self.ws.closed or raw.is_closing() or raw.get_write_buffer_size() > _SOCKET_ROOM:
-            return False
-        n = len(data)
-        if n < 126:
-            header = _LEN1(0x81, n)
-        elif n < 65536:
-            header = _LEN2(0x81, 126, n)
-        else:
-            header = _LEN3(0x81, 127, n)
-        raw.write(header + data)
-        return True
-
-    async def send(self, data: bytes) -> None:
-        await self.ws.send_frame(data, WSMsgType.TEXT)
-
-    async def close(self, code: int, reason: str, *, unread: bool = False) -> None:
-        """The close frame goes behind everything already in the socket's buffers, so a client that does
-        not read never gets it: after ``close_timeout_s`` the connection is aborted instead. The close is
-        waited for, never cancelled (a cancelled drain would cancel every other writer's drain too); the
-        abort ends it. ``unread``: see ``close_unread``."""
-        if unread:
-            await self.close_unread(code, reason)
-            return
-        closing = asyncio.ensure_future(self.ws.close(code=code, message=reason.encode()[:120]))
-        closing.add_done_callback(_consume)
-        done, _ = await asyncio.wait({closing}, timeout=self.close_timeout_s)
-        if not done:
-            self.abort()
-
-    async def close_unread(self, code: int, reason: str) -> None:
-        """Write the close frame and abort once the socket has taken it (within ``close_timeout_s``), reading
-        nothing: aiohttp's own close reads until the client's close frame, which behind a flood is the
-        whole backlog the client managed to write, parsed at full speed."""
-        raw = self.raw
-        if raw is None or self.ws.closed or raw.is_closing():
-            self.abort()
-            return
-        payload = struct.pack("!H", code) + reason.encode()[:120]
-        raw.write(_LEN1(0x88, len(payload)) + payload)
-        deadline = time.monotonic() + self.close_timeout_s
-        # The transport has no event for "buffer empty" that aiohttp does not own (its drain waiter): poll.
-        while raw.get_write_buffer_size() and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        # A moment for the client to read the close frame before the reset, which may discard it.
-        await asyncio.sleep(min(_UNREAD_GRACE_S, max(0.0, deadline - time.monotonic())))
-        raw.abort()
-
-    def abort(self) -> None:
-        """Drop what is unsent and reset the TCP connection (the client sees it end without a close frame)."""
-        if self.raw is not None:
-            self.raw.abort()
+    def authenticated(self) -> None:
+        """The connection is an authenticated WebSocket: the connection guard stops counting and timing it."""
+        ...
 
     def abort_if_stuck(self) -> None:
-        """Called ``close_timeout_s`` after the connection ended: a socket still holding unsent bytes
-        (a heartbeat failure closes without a bound) is aborted, so nothing outlives the bound."""
-        if self.raw is not None and self.raw.get_write_buffer_size():
-            self.raw.abort()
+        """Abort the connection if its socket still holds unsent bytes."""
+        ...
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the connection ended with, as the library saw it (the client's close, 1006, 1009...)."""
+        ...
 
 
-def _consume(task: asyncio.Future[bool]) -> None:
-    """A close that ended with an error (the connection was lost or aborted) is done all the same."""
-    if not task.cancelled():
-        task.exception()
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An upgrade refused before it happens: the HTTP status, the JSON body and the handshake metric's label."""
+
+    status: int
+    body: bytes
+    label: str
 
 
 class _Refused(Exception):
@@ -148,13 +104,15 @@ class WebSocketEndpoint:
         allowed_origins: tuple[str, ...] = (),
         readiness: Readiness | None = None,
         revocations: Revocations | None = None,
-        guard: ConnectionGuard | None = None,
         keys: ApiKeys | None = None,
+        on_user: Callable[[str, bool], None] | None = None,
     ) -> None:
+        self.on_user = on_user
+        """Told when a user's first connection to this node opens (True) and their last one closes (False):
+        whether they are online for Web Push (push/online.py)."""
         self.service = service
         self.keys = keys
         self.revocations = revocations
-        self.guard = guard
         self.readiness = readiness
         self.hub = hub
         self.tokens = tokens
@@ -167,85 +125,91 @@ class WebSocketEndpoint:
         self.budgets = UserBudgets(limits)
         """Each user's frame budget on this node, shared by their connections."""
 
-    def _origin_allowed(self, request: web.Request) -> bool:
+    def origin_allowed(self, origin: str | None, own: Iterable[str]) -> bool:
         """Browsers send Origin; a page from another site must not ride on the user's cookies or
-        tokens (cross-site WebSocket hijacking). Non-browser clients send none and are allowed."""
-        origin = request.headers.get("Origin")
+        tokens (cross-site WebSocket hijacking). Non-browser clients send none and are allowed. ``own``: the
+        origins the adapter knows as the server's own (the page's)."""
         if origin is None:
             return True
         origin = origin.rstrip("/")
         if origin in self.allowed_origins or "*" in self.allowed_origins:
             return True
-        own = f"{request.scheme}://{request.host}"
-        forwarded = request.headers.get("X-Forwarded-Proto")
-        return origin == own or (forwarded is not None and origin == f"{forwarded}://{request.host}")
+        return origin in own
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        handshakes = self.service.metrics.handshakes
-        if not self._origin_allowed(request):
-            handshakes.labels("refused_origin").inc()
-            reason = f"origin {request.headers.get('Origin')!r} is not allowed"
-            body = frames.encode(frames.Error(code=int(Code.FORBIDDEN), reason=reason))
-            return web.Response(status=403, body=body, content_type="application/json")
-        if self.readiness is not None and not self.readiness.ready:
-            handshakes.labels("refused_not_ready").inc()
+    def refusal(self, origin: str | None, own: Iterable[str]) -> Refusal | None:
+        """The checks made before the upgrade, by every adapter alike: the Origin (403), then readiness (503).
+        Counted in the handshake metric when refused."""
+        if not self.origin_allowed(origin, own):
+            reason = f"origin {origin!r} is not allowed"
+            refused = Refusal(
+                403, frames.encode(frames.Error(code=int(Code.FORBIDDEN), reason=reason)), "refused_origin"
+            )
+        elif self.readiness is not None and not self.readiness.ready:
             # Before the upgrade: a client with other URLs moves on at once, and nothing is half-open.
             if self.readiness.draining:
-                refusal, reason = Code.GOING_AWAY, "this node is shutting down: connect to another node"
+                code, reason = Code.GOING_AWAY, "this node is shutting down: connect to another node"
             else:
-                refusal, reason = Code.NODE_UNREADY, "this node cannot reach its store or bus: connect to another node"
-            body = frames.encode(frames.Error(code=int(refusal), reason=reason))
-            return web.Response(status=503, body=body, content_type="application/json")
-        ws = web.WebSocketResponse(
-            heartbeat=self.limits.heartbeat_s,
-            max_msg_size=self.limits.max_frame_bytes * 4,
-            compress=False,
-        )
-        await ws.prepare(request)
-        transport = _AiohttpTransport(ws, request.transport, self.limits.close_timeout_s)
+                code, reason = Code.NODE_UNREADY, "this node cannot reach its store or bus: connect to another node"
+            refused = Refusal(503, frames.encode(frames.Error(code=int(code), reason=reason)), "refused_not_ready")
+        else:
+            return None
+        self.service.metrics.handshakes.labels(refused.label).inc()
+        return refused
+
+    async def run(self, socket: Socket, token: str | None, codec: Codec = JSON) -> None:
+        """The life of one open WebSocket, until it ends: ``token`` is the URL's ``?token=``, if any; ``codec``
+        the encoding its subprotocol chose (R-WIRE-9)."""
+        handshakes = self.service.metrics.handshakes
         try:
-            identity, auth_ref = await self._authenticate(ws, request)
+            identity, auth_ref = await self._authenticate(socket, token, codec)
         except _Refused as refused:
             handshakes.labels("refused_auth").inc()
             exc = refused.error
             error = frames.Error(code=int(exc.code), reason=exc.reason, ref=refused.ref)
-            await ws.send_frame(frames.encode(error), WSMsgType.TEXT)
-            await ws.close(code=int(exc.code), message=exc.reason.encode()[:120])
-            return ws
+            await _refuse(socket, codec.pack([codec.encode(error)]), int(exc.code), exc.reason)
+            return
         user, expires_at = identity.user, identity.expires_at
         if self._per_user.get(user, 0) >= self.limits.max_connections_per_user:
             handshakes.labels("refused_limit").inc()
             reason = f"over {self.limits.max_connections_per_user} connections for {user}"
-            await ws.send_frame(frames.encode(frames.Error(code=int(Code.RATE_LIMITED), reason=reason)), WSMsgType.TEXT)
-            await ws.close(code=int(Code.RATE_LIMITED), message=b"too many connections")
-            return ws
+            error = frames.Error(code=int(Code.RATE_LIMITED), reason=reason)
+            await _refuse(socket, codec.pack([codec.encode(error)]), int(Code.RATE_LIMITED), "too many connections")
+            return
         handshakes.labels("accepted").inc()
-        if self.guard is not None:
-            self.guard.authenticated(request)
-        session = Session(
-            self.service, self.hub, transport, self.limits, user, secrets.token_hex(8), self.budgets
-        )
+        socket.authenticated()
+        session = Session(self.service, self.hub, socket, self.limits, user, secrets.token_hex(8), self.budgets, codec)
         self.sessions.add(session)
         self._identities[session] = identity
         self._per_user[user] = self._per_user.get(user, 0) + 1
+        if self._per_user[user] == 1 and self.on_user is not None:
+            self.on_user(user, True)
         expiry = asyncio.get_running_loop().call_later(
             min(max(0.0, expires_at - time.time()), _NEVER_S),  # an API key does not expire
             lambda: asyncio.ensure_future(session.expire()),
         )
         welcome = frames.Welcome(
-            user, session.session_id, self.limits.max_body_bytes, self.limits.max_frame_bytes, ref=auth_ref
+            user,
+            session.session_id,
+            self.limits.max_body_bytes,
+            self.limits.max_frame_bytes,
+            ref=auth_ref,
+            inbox=inbox_room(user),
         )
-        await ws.send_frame(frames.encode(welcome), WSMsgType.TEXT)
+        expected, wrong = (BINARY, _TEXT_ON_MSGPACK) if codec.binary else (TEXT, _BINARY_ON_JSON)
         try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
-                    await session.receive(msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    await session.receive_invalid("binary frames are not supported; send JSON text frames")
+            await socket.send(codec.pack([codec.encode(welcome)]))
+            while True:
+                kind, data = await socket.receive()
+                if kind == expected:
+                    await session.receive(data)
+                elif kind != END:
+                    await session.receive_invalid(wrong)
                 else:
                     break
                 if session.closed:  # closed by the server (a budget, a slow consumer): read nothing more
                     break
+        except ConnectionError:
+            pass  # the welcome could not be written: the connection is gone
         finally:
             expiry.cancel()
             self.sessions.discard(session)
@@ -255,30 +219,30 @@ class WebSocketEndpoint:
                 self._per_user[user] = left
             else:
                 self._per_user.pop(user, None)
+                if self.on_user is not None:
+                    self.on_user(user, False)
             await session.release()
-            asyncio.get_running_loop().call_later(self.limits.close_timeout_s, transport.abort_if_stuck)
-            code = session.close_code if session.close_code is not None else ws.close_code
+            asyncio.get_running_loop().call_later(self.limits.close_timeout_s, socket.abort_if_stuck)
+            code = session.close_code if session.close_code is not None else socket.close_code
             self.service.metrics.closes.labels(code_label(code)).inc()
-        return ws
 
-    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> tuple[Identity, str | None]:
+    async def _authenticate(self, socket: Socket, token: str | None, codec: Codec) -> tuple[Identity, str | None]:
         """The token's identity and the auth frame's id (``welcome``'s ``ref``); or ``_Refused``, whose
         error names that id too when the first frame had a readable one."""
-        token = request.query.get("token")
         if token:
             try:
                 return await self._identify(token), None
             except RoostError as exc:
                 raise _Refused(exc, None) from None
         try:
-            msg = await ws.receive(timeout=self.limits.auth_timeout_s)
+            kind, data = await socket.receive(self.limits.auth_timeout_s)
         except TimeoutError:
             raise _Refused(AuthError("no auth frame in time", Code.AUTH_TIMEOUT), None) from None
-        if msg.type is not WSMsgType.TEXT:
+        if kind != (BINARY if codec.binary else TEXT):
             raise _Refused(AuthError("the first frame must be an auth frame", Code.UNAUTHORIZED), None)
-        ref = frames.peek_ref(msg.data)[0]
+        ref = codec.peek_ref(data)[0]
         try:
-            frame = frames.decode_client(msg.data)
+            frame = codec.decode_client(data)
         except ProtocolError as exc:
             refusal = AuthError(f"the first frame must be an auth frame ({exc.reason})", Code.UNAUTHORIZED)
             raise _Refused(refusal, ref) from None
@@ -295,6 +259,10 @@ class WebSocketEndpoint:
         if identity.key is not None:
             require(identity, WS)
         return identity
+
+    def users(self) -> list[str]:
+        """The users with a connection open to this node."""
+        return list(self._per_user)
 
     def key_sessions(self) -> bool:
         """Is any open connection authenticated with an API key? (the periodic key check runs only then)"""
@@ -334,3 +302,12 @@ class WebSocketEndpoint:
             await asyncio.wait_for(drains, within_s + 0.5)
         except TimeoutError:
             log.warning("shutdown: %d connections did not close in time", sum(not s.closed for s in sessions))
+
+
+async def _refuse(socket: Socket, error: bytes, code: int, reason: str) -> None:
+    """An open WebSocket refused: the error frame, then the close with its code."""
+    try:
+        await socket.send(error)
+    except ConnectionError:
+        return
+    await socket.close(code, reason)

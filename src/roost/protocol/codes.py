@@ -20,7 +20,7 @@ __all__ = ["Code"]
 
 class Code(IntEnum):
     BAD_FRAME = 4400
-    """Malformed JSON, an unknown frame type, a missing or mistyped field."""
+    """Malformed JSON (or MessagePack), an unknown frame type, a missing or mistyped field."""
     UNAUTHORIZED = 4401
     """No token, a bad token or an expired one."""
     FORBIDDEN = 4403
@@ -36,9 +36,12 @@ class Code(IntEnum):
     """The cursor cannot be continued: the room's history was trimmed past it or recreated."""
     TOO_LARGE = 4413
     """A frame or a message body over the configured limit."""
+    UNSUPPORTED_TYPE = 4415
+    """An uploaded file whose type (sniffed from its bytes, never taken from the client) this server does not
+    accept."""
     TOO_MANY_ROOMS = 4422
     """The user is in ``max_rooms_per_user`` rooms already (or opened that many direct conversations): leave
-    one before creating or joining another."""
+    one before creating or joining another. Also: ``max_consumers`` durable consumers exist already."""
     RATE_LIMITED = 4429
     """Too many requests; retry after ``retry_after_s``."""
     INTERNAL = 4500

@@ -27,6 +27,7 @@ __all__ = [
     "Ban",
     "ClientFrame",
     "Create",
+    "Decline",
     "Delete",
     "Dm",
     "Edit",
@@ -53,6 +54,7 @@ __all__ = [
     "Typing",
     "TypingEvent",
     "Unban",
+    "Uninvite",
     "Unsubscribe",
     "Welcome",
     "decode_client",
@@ -95,6 +97,21 @@ class Invite(_Frame, tag="invite", frozen=True):
 
     room: str
     user: str
+    id: str | None = None
+
+
+class Uninvite(_Frame, tag="uninvite", frozen=True):
+    """Revoke the invitation of ``user`` to ``room``: its inviter, or an owner or admin of the room."""
+
+    room: str
+    user: str
+    id: str | None = None
+
+
+class Decline(_Frame, tag="decline", frozen=True):
+    """Decline my invitation to ``room``: it ends, and joining needs a new one."""
+
+    room: str
     id: str | None = None
 
 
@@ -154,10 +171,17 @@ class Unsubscribe(_Frame, tag="unsubscribe", frozen=True):
 
 
 class Send(_Frame, tag="send", frozen=True):
+    """Store a text. With ``reply_to`` (a seq) it replies to that message; with ``thread`` (a root's seq) it is a
+    reply in that thread; with ``attachments`` (ids of my uploads to the room) it carries those files: each makes it a
+    ``rich`` message (protocol/rich.py)."""
+
     room: str
     cmid: str
     body: str
     id: str | None = None
+    reply_to: int | None = None
+    thread: int | None = None
+    attachments: tuple[str, ...] = ()
 
 
 class Edit(_Frame, tag="edit", frozen=True):
@@ -173,11 +197,13 @@ class Edit(_Frame, tag="edit", frozen=True):
 class Delete(_Frame, tag="delete", frozen=True):
     """Delete message ``target`` (mine, or any as a moderator): stored as a ``kind: delete`` message.
 
-    Without ``cmid`` the key is derived from the target, so a retry is answered as a duplicate."""
+    Without ``cmid`` the key is derived from the target, so a retry is answered as a duplicate. ``erase``: the
+    text (and its edits') also leaves the server's store, not only its answers (an erasure)."""
 
     room: str
     target: int
     cmid: str | None = None
+    erase: bool = False
     id: str | None = None
 
 
@@ -192,13 +218,15 @@ class React(_Frame, tag="react", frozen=True):
 
 
 class History(_Frame, tag="history", frozen=True):
-    """Read a room: ``after`` a seq (ascending) or ``before`` a seq (the newest page below it)."""
+    """Read a room: ``after`` a seq (ascending) or ``before`` a seq (the newest page below it); with ``thread``
+    (a root's seq), only that thread: the root and its replies."""
 
     room: str
     after: int | None = None
     before: int | None = None
     limit: int = 50
     id: str | None = None
+    thread: int | None = None
 
 
 class Ping(_Frame, tag="ping", frozen=True):
@@ -241,6 +269,8 @@ ClientFrame = (
     | Ban
     | Unban
     | Role
+    | Uninvite
+    | Decline
 )
 
 # ---- server -> client -------------------------------------------------------------------------
@@ -252,6 +282,8 @@ class Welcome(_Frame, tag="welcome", frozen=True):
     max_body_bytes: int
     max_frame_bytes: int
     ref: str | None = None
+    inbox: str | None = None
+    """The user's own event stream (``~u:<user>``): subscribe to it like a room; never build the name."""
 
 
 class Ok(_Frame, tag="ok", frozen=True):
@@ -389,9 +421,12 @@ def peek_ref(data: bytes | str) -> tuple[str | None, str | None]:
         peeked = _peek.decode(data)
     except (msgspec.MsgspecError, UnicodeError, RecursionError):
         return None, None
-    ref = peeked.id if isinstance(peeked.id, str) else None
-    room = peeked.room if isinstance(peeked.room, str) else None
-    return ref, room
+    return named_by(peeked)
+
+
+def named_by(peeked: _Peek) -> tuple[str | None, str | None]:
+    """``(id, room)`` of a peeked frame, each where it is a string (any encoding's peek)."""
+    return (peeked.id if isinstance(peeked.id, str) else None, peeked.room if isinstance(peeked.room, str) else None)
 
 
 def decode_server(data: bytes | str) -> ServerFrame:

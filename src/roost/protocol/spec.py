@@ -75,7 +75,7 @@ def _type_name(info: msgspec.inspect.Type) -> str:
         return "int"
     if isinstance(info, msgspec.inspect.FloatType):
         return "float"
-    if isinstance(info, msgspec.inspect.ListType):
+    if isinstance(info, msgspec.inspect.ListType | msgspec.inspect.VarTupleType):  # both are JSON arrays
         return f"list of {_type_name(info.item_type)}"
     if isinstance(info, msgspec.inspect.StructType):
         tag = info.cls.__struct_config__.tag
@@ -94,8 +94,8 @@ def _field(field: msgspec.inspect.Field) -> dict[str, Any]:
         nullable, info = True, members[0]
     out: dict[str, Any] = {"name": field.encode_name, "type": _type_name(info), "required": field.required}
     out["nullable"] = nullable
-    if not field.required:
-        out["default"] = field.default
+    if not field.required:  # a tuple is a JSON array: the definition holds what a JSON reader reads back
+        out["default"] = list(field.default) if isinstance(field.default, tuple) else field.default
     return out
 
 
@@ -203,7 +203,8 @@ def build() -> dict[str, Any]:
             "control": _tags(CONTROL),
         },
         "limits": _limits(),
-        "json_schema": {"client": schemas[0], "server": schemas[1], "$defs": components},
+        # Through JSON and back: a tuple default (``()``) is the array a JSON reader reads.
+        "json_schema": json.loads(json.dumps({"client": schemas[0], "server": schemas[1], "$defs": components})),
     }
 
 

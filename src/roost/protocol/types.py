@@ -15,13 +15,17 @@ import msgspec
 
 __all__ = [
     "KIND_BAN",
+    "KIND_DELETED",
     "KIND_INVITE",
     "KIND_JOIN",
     "KIND_KICK",
     "KIND_LEAVE",
+    "KIND_RETENTION",
+    "KIND_RICH",
     "KIND_ROLE",
     "KIND_TEXT",
     "KIND_UNBAN",
+    "KIND_UNINVITE",
     "MAX_SEQ",
     "REMOVING_KINDS",
     "RESERVED_USERS",
@@ -39,6 +43,9 @@ MAX_SEQ: Final = 2**53
 """The largest seq (or cursor) a request may name: exact in every JSON parser and every store's integer type."""
 
 KIND_TEXT: Final = "text"
+KIND_RICH: Final = "rich"
+"""A text with structure: a reply, a reply in a thread, a text that mentions someone; its body is JSON with the
+text in ``body`` (protocol/rich.py). For the webhooks' event classes it is a message, like ``text``."""
 KIND_JOIN: Final = "join"
 KIND_LEAVE: Final = "leave"
 KIND_INVITE: Final = "invite"
@@ -46,6 +53,14 @@ KIND_KICK: Final = "kick"
 KIND_BAN: Final = "ban"
 KIND_UNBAN: Final = "unban"
 KIND_ROLE: Final = "role"
+KIND_UNINVITE: Final = "uninvite"
+"""An invitation ended without a join (declined by the invited user, or revoked): ``sender`` is the user
+who was invited, ``body`` ``{"by": who ended it}``."""
+KIND_RETENTION: Final = "retention"
+"""A room's retention policy changed: sent by who changed it, body ``{"by", "max_messages", "max_age_s"}``."""
+KIND_DELETED: Final = "deleted"
+"""What a deleted ``text`` (or ``rich``) message looks like when the server serves it again; stored as such only
+by an erasure (the store then holds the tombstone instead of the text)."""
 REMOVING_KINDS: Final = frozenset({KIND_LEAVE, KIND_KICK, KIND_BAN})
 """Membership events that take their ``sender`` (the member concerned) out of the room: that user's
 subscriptions end after delivering one of these, on every node, exactly as after a ``leave``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Final
 
 from ..coalesce import Coalescer
 from ..config import Limits
@@ -20,12 +21,19 @@ from ..ports import Bus, Directory, Store
 from ..protocol import frames
 from ..protocol.codes import Code
 from ..protocol.errors import ProtocolError, RoostError
-from ..protocol.types import MAX_SEQ, Page
+from ..protocol.inbox import ReadUpTo, is_inbox
+from ..protocol.relations import counts_as_unread
+from ..protocol.rich import mentions_user
+from ..protocol.types import MAX_SEQ, Page, Position
 from ..relindex import RelationIndex
 from .pages import Bounded, PageReader
 from .rooms import Rooms
 
-__all__ = ["HistoryResult", "Reads", "SyncResult"]
+__all__ = ["UNREAD_SCAN", "HistoryResult", "Reads", "SyncResult"]
+
+UNREAD_SCAN: Final = 100
+"""Messages after a read position that ``GET /api/rooms`` reads to count the unread ones by kind: exact up to
+this many, each older one counted as a message (docs/protocol.md, R-READ-3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,20 +198,43 @@ class Reads:
             self._pending.pop(key, None)
         if value > self._known.get(key, 0):
             self._known[key] = value
+        if not is_inbox(room):
+            # The user's devices agree on unread counts [R-INBOX-8]: keyed by the position, so a position
+            # stored again (a retry, another node) is one event.
+            await self.rooms.inbox.emit(user, ReadUpTo(room, value), value)
         await self.bus.publish(room, frames.encode(frames.Receipt(room=room, user=user, seq=value)))
 
     async def unread(self, user: str) -> dict[str, dict[str, int]]:
-        """Per room of the user: its head, the user's read position, and the unread count (head - read)."""
+        """Per room of the user: its head, the user's read position, the unread count (the messages after the read
+        position the user has to read, ``counts_as_unread``) [R-READ-3] and how many of them mention the user
+        (``mentions_user``) [R-MENTION-4]."""
         positions = await self.directory.read_positions(user)
         for (room, reader), seq in list(self._pending.items()):
             if reader == user:
                 positions[room] = max(positions.get(room, 0), seq)
         out: dict[str, dict[str, int]] = {}
-        for room in await self.directory.rooms_of(user):
-            head = (await self.store.position(room)).head
-            read = min(positions.get(room, 0), head)
-            out[room] = {"head": head, "read": read, "unread": head - read}
+        for room in await self.rooms.rooms_of(user):  # not the user's own event stream
+            position = await self.store.position(room)
+            read = min(positions.get(room, 0), position.head)
+            unread, mentioned = await self._unread_in(room, user, read, position)
+            out[room] = {"head": position.head, "read": read, "unread": unread, "mentions": mentioned}
         return out
+
+    async def _unread_in(self, room: str, user: str, read: int, position: Position) -> tuple[int, int]:
+        """The unread and mention counts of one room: its newest ``UNREAD_SCAN`` messages after ``read`` are read
+        (as served, deleted ones as tombstones) and counted by kind, sender and mentions; older kept seqs beyond
+        them count one unread each (a count over the scan is a badge of "99+" either way) and no mention. Nothing
+        is read when nothing follows ``read``."""
+        if position.head <= read:
+            return 0, 0
+        page = await self.relations.redact_page(
+            room, await self.store.read_before(room, position.head + 1, min(UNREAD_SCAN, position.head - read))
+        )
+        scanned = [m for m in page.messages if m.seq > read]
+        oldest = scanned[0].seq if scanned else page.position.head + 1
+        beyond = max(0, oldest - max(read + 1, page.position.first))
+        unread = beyond + sum(1 for m in scanned if counts_as_unread(m, user))
+        return unread, sum(1 for m in scanned if mentions_user(m, user))
 
     async def receipts(self, user: str, room: str) -> dict[str, int]:
         """Who has read how far ("seen by"): members' read positions."""

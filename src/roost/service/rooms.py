@@ -14,15 +14,29 @@ import asyncio
 from dataclasses import dataclass
 from typing import Final
 
+import msgspec
+
 from ..config import Limits
 from ..ports import Directory
 from ..protocol.codes import Code
 from ..protocol.errors import AuthError, Conflict, NotFound, ProtocolError, RoostError
+from ..protocol.inbox import HOW_LEAVE, Added, Removed, inbox_owner
 from ..protocol.types import KIND_JOIN, KIND_LEAVE, valid_room, valid_user
 from ..ratelimit import RateLimiter
+from .inbox import Inbox
 from .writes import Writer
 
-__all__ = ["ROOM_KINDS", "RoomInfo", "Rooms", "check_room_name", "dm_room", "kind_of", "missing"]
+__all__ = [
+    "ROOM_KINDS",
+    "Invitation",
+    "RoomInfo",
+    "Rooms",
+    "by_body",
+    "check_room_name",
+    "dm_room",
+    "kind_of",
+    "missing",
+]
 
 PUBLIC: Final = "public"
 PRIVATE: Final = "private"
@@ -44,7 +58,30 @@ NS_ROLES: Final = "roles"
 NS_BANS: Final = "bans"
 """user -> who banned them."""
 NS_INVITES: Final = "invites"
-"""user -> who invited them; used up by the join it allows."""
+"""user -> the invitation (``Invitation``: who invited them, and its id); used up by the join it allows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """One pending invitation, stored as ``"<by> <id>"``. The id (32 hex digits, fixed when it is made) keys
+    its ``invite`` and ``uninvite`` events and the invitee's stream events, so a retry of any step re-emits
+    the same ones. An invitation recorded before ids existed holds only ``by`` (``id`` is empty)."""
+
+    by: str
+    id: str
+
+    def encode(self) -> str:
+        return f"{self.by} {self.id}" if self.id else self.by
+
+    @classmethod
+    def decode(cls, value: str) -> Invitation:
+        by, _, ident = value.partition(" ")
+        return cls(by, ident)
+
+
+def by_body(actor: str, **more: str) -> str:
+    """The body of a moderation event: who did it (and the new role), as a small JSON object."""
+    return msgspec.json.encode({"by": actor, **more}).decode()
 
 
 def dm_room(a: str, b: str) -> str:
@@ -87,10 +124,11 @@ def check_room_name(room: str) -> None:
 class Rooms:
     """Who is in which room, with which role; every change is also a sequenced event (``writer``)."""
 
-    def __init__(self, directory: Directory, writer: Writer, limits: Limits) -> None:
+    def __init__(self, directory: Directory, writer: Writer, limits: Limits, inbox: Inbox) -> None:
         self.directory = directory
         self.writer = writer
         self.limits = limits
+        self.inbox = inbox
         self.churn = RateLimiter(limits.membership_per_s, limits.membership_burst, "membership changes")
         """Per user (the actor): create, join, leave, dm and the moderation requests, each a stored event."""
 
@@ -105,7 +143,7 @@ class Rooms:
         await self.check_room_limit(user)
         if not await self.directory.create_room(room, user, {"kind": kind, "owner": user}):
             raise Conflict(f"room {room!r} already exists")
-        await self.writer.event(room, user, KIND_JOIN)
+        await self._joined(room, user, user)
 
     async def dm(self, user: str, other: str) -> str:
         """The direct conversation of ``user`` and ``other``: created on first use with both as members.
@@ -123,15 +161,22 @@ class Rooms:
             return room
         await self._check_dm_limit(user)
         if await self.directory.create_room(room, user, {"kind": DIRECT, OPENER: user}):
-            await self.writer.event(room, user, KIND_JOIN)
+            await self._joined(room, user, user)
             if await self.directory.add_member(room, other):
-                await self.writer.event(room, other, KIND_JOIN)
+                await self._joined(room, other, user)  # the conversation shows up in the other's stream
         elif await self.directory.add_member(room, user):
-            await self.writer.event(room, user, KIND_JOIN)
+            await self._joined(room, user, user)
         return room
 
-    async def join(self, user: str, room: str) -> None:
+    async def _joined(self, room: str, user: str, by: str) -> None:
+        """Store ``user``'s ``join`` in the room, then ``added`` in their stream [R-INBOX-5]."""
+        join = await self.writer.event(room, user, KIND_JOIN)
+        await self.inbox.emit(user, Added(room, by, join.seq), join.seq)
+
+    async def join(self, user: str, room: str, *, by: str | None = None) -> None:
+        """``by``: who made ``user`` a member, when it was not ``user`` (an API key adding them)."""
         self.churn.check(user)
+        self.refuse_inbox(user, room)
         await self.require_room(room)
         if await self.directory.is_member(room, user):
             return
@@ -156,23 +201,27 @@ class Rooms:
         if kind != DIRECT and await self.banned(room, user):
             await self.directory.remove_member(room, user)
             raise AuthError(f"banned from {room!r}", Code.FORBIDDEN)
-        if invited:
+        if invited or user in await self.directory.room_attrs(room, NS_INVITES):
             await self.directory.set_room_attr(room, NS_INVITES, user, None)
-        await self.writer.event(room, user, KIND_JOIN)
+            await self.inbox.unindex_invitation(user, room)
+        await self._joined(room, user, by or user)
 
     async def leave(self, user: str, room: str) -> None:
         """Leaving a room one is not in is a no-op, but 4404 in a private or direct one that one is not invited
         to, as for a room that does not exist (R-SEC-63)."""
         self.churn.check(user)
+        self.refuse_inbox(user, room)
         await self.require_room(room)
         if await self.directory.remove_member(room, user):
             await self.drop_role(room, user)
-            await self.writer.event(room, user, KIND_LEAVE)
+            left = await self.writer.event(room, user, KIND_LEAVE)
+            await self.inbox.emit(user, Removed(room, user, HOW_LEAVE, left.seq), left.seq)
         elif await self.hidden(room, user):
             raise missing(room)
 
     async def rooms_of(self, user: str) -> list[str]:
-        return await self.directory.rooms_of(user)
+        """The rooms ``user`` is a member of, without their own event stream (a pseudo-room)."""
+        return [room for room in await self.directory.rooms_of(user) if valid_room(room)]
 
     async def public_rooms(self) -> list[str]:
         """Rooms anyone may find and join: not private ones, not direct conversations."""
@@ -207,13 +256,34 @@ class Rooms:
     async def check_member(self, user: str, room: str) -> None:
         """Raise unless ``user`` may read and write ``room``: 4403 in a public room (which anyone may see
         exists), 4404 in a private or direct one, the same answer as for a room that does not exist, so an
-        outsider cannot tell which private names are taken [R-SEC-63]."""
+        outsider cannot tell which private names are taken [R-SEC-63].
+
+        A user's own event stream passes (created now if need be: a client may follow it before its first
+        event); anyone else's is 4404, as a private room. Writes to a stream are refused before this check
+        (``refuse_inbox``)."""
+        owner = inbox_owner(room)
+        if owner is not None:
+            if owner != user:
+                raise missing(room)
+            await self.inbox.ensure(user)
+            return
         if await self.directory.is_member(room, user):
             return
         await self.require_room(room)
         if await self.hidden(room, user):
             raise missing(room)
         raise AuthError(f"not a member of {room!r}", Code.FORBIDDEN)
+
+    @staticmethod
+    def refuse_inbox(user: str, room: str) -> None:
+        """Nobody but the server writes an event stream [R-INBOX-2]: a request that would store something in
+        one, or change its membership, is 4403 in the user's own stream and 4404 in anyone else's."""
+        owner = inbox_owner(room)
+        if owner is None:
+            return
+        if owner != user:
+            raise missing(room)
+        raise AuthError(f"{room!r} is your event stream: only the server writes it", Code.FORBIDDEN)
 
     async def hidden(self, room: str, user: str) -> bool:
         """Is the room's existence kept from ``user``, not a member? A private or direct room is, unless
@@ -251,7 +321,7 @@ class Rooms:
         """Rooms (not direct conversations) the user is in, before a create or join [R-SEC-65].
 
         Approximate under concurrent joins of one user (checked, then joined): a guard, not a quota."""
-        rooms = [r for r in await self.directory.rooms_of(user) if not r.startswith(DM_PREFIX)]
+        rooms = [r for r in await self.rooms_of(user) if not r.startswith(DM_PREFIX)]
         if len(rooms) >= self.limits.max_rooms_per_user:
             raise RoostError(
                 f"in {self.limits.max_rooms_per_user} rooms already (the per-user limit): leave one first",

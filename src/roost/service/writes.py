@@ -70,6 +70,8 @@ class Writer:
     async def publish(self, message: Message) -> None:
         await self.bus.publish(message.room, frames.encode(message))
 
-    async def event(self, room: str, user: str, kind: str, body: str = "") -> None:
-        """A membership event: a sequenced message of its own, under a fresh key (never a retry)."""
-        await self.append(Draft(room, user, f"~{kind}-{uuid.uuid4().hex}", body, kind), counted=False)
+    async def event(self, room: str, user: str, kind: str, body: str = "", key: str | None = None) -> Message:
+        """A membership event: a sequenced message of its own, under ``~<kind>-<key>``; a fresh key unless the
+        caller derives one (an invitation's id), so that a retry stores it once."""
+        cmid = f"~{kind}-{key or uuid.uuid4().hex}"
+        return (await self.append(Draft(room, user, cmid, body, kind), counted=False)).message

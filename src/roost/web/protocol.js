@@ -14,6 +14,7 @@ export const Code = Object.freeze({
   CONFLICT: 4409,
   RESYNC_REQUIRED: 4410,
   TOO_LARGE: 4413,
+  UNSUPPORTED_TYPE: 4415,
   TOO_MANY_ROOMS: 4422,
   RATE_LIMITED: 4429,
   INTERNAL: 4500,
@@ -53,7 +54,7 @@ export const MESSAGE_FIELDS = Object.freeze({
 });
 
 export const SERVER_FRAMES = Object.freeze({
-  welcome: { user: "str", session: "str", max_body_bytes: "int", max_frame_bytes: "int", ref: "str?" },
+  welcome: { user: "str", session: "str", max_body_bytes: "int", max_frame_bytes: "int", ref: "str?", inbox: "str?" },
   ok: { ref: "str|null", room: "str" },
   subscribed: { ref: "str|null", room: "str", epoch: "str", head: "int", after: "int" },
   live: { room: "str", seq: "int" },
@@ -171,6 +172,11 @@ export function decodeServerFrame(text) {
     throw new FrameError(`malformed JSON: ${e.message}`);
   }
   if (bad) throw new FrameError(`invalid text: ${bad}`);
+  return checkFrame(value, floats);
+}
+
+/** The checks of decodeServerFrame on a value already decoded: the frame, defaults applied, or FrameError. */
+function checkFrame(value, floats) {
   if (!isObject(value)) throw new FrameError("invalid server frame: expected an object");
   if (!("type" in value)) throw new FrameError("invalid server frame: missing required field type");
   if (typeof value.type !== "string") throw new FrameError("invalid server frame: expected a string at $.type");
@@ -181,6 +187,25 @@ export function decodeServerFrame(text) {
   applyDefaults(fields, value);
   if (value.type === "history") for (const m of value.messages) applyDefaults(MESSAGE_FIELDS, m);
   return value;
+}
+
+/** A lone surrogate in any string or key of `value` (a MessagePack decoder may make one from bad UTF-8). */
+function illFormed(value) {
+  if (typeof value === "string") return !wellFormed(value);
+  if (Array.isArray(value)) return value.some(illFormed);
+  if (isObject(value)) return Object.entries(value).some(([k, v]) => !wellFormed(k) || illFormed(v));
+  return false;
+}
+
+/**
+ * Check one server frame that a MessagePack decoder made (an element of a server message's array, R-WIRE-10)
+ * with decodeServerFrame's rules: a map whose `type` is a known server frame with every required field of the
+ * right type (a `bin` is not a string); unknown fields ignored. A float with an integral value cannot be told
+ * from an integer once decoded, so it passes as one (as JSON's `1.0` does without source text access).
+ */
+export function decodeServerObject(value) {
+  if (illFormed(value)) throw new FrameError("invalid text: a string with a lone surrogate");
+  return checkFrame(value, new WeakMap());
 }
 
 /** `{ok: true, frame}` or `{ok: false, reason}`: decodeServerFrame without exceptions. */
@@ -196,4 +221,34 @@ export function checkServerFrame(text) {
 /** The JSON objects of one server WebSocket message: split on "\n", empty parts dropped. */
 export function splitFrames(data) {
   return String(data).split("\n").filter((part) => part.length > 0);
+}
+
+// ---- the per-user event stream (docs/protocol.md section 19; roost.protocol.inbox) -----------
+
+/** The kinds of the events of a user's stream and the fields of each one's body. */
+export const INBOX_EVENTS = Object.freeze({
+  invited: { room: "str", by: "str" },
+  uninvited: { room: "str", by: "str", reason: "str" },
+  added: { room: "str", by: "str", seq: "int" },
+  removed: { room: "str", by: "str", how: "str", seq: "int" },
+  mention: { room: "str", seq: "int", sender: "str" },
+  read: { room: "str", seq: "int" },
+  notify: { room: "str", level: "str" },
+});
+
+/**
+ * The event a message of the user's stream carries, as roost.protocol.inbox.decode_event: `{seq, ts, kind,
+ * content}` where `seq` is the event's place in the stream and `content` the body's fields when the kind is
+ * known and the body has them (`{room, by}` for `invited`, ...), else null (shown neutrally, never an error:
+ * the stream may grow new kinds).
+ */
+export function inboxEvent(m) {
+  const event = { seq: m.seq, ts: m.ts, kind: m.kind, content: null };
+  const fields = Object.prototype.hasOwnProperty.call(INBOX_EVENTS, m.kind) ? INBOX_EVENTS[m.kind] : null;
+  let body;
+  try { body = JSON.parse(m.body); } catch { body = null; }
+  if (!fields || !isObject(body) || checkFields(fields, body, "$", new WeakMap())) return event;
+  event.content = {};
+  for (const key of Object.keys(fields)) event.content[key] = body[key];
+  return event;
 }

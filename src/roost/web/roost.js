@@ -10,6 +10,7 @@
 // The client is split along the seams of the Python SDK, so that each rule has one counterpart:
 //
 //   protocol.js   codes and their retry rule, server frame specs, the decoder  (roost.protocol.codes, .frames)
+//   encoding.js   JSON, or MessagePack by subprotocol (`encoding: "msgpack"`)  (roost.protocol.encoding)
 //   sync.js       RoomSync: dedupe, gap filling, resync                        (roost.protocol.sync)
 //   relations.js  the fold of edits, deletions and reactions                   (roost.protocol.relations)
 //   backoff.js    reconnect and retry delays                                   (roost.client.backoff)
@@ -20,14 +21,18 @@
 // and then from each delivered message, a RoomSync per followed room deciding what is delivered, what
 // is fetched from `history` and when continuity is lost (a resync), 4403 on a room as "left",
 // reconnects with exponential backoff. The outbox and the cursors are persisted (localStorage by
-// default), so a reload loses neither. Everything the other modules export is exported here too.
+// default), so a reload loses neither. The user's event stream (`welcome.inbox`, protocol section 19) is
+// followed like a room after every welcome and handed over as `inbox` events; a room someone else added
+// the user to is followed at once (R-CLIENT-73). Everything the other modules export is exported here too.
 
 import { backoff, RECONNECT, retryDelay, SEND_RETRY } from "./backoff.js";
-import { Code, decodeServerFrame, FrameError, isRetryable, splitFrames } from "./protocol.js";
-import { decode_content } from "./relations.js";
+import { JSON_CODEC, loadCodec, SUBPROTOCOLS } from "./encoding.js";
+import { Code, FrameError, inboxEvent, isRetryable, UsageError } from "./protocol.js";
+import { decode_content, text_of } from "./relations.js";
 import { Deliver, Fetch, Resync, RoomSync } from "./sync.js";
 
 export * from "./backoff.js";
+export * from "./encoding.js";
 export * from "./protocol.js";
 export * from "./relations.js";
 export * from "./sync.js";
@@ -150,6 +155,12 @@ const DEFAULTS = {
   // Messages asked per gap-repair read: a `history` request costs frame budget by what it asks for, and
   // the server bounds a page by bytes anyway (R-HIST-50), so 100 repairs big messages cheaper.
   historyPage: 100,
+  // Follow the user's event stream (invitations, rooms added, mentions, read positions) after each welcome.
+  inbox: true,
+  // The wire's encoding: "json" (no subprotocol, the server's default) or "msgpack" (roost.v1.msgpack,
+  // binary frames: docs/protocol.md R-WIRE-9). Compression needs nothing here: a browser offers
+  // permessage-deflate by itself, and a server with ws_compression = deflate accepts it (R-WIRE-12).
+  encoding: "json",
 };
 
 /**
@@ -168,6 +179,10 @@ const DEFAULTS = {
  * - `sendfailed` {entry, code, reason}: a non-retryable error; the entry is kept in `failed`
  * - `resync`    {room, reason, epoch, head, first}: continuity lost; the room restarts at `first`
  * - `left`      {room, code, reason}: the room is no longer followed (left elsewhere, or gone)
+ * - `inbox`     an event of the user's own stream, once, in order: {seq, ts, kind, content} (kind invited,
+ *               uninvited, added, removed, mention, read, notify: protocol section 19; content null for a kind this
+ *               version does not know); a room someone
+ *               else added the user to (`added`) is followed from the user's join before the event is emitted
  * - `error`     an error frame nobody was waiting for
  */
 export class RoostClient extends EventTarget {
@@ -188,11 +203,16 @@ export class RoostClient extends EventTarget {
       this.namespace = `roost:v1:${new URL(this.urls[0], "http://x/").host}:${this.user}:`;
     }
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this._codec = JSON_CODEC; // the encoding's codec, loaded on the first connection (loadCodec)
+    if (!Object.hasOwn(SUBPROTOCOLS, this.options.encoding)) {
+      throw new UsageError(`encoding must be "json" or "msgpack", not ${JSON.stringify(this.options.encoding)}`);
+    }
 
     this.state = "idle";
     this.nextAttemptAt = null;
     this.reconnects = 0;
     this.welcome = null;
+    this.inbox = null; // the user's event stream (welcome.inbox), once connected
     this.maxBodyBytes = 16384;
 
     this._rooms = new Map(); // room -> followed room state
@@ -346,10 +366,17 @@ export class RoostClient extends EventTarget {
     return this._request({ type: "dm", user });
   }
 
-  /** Moderation (owner or admin): `verb` is "invite", "kick", "ban" or "unban". */
+  /** Moderation (owner or admin): `verb` is "invite", "uninvite" (revoke), "kick", "ban" or "unban". */
   moderate(verb, room, user) {
-    if (!["invite", "kick", "ban", "unban"].includes(verb)) throw new FrameError(`not a moderation verb: ${verb}`);
+    if (!["invite", "uninvite", "kick", "ban", "unban"].includes(verb)) {
+      throw new FrameError(`not a moderation verb: ${verb}`);
+    }
     return this._request({ type: verb, room, user });
+  }
+
+  /** Decline my invitation to `room` (rejects with 4404 when I hold none). */
+  decline(room) {
+    return this._request({ type: "decline", room });
   }
 
   /** Owner only: `role` is "admin" or "member". */
@@ -372,10 +399,11 @@ export class RoostClient extends EventTarget {
    * most `limit` messages and the server's page bytes (256 KiB by default, at least one message):
    * `has_more` says more follow (R-HIST-50); gap filling reads on up to each page's `head` (R-CLIENT-50).
    */
-  history(room, { after = null, before = null, limit = 50 } = {}) {
+  history(room, { after = null, before = null, limit = 50, thread = null } = {}) {
     const frame = { type: "history", room, limit };
     if (after !== null && after !== undefined) frame.after = after;
     if (before !== null && before !== undefined) frame.before = before;
+    if (thread !== null && thread !== undefined) frame.thread = thread; // only that thread: its root and replies
     return this._request(frame);
   }
 
@@ -406,9 +434,12 @@ export class RoostClient extends EventTarget {
     return this._request({ type: "edit", room, target, body, cmid: cmid ?? this.newCmid() });
   }
 
-  /** Delete message `target` (mine, or any in a room I moderate). */
-  delete(room, target) {
-    return this._request({ type: "delete", room, target });
+  /** Delete message `target` (mine, or any in a room I moderate); `erase`: also remove its text from the server's
+   * store (R-ERASE-1). */
+  delete(room, target, { erase = false } = {}) {
+    const frame = { type: "delete", room, target };
+    if (erase) frame.erase = true;
+    return this._request(frame);
   }
 
   /** Put `emoji` on message `target`, or take it back with `remove`. */
@@ -428,14 +459,18 @@ export class RoostClient extends EventTarget {
    * Store `body` in `room`. The message enters the persisted outbox at once (event `queued`) and
    * is (re)sent with the same cmid until the server acks it. Resolves with
    * `{room, cmid, seq, ts, dup}` on the ack; rejects with RequestFailed on a non-retryable error.
-   * Safe to call while disconnected.
+   * Safe to call while disconnected. `replyTo`: the seq of the message this one replies to; `thread`: the
+   * seq of the root of the thread it is a reply in (protocol section 22); `attachments`: ids of my uploads to the
+   * room (`upload`, protocol section 25) the message carries; all are kept in the outbox.
    */
-  send(room, body, { cmid = null } = {}) {
+  send(room, body, { cmid = null, replyTo = null, thread = null, attachments = [] } = {}) {
     if (this._closed) return Promise.reject(new ClientClosed());
     cmid = cmid ?? this.newCmid();
     const existing = this._outbox.get(cmid);
     if (existing) return existing.promise;
-    const entry = this._newEntry({ room, cmid, body, t: Date.now(), n: ++this._order });
+    const entry = this._newEntry({
+      room, cmid, body, t: Date.now(), n: ++this._order, reply_to: replyTo, thread, attachments,
+    });
     this._outbox.set(cmid, entry);
     this.storage.set(this._key("out:", cmid), JSON.stringify(publicEntry(entry)));
     this._emit("queued", { entry: publicEntry(entry) });
@@ -443,7 +478,7 @@ export class RoostClient extends EventTarget {
     return entry.promise;
   }
 
-  /** Unacked sends, in send order: `[{room, cmid, body, t}]`. */
+  /** Unacked sends, in send order: `[{room, cmid, body, t, n, reply_to, thread}]`. */
   get outbox() {
     return [...this._outbox.values()].map(publicEntry);
   }
@@ -458,7 +493,9 @@ export class RoostClient extends EventTarget {
     const entry = this._failed.get(cmid);
     if (!entry) return Promise.reject(new Error(`no failed message ${cmid}`));
     this.discard(cmid);
-    return this.send(entry.room, entry.body);
+    return this.send(entry.room, entry.body, {
+      replyTo: entry.reply_to ?? null, thread: entry.thread ?? null, attachments: entry.attachments ?? [],
+    });
   }
 
   /** Forget a failed message. */
@@ -534,7 +571,12 @@ export class RoostClient extends EventTarget {
   }
 
   _newEntry(e) {
-    const entry = { room: e.room, cmid: e.cmid, body: e.body, t: e.t, n: e.n ?? 0, sentOn: 0, refusals: 0 };
+    const entry = {
+      room: e.room, cmid: e.cmid, body: e.body, t: e.t, n: e.n ?? 0, sentOn: 0, refusals: 0,
+      reply_to: Number.isSafeInteger(e.reply_to) ? e.reply_to : null,
+      thread: Number.isSafeInteger(e.thread) ? e.thread : null,
+      attachments: Array.isArray(e.attachments) ? e.attachments.filter((a) => typeof a === "string") : [],
+    };
     entry.promise = new Promise((resolve, reject) => {
       entry.resolve = resolve;
       entry.reject = reject;
@@ -588,9 +630,20 @@ export class RoostClient extends EventTarget {
       this._fail("unauthorized", Code.UNAUTHORIZED, "no token");
       return;
     }
+    let codec;
+    try {
+      codec = await loadCodec(this.options.encoding);
+    } catch (e) {
+      if (this._closed || conn !== this._conn) return;
+      this._scheduleReconnect(1006, `could not load the ${this.options.encoding} codec: ${e}`); // (the server is away)
+      return;
+    }
+    if (this._closed || conn !== this._conn) return;
+    this._codec = codec;
     let ws;
     try {
-      ws = new this._WebSocket(url);
+      ws = codec.subprotocol ? new this._WebSocket(url, [codec.subprotocol]) : new this._WebSocket(url);
+      if (codec.binary) ws.binaryType = "arraybuffer";
     } catch (e) {
       this._scheduleReconnect(1006, String(e));
       return;
@@ -599,7 +652,7 @@ export class RoostClient extends EventTarget {
     this._welcomed = false;
     ws._roostConn = conn;
     ws._authError = null;
-    ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token }));
+    ws.onopen = () => ws.send(codec.encode({ type: "auth", token }));
     ws.onmessage = (event) => this._onData(ws, event.data);
     ws.onclose = (event) => this._onClose(ws, event.code, event.reason);
     ws.onerror = () => {}; // a close event follows
@@ -668,11 +721,19 @@ export class RoostClient extends EventTarget {
   }
 
   _onData(ws, data) {
-    if (ws !== this._ws || typeof data !== "string") return;
-    for (const part of splitFrames(data)) {
+    if (ws !== this._ws) return;
+    const codec = this._codec;
+    let parts;
+    try {
+      parts = codec.parts(data);
+    } catch (e) {
+      console.debug("roost: ignored a server message:", e.message);
+      return;
+    }
+    for (const part of parts) {
       let frame;
       try {
-        frame = decodeServerFrame(part);
+        frame = codec.decode(part);
       } catch (e) {
         // Unknown frame types are how the protocol grows: ignore them (and anything undecodable).
         console.debug("roost: ignored a server frame:", e.message);
@@ -695,6 +756,11 @@ export class RoostClient extends EventTarget {
     this.welcome = frame;
     this.user = frame.user;
     this.maxBodyBytes = frame.max_body_bytes;
+    this.inbox = frame.inbox ?? null;
+    if (this.inbox && this.options.inbox && !this._rooms.has(this.inbox)) {
+      // Followed like any room: from its saved cursor, else from now.
+      this._rooms.set(this.inbox, this._newRoom(this.inbox, this.cursor(this.inbox)));
+    }
     this._delays = this._newDelays();
     this._awaitingPong = 0;
     this._heartbeat = setInterval(() => this._beat(ws), this.options.pingIntervalMs);
@@ -722,7 +788,7 @@ export class RoostClient extends EventTarget {
   _write(frame) {
     const ws = this._ws;
     if (!ws || !this._welcomed || ws.readyState !== 1) return false;
-    ws.send(JSON.stringify(frame));
+    ws.send(this._codec.encode(frame));
     return true;
   }
 
@@ -757,9 +823,11 @@ export class RoostClient extends EventTarget {
   _transmit(entry, force = false) {
     if (!this._welcomed || !this._outbox.has(entry.cmid)) return;
     if (entry.sentOn === this._conn && !force) return;
-    if (this._write({ type: "send", room: entry.room, cmid: entry.cmid, body: entry.body, id: `send:${entry.cmid}` })) {
-      entry.sentOn = this._conn;
-    }
+    const frame = { type: "send", room: entry.room, cmid: entry.cmid, body: entry.body, id: `send:${entry.cmid}` };
+    if (entry.reply_to !== null) frame.reply_to = entry.reply_to;
+    if (entry.thread !== null) frame.thread = entry.thread;
+    if (entry.attachments.length) frame.attachments = entry.attachments;
+    if (this._write(frame)) entry.sentOn = this._conn;
   }
 
   // ---- incoming frames ------------------------------------------------------------------------
@@ -826,7 +894,7 @@ export class RoostClient extends EventTarget {
     if (m.sender === this.user) {
       // Our own message came back: it is stored, whatever happened to its ack.
       const entry = this._outbox.get(m.cmid);
-      if (entry && entry.room === m.room && entry.body === m.body) {
+      if (entry && entry.room === m.room && entry.body === text_of(m)) {
         this._complete(entry, { room: m.room, cmid: m.cmid, seq: m.seq, ts: m.ts, dup: false });
       }
     }
@@ -838,8 +906,18 @@ export class RoostClient extends EventTarget {
 
   _deliver(st, m) {
     st.cursor = { epoch: st.cursor.epoch, seq: m.seq };
-    this._emit("message", m);
+    if (m.room === this.inbox) this._onInboxEvent(inboxEvent(m));
+    else this._emit("message", m);
     this._saveCursor(st); // after the app has handled it: a crash in between redelivers, never skips
+  }
+
+  _onInboxEvent(event) {
+    const added = event.kind === "added" ? event.content : null;
+    if (added && added.by !== this.user && !this._rooms.has(added.room)) {
+      // Someone else made the user a member (a direct conversation opened with them): follow it from the join.
+      this.subscribe(added.room, { after: Math.max(0, added.seq - 1) }).catch(() => {});
+    }
+    this._emit("inbox", event);
   }
 
   /** Carry out what the room's RoomSync asks for: deliver, read history (one read at a time), resync. */
@@ -970,5 +1048,7 @@ export class RoostClient extends EventTarget {
 }
 
 function publicEntry(e) {
-  return { room: e.room, cmid: e.cmid, body: e.body, t: e.t, n: e.n };
+  const out = { room: e.room, cmid: e.cmid, body: e.body, t: e.t, n: e.n, reply_to: e.reply_to, thread: e.thread };
+  if (e.attachments?.length) out.attachments = e.attachments;
+  return out;
 }

@@ -15,10 +15,13 @@ __all__ = [
     "TOKEN_HEADER",
     "Attr",
     "Create",
+    "Erase",
+    "Lease",
     "Member",
     "Msg",
     "Read",
     "Record",
+    "Release",
     "Trim",
     "decode",
     "encode",
@@ -62,6 +65,16 @@ class Attr(msgspec.Struct, frozen=True, array_like=True, tag="a"):
 class Trim(msgspec.Struct, frozen=True, array_like=True, tag="t"):
     room: str
     keep: int
+    below: int = 0
+    """Drop the seqs below this one instead (0: keep the newest ``keep``); absent in records before it existed."""
+
+
+class Erase(msgspec.Struct, frozen=True, array_like=True, tag="e"):
+    """Serve messages of the room as these ``(seq, kind, body)`` from now on. Only a marker: the topic keeps
+    the original record (docs/backends.md, "Erasure": Kafka's limitation, R-ERASE-6)."""
+
+    room: str
+    redactions: list[tuple[int, str, str]]
 
 
 class Read(msgspec.Struct, frozen=True, array_like=True, tag="r"):
@@ -70,7 +83,32 @@ class Read(msgspec.Struct, frozen=True, array_like=True, tag="r"):
     seq: int
 
 
-Record = Create | Member | Msg | Trim | Read | Attr
+class Lease(msgspec.Struct, frozen=True, array_like=True, tag="l"):
+    """Take or renew lease ``name`` for ``holder`` until ``ts + ttl_ms``; ``ts`` is the producer's clock."""
+
+    name: str
+    holder: str
+    ttl_ms: int
+    ts: int
+
+    @property
+    def room(self) -> str:
+        """The partition key: a lease's records share the partition its name hashes to, as a room's do."""
+        return self.name
+
+
+class Release(msgspec.Struct, frozen=True, array_like=True, tag="u"):
+    """End ``holder``'s lease on ``name`` (nothing if another holds it)."""
+
+    name: str
+    holder: str
+
+    @property
+    def room(self) -> str:
+        return self.name
+
+
+Record = Create | Member | Msg | Trim | Read | Attr | Lease | Release | Erase
 decode: Final = msgspec.json.Decoder(Record).decode
 encode: Final = msgspec.json.Encoder().encode
 TOKEN_HEADER: Final = "roost-t"

@@ -2,7 +2,8 @@
 
 ``Replica.apply`` is one deterministic function of the log (no clock, no I/O): every node that applies the
 same partitions in the same order holds the same rooms, seqs, members and read positions, which is what
-makes the per-room seq the same everywhere and after every restart.
+makes the per-room seq the same everywhere and after every restart. Leases are folded the same way: who
+holds a name is decided by partition order and the records' own timestamps, never by the applying node.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from dataclasses import dataclass, field
 
 from ...protocol.errors import Conflict, NotFound
 from ..idempotency import body_digest
-from .records import Attr, Create, Member, Msg, Read, Record
+from .records import Attr, Create, Erase, Lease, Member, Msg, Read, Record, Release
 
-__all__ = ["Replica", "RoomState"]
+__all__ = ["LeaseState", "Replica", "RoomState"]
 
 
 @dataclass(slots=True)
@@ -31,6 +32,16 @@ class RoomState:
     members: set[str] = field(default_factory=set)
     attrs: dict[str, dict[str, str]] = field(default_factory=dict)
     """Room attributes by namespace (``meta`` from the create record)."""
+    erased: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """seq -> the kind and body an erased message is served with (its record in the topic is unchanged)."""
+
+
+@dataclass(slots=True)
+class LeaseState:
+    holder: str
+    token: int
+    expires: int
+    """``ts + ttl_ms`` of the record that granted or renewed it (that producer's clock); 0 once released."""
 
 
 class Replica:
@@ -43,12 +54,16 @@ class Replica:
         """Read positions, ``room -> user -> seq``, only ever raised; kept for any room name, like every
         store's (the directory does not check the room: the service checks membership first)."""
         self.user_reads: dict[str, dict[str, int]] = {}
+        self.leases: dict[str, LeaseState] = {}
+        """Every lease name ever taken (a released one stays, expired, so its token keeps growing)."""
 
     def apply(self, p: int, offset: int, rec: Record) -> object:
         """Apply one record to the state; return what its producer is told. Deterministic: no clock, no I/O.
 
         A message's outcome is ``(seq, ts, duplicate)`` (``KafkaLog._apply`` builds the ``Appended`` only for a
         waiting producer: a replay builds nothing per record but the index entries)."""
+        if isinstance(rec, Lease | Release):
+            return self._lease(rec)
         room = self.rooms.get(rec.room)
         if isinstance(rec, Create):
             if room is not None:
@@ -101,10 +116,42 @@ class Replica:
             else:
                 values[rec.key] = rec.value
             return True
-        first = max(room.first, room.head - max(rec.keep, 0) + 1)
+        if isinstance(rec, Erase):
+            replaced = 0
+            for seq, kind, body in rec.redactions:
+                if room.first <= seq <= room.head and room.erased.get(seq) != (kind, body):
+                    room.erased[seq] = (kind, body)
+                    replaced += 1
+            return replaced
+        if rec.below > 0:
+            first = max(room.first, min(rec.below, room.head + 1))
+        else:
+            first = max(room.first, room.head - max(rec.keep, 0) + 1)
         gone = first - room.first
         if gone > 0:
             del room.offsets[:gone]
             del room.stamps[:gone]
             room.first = first
+            for seq in [s for s in room.erased if s < first]:
+                del room.erased[seq]
         return gone
+
+    def _lease(self, rec: Lease | Release) -> int | None:
+        """A lease is granted when the name is free, held by the same holder, or its expiry is not after the
+        record's ``ts``; a renewal of a live lease keeps the token, any other grant takes the next. The answer
+        is the token, or ``None`` (refused, or a release)."""
+        held = self.leases.get(rec.name)
+        if isinstance(rec, Release):
+            if held is not None and held.holder == rec.holder:
+                held.expires = 0
+            return None
+        if held is None:
+            token = 1
+        elif rec.ts < held.expires:
+            if held.holder != rec.holder:
+                return None
+            token = held.token
+        else:
+            token = held.token + 1
+        self.leases[rec.name] = LeaseState(rec.holder, token, rec.ts + rec.ttl_ms)
+        return token

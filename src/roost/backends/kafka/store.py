@@ -3,21 +3,25 @@
 Writes are records produced through the log and answered by this node's own consumer once applied (the seq,
 "duplicate" or "conflict"); reads first fence (wait until this node has applied what the broker had), so no
 node answers older than an ack another node gave.
+
+Leases are records too (``records.Lease``): the first record in the partition that finds the name free wins,
+whichever node produced it, and ``Replica`` says so identically on every node. Every grant and renewal is a
+record the topic keeps for ever (and a start replays); a refusal the node can already see costs none.
 """
 
 from __future__ import annotations
 
 import bisect
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from ...ports import Appended
+from ...ports import Appended, Redaction
 from ...protocol.errors import Conflict, NotFound, Unavailable, UsageError
 from ...protocol.types import Draft, Message, Page, Position
 from ..idempotency import body_digest
 from .clients import now_ms
 from .log import KafkaLog
-from .records import Attr, Create, Member, Msg, Read, Trim, decode
+from .records import Attr, Create, Erase, Lease, Member, Msg, Read, Release, Trim, decode
 from .state import RoomState
 
 __all__ = ["KafkaStore", "replication_warnings"]
@@ -70,7 +74,7 @@ class KafkaStore(KafkaLog):
         state = await self._synced_room(room)
         position = Position(epoch=state.epoch, head=state.head, first=state.first)
         start = max(after + 1, state.first)
-        stop = min(state.head, after + limit)
+        stop = min(state.head, start + limit - 1)  # from the first kept seq when ``after`` is below it
         return Page(await self._load(room, state, start, stop), position)
 
     async def read_before(self, room: str, before: int, limit: int) -> Page:
@@ -90,7 +94,8 @@ class KafkaStore(KafkaLog):
             rec = decode(records[offset])
             if not isinstance(rec, Msg) or rec.room != room:
                 raise Unavailable(f"kafka: offset {offset} is not message {seq} of {room!r}")
-            messages.append(Message(room, seq, rec.cmid, rec.sender, rec.body, rec.ts, rec.kind))
+            kind, body = state.erased.get(seq, (rec.kind, rec.body))
+            messages.append(Message(room, seq, rec.cmid, rec.sender, body, rec.ts, kind))
         return messages
 
     async def position(self, room: str) -> Position:
@@ -106,6 +111,24 @@ class KafkaStore(KafkaLog):
         gone = await self._produce(room, Trim(room, keep_last))
         assert isinstance(gone, int)
         return gone
+
+    async def trim_before(self, room: str, seq: int) -> int:
+        await self._synced_room(room)
+        gone = await self._produce(room, Trim(room, 0, max(1, seq)))
+        assert isinstance(gone, int)
+        return gone
+
+    async def erase(self, room: str, redactions: Sequence[Redaction]) -> int:
+        """An ``Erase`` record: every node serves the messages as their redactions from then on, but the topic
+        keeps the original records (the store's offsets must stay dense: R-DUR-16), so this is not a physical
+        erasure (R-ERASE-6)."""
+        state = await self._synced_room(room)
+        wanted = [(r.seq, r.kind, r.body) for r in redactions if state.first <= r.seq <= state.head]
+        if not wanted:
+            return 0
+        replaced = await self._produce(room, Erase(room, wanted))
+        assert isinstance(replaced, int)
+        return replaced
 
     # ---- Directory --------------------------------------------------------------------------
 
@@ -180,3 +203,20 @@ class KafkaStore(KafkaLog):
     async def readers(self, room: str) -> dict[str, int]:
         await self._fence([self._partition_of(room)])
         return dict(self._state.reads.get(room, {}))
+
+    # ---- Leases -----------------------------------------------------------------------------
+
+    async def lease(self, name: str, holder: str, ttl_ms: int) -> int | None:
+        await self._fence([self._partition_of(name)])
+        held = self._state.leases.get(name)
+        if held is not None and held.holder != holder and now_ms() < held.expires:
+            return None  # what a record stamped now would be told: refusing needs no record, only a grant does
+        token = await self._produce(name, Lease(name, holder, ttl_ms, now_ms()))
+        assert token is None or isinstance(token, int)
+        return token
+
+    async def release(self, name: str, holder: str) -> None:
+        await self._fence([self._partition_of(name)])
+        held = self._state.leases.get(name)
+        if held is not None and held.holder == holder and held.expires != 0:
+            await self._produce(name, Release(name, holder))

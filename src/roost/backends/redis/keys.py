@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RoomKeys", "text"]
+__all__ = ["RoomKeys", "lease_keys", "text"]
 
 
 class RoomKeys:
     """The keys of one room; built once per room and cached by the store."""
 
-    __slots__ = ("idem", "live", "log", "members", "meta", "reads", "tag")
+    __slots__ = ("erased", "idem", "live", "log", "members", "meta", "reads", "rewrite", "tag")
 
     def __init__(self, prefix: str, room: str) -> None:
         tag = f"{{{prefix}:{room}}}"
@@ -24,10 +24,21 @@ class RoomKeys:
         self.members = f"{tag}:members"
         self.live = f"{tag}:live"
         self.reads = f"{tag}:reads"
+        self.erased = f"{tag}:erased"
+        """Hash: seq -> the tombstone frame of an erased message (its stream entry is gone)."""
+        self.rewrite = f"{tag}:log-rewrite"
+        """Where an erasure rebuilds the log before renaming it over ``log`` (exists only inside that script)."""
 
     def attrs(self, ns: str) -> str:
         """One hash per attribute namespace, in the room's hash slot (Redis Cluster: same node as the room)."""
         return f"{self.tag}:attr:{ns}"
+
+
+def lease_keys(prefix: str, name: str) -> list[str]:
+    """A lease's holder (a string with a PX expiry) and its token counter (never expires), under one hash tag:
+    one slot, so one script may touch both on a cluster. Not ``:fence``: that is ``replication.py``'s key."""
+    tag = f"{{{prefix}:lease:{name}}}"
+    return [f"{tag}:holder", f"{tag}:token"]
 
 
 def text(value: Any) -> str:
